@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Print paths the stage scripts chain on, derived from a config.
+
+checkpoint      the latest epoch_N/model.pdparams (empty if none)
+checkpoint_dir  the configured checkpoint directory
+dev_clips       the first --limit clips of the dev fold
+"""
+import argparse
+
+import paddlespeech.cls  # noqa: F401
+from paddlespeech.cls.checkpoint import latest_checkpoint
+from paddlespeech.cls.config import load_config
+from paddlespeech.cls.datasets.esc50 import ESC50Dataset, dataset_root
+
+
+def main():
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('--config', required=True, help='conf/*.yaml')
+    p.add_argument('what', choices=['checkpoint', 'checkpoint_dir',
+                                    'dev_clips'])
+    p.add_argument('--limit', type=int, default=1,
+                   help='number of dev clips to print')
+    a = p.parse_args()
+    cfg = load_config(a.config)
+    if a.what == 'checkpoint':
+        latest = latest_checkpoint(cfg.checkpoint_dir)
+        print(latest / 'model.pdparams' if latest else '')
+    elif a.what == 'checkpoint_dir':
+        print(cfg.checkpoint_dir)
+    else:
+        dev = ESC50Dataset(dataset_root(cfg), 'dev', cfg.split, cfg.feature)
+        print('\n'.join(str(path) for path, _ in dev.items[:a.limit]))
+
+
+if __name__ == '__main__':
+    main()

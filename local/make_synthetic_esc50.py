@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Synthesise a small dataset in ESC-50 layout (audio/*.wav, meta/esc50.csv).
+
+Each class is a clearly different kind of sound (tones, noise, chirps,
+clicks ...) with random pitch, level, timing and background noise, so a
+CNN trained from scratch can learn it in a minute while the pipeline sees
+exactly what it sees on ESC-50: 44.1 kHz 16-bit wav files in 5 folds.
+"""
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+def _envelope(n, rng):
+    start = rng.integers(0, n // 4)
+    length = rng.integers(n // 2, n - start + 1)
+    env = np.zeros(n)
+    ramp = min(200, length // 4)
+    env[start:start + length] = 1.0
+    env[start:start + ramp] = np.linspace(0, 1, ramp)
+    env[start + length - ramp:start + length] = np.linspace(1, 0, ramp)
+    return env
+
+
+def low_hum(t, rng):
+    f = rng.uniform(100, 220)
+    return sum(np.sin(2 * np.pi * k * f * t) / k for k in (1, 2, 3))
+
+
+def high_beeps(t, rng):
+    f = rng.uniform(2500, 4000)
+    gate = (np.sin(2 * np.pi * rng.uniform(4, 8) * t) > 0).astype(float)
+    return np.sin(2 * np.pi * f * t) * gate
+
+
+def white_noise(t, rng):
+    return rng.standard_normal(len(t)) * 0.5
+
+
+def up_chirp(t, rng):
+    f0, f1 = rng.uniform(200, 500), rng.uniform(5000, 8000)
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * t[-1]))
+    return np.sin(phase)
+
+
+def clicks(t, rng):
+    x = np.zeros(len(t))
+    period = int(len(t) / rng.uniform(8, 16))
+    x[::period] = 1.0
+    return np.convolve(x, np.hanning(32), mode='same') * 2
+
+
+def lowpass_rumble(t, rng):
+    noise = rng.standard_normal(len(t))
+    k = int(rng.integers(60, 120))
+    return np.convolve(noise, np.ones(k) / np.sqrt(k), mode='same') * 0.3
+
+
+CLASSES = [('low_hum', low_hum), ('high_beeps', high_beeps),
+           ('white_noise', white_noise), ('up_chirp', up_chirp),
+           ('clicks', clicks), ('rumble', lowpass_rumble)]
+
+
+def make_clip(kind, seconds, sample_rate, rng):
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    x = kind(t, rng) * _envelope(len(t), rng)
+    x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.2, 0.8)
+    x += rng.standard_normal(len(t)) * rng.uniform(0.001, 0.01)
+    return np.clip(x, -1, 1)
+
+
+def generate(out_dir, classes=6, clips_per_fold=3, folds=5, seconds=1.0,
+             sample_rate=44100, seed=0):
+    """Write the dataset; returns the dataset root."""
+    if not 1 <= classes <= len(CLASSES):
+        raise SystemExit(f'classes must be 1..{len(CLASSES)}, got {classes}')
+    rng = np.random.default_rng(seed)
+    root = Path(out_dir)
+    (root / 'audio').mkdir(parents=True, exist_ok=True)
+    (root / 'meta').mkdir(parents=True, exist_ok=True)
+    rows = []
+    for fold in range(1, folds + 1):
+        for target, (name, kind) in enumerate(CLASSES[:classes]):
+            for take in range(clips_per_fold):
+                clip_id = 1000 * fold + 10 * target + take
+                fname = f'{fold}-{clip_id}-{chr(65 + take)}-{target}.wav'
+                x = make_clip(kind, seconds, sample_rate, rng)
+                sf.write(root / 'audio' / fname, x, sample_rate,
+                         subtype='PCM_16')
+                rows.append([fname, fold, target, name, 'False', clip_id,
+                             chr(65 + take)])
+    with open(root / 'meta' / 'esc50.csv', 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['filename', 'fold', 'target', 'category', 'esc10',
+                    'src_file', 'take'])
+        w.writerows(rows)
+    return root
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--out_dir', required=True, help='dataset root to write')
+    p.add_argument('--classes', type=int, default=6,
+                   help=f'number of classes (1..{len(CLASSES)})')
+    p.add_argument('--clips_per_fold', type=int, default=3,
+                   help='clips per class in each fold')
+    p.add_argument('--folds', type=int, default=5, help='number of folds')
+    p.add_argument('--seconds', type=float, default=1.0, help='clip length')
+    p.add_argument('--sample_rate', type=int, default=44100,
+                   help='sample rate of the written wav files')
+    p.add_argument('--seed', type=int, default=0, help='random seed')
+    a = p.parse_args()
+    root = generate(a.out_dir, a.classes, a.clips_per_fold, a.folds,
+                    a.seconds, a.sample_rate, a.seed)
+    print(f'wrote {root}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,125 @@
+"""ESC-50 and any dataset in its layout.
+
+Layout: ``<root>/audio/*.wav`` and ``<root>/meta/esc50.csv`` with at least
+the columns ``filename, fold, target, category``. Label names come from
+the csv (``target -> category``), so ``num_class`` follows the data.
+"""
+import csv
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+from ..audio import load_audio
+from ..errors import UserError
+from ..download import download, extract
+
+ESC50_URL = 'https://paddleaudio.bj.bcebos.com/datasets/ESC-50-master.zip'
+ESC50_MD5 = '7771e4b9d86d0945acce719c7a59305a'
+ESC50_GITHUB = 'https://github.com/karolpiczak/ESC-50/archive/master.zip'
+REQUIRED_COLUMNS = ('filename', 'fold', 'target', 'category')
+
+
+class DatasetError(UserError):
+    pass
+
+
+def display_name(category):
+    """``clock_tick`` -> ``Clock tick`` (the seed's output style)."""
+    return category.replace('_', ' ').strip().capitalize()
+
+
+def read_meta(root):
+    """Rows of ``meta/esc50.csv`` and the label names indexed by target."""
+    meta = Path(root) / 'meta' / 'esc50.csv'
+    if not meta.is_file():
+        raise DatasetError(
+            f'{meta} not found: a dataset in ESC-50 layout needs '
+            f'audio/*.wav and meta/esc50.csv (run stage 0, or set data_dir)')
+    with open(meta, newline='', encoding='utf-8') as f:
+        rows = list(csv.DictReader(f))
+    missing = [c for c in REQUIRED_COLUMNS if rows and c not in rows[0]]
+    if not rows or missing:
+        raise DatasetError(f'{meta}: needs columns {list(REQUIRED_COLUMNS)}'
+                           f' and at least one row (missing {missing})')
+    names = {}
+    for r in rows:
+        names.setdefault(int(r['target']), display_name(r['category']))
+    if sorted(names) != list(range(len(names))):
+        raise DatasetError(f'{meta}: targets must be 0..N-1, got '
+                           f'{sorted(names)}')
+    return rows, [names[i] for i in range(len(names))]
+
+
+class ESC50Dataset(paddle.io.Dataset):
+    """Clips of the training folds (``mode='train'``) or of fold ``split``.
+
+    Items are ``(waveform [samples], label)`` at the feature sample rate,
+    or ``(log-mel [frames, n_mels], label)`` when a per-clip ``extractor``
+    is given; features are computed once per clip and kept in memory, so
+    epochs after the first do no feature extraction.
+    """
+
+    def __init__(self, root, mode='train', split=1, feature_config=None,
+                 extractor=None):
+        self.root = Path(root)
+        rows, self.label_list = read_meta(self.root)
+        folds = sorted({int(r['fold']) for r in rows})
+        if split not in folds:
+            raise DatasetError(f'{self.root}/meta/esc50.csv has folds '
+                               f'{folds}; dev fold {split} is not one of them')
+        keep = (lambda f: f != split) if mode == 'train' else (
+            lambda f: f == split)
+        self.items = [(self.root / 'audio' / r['filename'], int(r['target']))
+                      for r in rows if keep(int(r['fold']))]
+        self.feature_config = feature_config
+        self.extractor = extractor
+        self._cache = {}
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, idx):
+        if idx in self._cache:
+            return self._cache[idx]
+        path, label = self.items[idx]
+        c = self.feature_config
+        x = load_audio(path, c.sample_rate, min_samples=c.n_fft)
+        if self.extractor is not None:
+            x = self.extractor(x)
+            self._cache[idx] = (x, np.int64(label))
+        return x, np.int64(label)
+
+    def unreadable_files(self):
+        """``[(path, reason)]`` of clips that cannot be read."""
+        import soundfile as sf
+        bad = []
+        for path, _ in self.items:
+            try:
+                sf.info(str(path))
+            except Exception as e:
+                bad.append((path, str(e).strip().splitlines()[-1]))
+        return bad
+
+
+def dataset_root(cfg):
+    """The dataset a config points at: ``data_dir``, else the ESC-50 download."""
+    if cfg.data_dir:
+        return Path(cfg.data_dir)
+    return Path(cfg.data_home) / 'ESC-50-master'
+
+
+def prepare_esc50(data_home):
+    """Download (md5-verified) and extract ESC-50 into ``data_home``."""
+    data_home = Path(data_home)
+    root = data_home / 'ESC-50-master'
+    if (root / 'meta' / 'esc50.csv').is_file():
+        return root
+    archive = data_home / 'ESC-50-master.zip'
+    hint = (f'Offline? Download {ESC50_URL} (md5 {ESC50_MD5}) or '
+            f'{ESC50_GITHUB} on another machine and put it at {archive}, '
+            f'or extract it so that {root}/meta/esc50.csv exists, or set '
+            f'data_dir in the config to an existing copy.')
+    download(ESC50_URL, archive, md5=ESC50_MD5, hint=hint)
+    extract(archive, data_home)
+    return root

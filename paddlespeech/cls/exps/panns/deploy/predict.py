@@ -1,0 +1,154 @@
+"""Classify audio files with an exported model through paddle.inference.
+
+Inputs may be files or directories; clips of equal length are batched
+(``--batch_size``), so results do not depend on what else is in the batch.
+"""
+import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
+
+import os
+
+import numpy as np
+from paddle import inference
+
+from paddlespeech.cls.audio import AudioError, load_audio
+from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
+from paddlespeech.cls.errors import UserError
+from paddlespeech.cls.export_meta import read_export
+from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
+from paddlespeech.cls.prediction import (add_contract_args, check_contract,
+                                         expand_inputs, format_block,
+                                         report_failures)
+from paddlespeech.cls.runtime import run, select_device
+
+def get_parser():
+    p = ConfigArgumentParser(description=__doc__.splitlines()[0])
+    p.add('--device', help='cpu, gpu or gpu:N (default: gpu if available)')
+    p.add('--model_dir', key='export_dir',
+          help='directory written by export_model.py')
+    p.add('--wav', nargs='+', required=True,
+          help='audio file(s) or directories to classify')
+    p.add('--batch_size', type=int, help='clips per predictor run')
+    p.add('--top_k', type=int, help='number of labels printed per file')
+    p.add('--cpu_threads', type=int, help='CPU math threads (default: all '
+          'cores)')
+    p.add('--enable_mkldnn', type=parse_bool, default=True,
+          help='use oneDNN kernels on CPU (true/false, default: true)')
+    p.add('--use_tensorrt', type=parse_bool, default=False,
+          help='GPU only: run through TensorRT (true/false, default: false)')
+    p.add('--precision', choices=['fp32', 'fp16', 'int8'], default='fp32',
+          help='GPU/TensorRT precision (default: fp32)')
+    add_contract_args(p)
+    return p
+
+
+class Predictor:
+    """A paddle.inference predictor plus the export's metadata."""
+
+    def __init__(self, model_dir, device='cpu', cpu_threads=None,
+                 enable_mkldnn=True, use_tensorrt=False, precision='fp32'):
+        graph, params, meta = read_export(model_dir)
+        self.labels = meta['label_list']
+        self.feature = FeatureConfig.from_dict(meta['feature'])
+        self.takes_waveform = meta['input'] == 'waveform'
+        config = inference.Config(str(graph), str(params))
+        if device.startswith('gpu'):
+            gpu_id = int(device.partition(':')[2] or 0)
+            config.enable_use_gpu(256, gpu_id)
+            if use_tensorrt:
+                config.enable_tensorrt_engine(
+                    workspace_size=1 << 30, max_batch_size=1,
+                    min_subgraph_size=3,
+                    precision_mode=_TRT_PRECISION[precision],
+                    use_static=False, use_calib_mode=precision == 'int8')
+        else:
+            if use_tensorrt or precision != 'fp32':
+                raise UserError('--use_tensorrt and --precision fp16/int8 '
+                                'need --device gpu')
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(
+                cpu_threads or len(os.sched_getaffinity(0)))
+            if enable_mkldnn:
+                config.enable_mkldnn()
+                config.set_mkldnn_cache_capacity(10)
+            else:
+                config.disable_mkldnn()
+        config.disable_glog_info()
+        config.switch_ir_optim(True)
+        self.predictor = inference.create_predictor(config)
+        self.input = self.predictor.get_input_handle(
+            self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(
+            self.predictor.get_output_names()[0])
+        if not self.takes_waveform:
+            self.extract = NumpyLogMel(self.feature)
+
+    def __call__(self, waves):
+        """Probabilities ``[batch, num_class]`` of equal-length waveforms."""
+        x = np.stack(waves if self.takes_waveform else
+                     [self.extract(w) for w in waves]).astype(np.float32)
+        self.input.reshape(x.shape)
+        self.input.copy_from_cpu(x)
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+_TRT_PRECISION = {
+    'fp32': inference.PrecisionType.Float32,
+    'fp16': inference.PrecisionType.Half,
+    'int8': inference.PrecisionType.Int8,
+}
+
+
+def batches_of_equal_length(clips, batch_size):
+    """Group ``[(path, wav)]`` into batches whose clips have equal length."""
+    by_len = {}
+    for path, wav in clips:
+        by_len.setdefault(len(wav), []).append((path, wav))
+    for group in by_len.values():
+        for i in range(0, len(group), batch_size):
+            yield group[i:i + batch_size]
+
+
+def predict_paths(predictor, paths, batch_size):
+    """Yield ``(path, probabilities or None, error or None)`` in input order.
+
+    Files are read a few batches at a time, so memory stays bounded however
+    many inputs there are.
+    """
+    chunk = batch_size * 8
+    for start in range(0, len(paths), chunk):
+        clips, errors = [], {}
+        for path in paths[start:start + chunk]:
+            try:
+                clips.append((path, load_audio(
+                    path, predictor.feature.sample_rate,
+                    predictor.feature.n_fft)))
+            except AudioError as e:
+                errors[path] = str(e)
+        results = {}
+        for batch in batches_of_equal_length(clips, batch_size):
+            probs = predictor([wav for _, wav in batch])
+            results.update({path: p for (path, _), p in zip(batch, probs)})
+        for path in paths[start:start + chunk]:
+            yield path, results.get(path), errors.get(path)
+
+
+def main(argv):
+    cfg = get_parser().parse_config(argv)
+    device = select_device(cfg.device)
+    predictor = Predictor(cfg.export_dir, device, cfg.cpu_threads,
+                          cfg.enable_mkldnn, cfg.use_tensorrt, cfg.precision)
+    check_contract(predictor.feature, cfg, cfg.export_dir)
+    failures = []
+    for path, probs, error in predict_paths(predictor, expand_inputs(cfg.wav),
+                                            cfg.batch_size):
+        if error:
+            failures.append(error)
+        else:
+            print(format_block(path, probs, predictor.labels, cfg.top_k),
+                  flush=True)
+    return report_failures(failures)
+
+
+if __name__ == '__main__':
+    run(main)

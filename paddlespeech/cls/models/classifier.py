@@ -1,0 +1,30 @@
+"""A classification head on top of a PANNs embedding."""
+import paddle.nn as nn
+
+from .panns import cnn6, cnn10, cnn14
+
+BACKBONES = {'cnn14': cnn14, 'cnn10': cnn10, 'cnn6': cnn6}
+
+
+class SoundClassifier(nn.Layer):
+    """``[batch, frames, n_mels]`` log-mel -> ``[batch, num_class]`` logits."""
+
+    def __init__(self, backbone, num_class, dropout=0.1):
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(backbone.emb_size, num_class)
+
+    def forward(self, x):
+        x = self.backbone(x.unsqueeze(1))
+        return self.fc(self.dropout(x))
+
+
+def build_classifier(backbone, num_class, dropout=0.1, pretrained=False,
+                     pretrained_path=None):
+    if backbone not in BACKBONES:
+        raise ValueError(f'unknown backbone {backbone!r}; choose one of '
+                         f'{sorted(BACKBONES)}')
+    net = BACKBONES[backbone](pretrained=pretrained, extract_embedding=True,
+                              pretrained_path=pretrained_path)
+    return SoundClassifier(net, num_class=num_class, dropout=dropout)

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# ESC-50 sound classification with PANNs.
+#   ./run.sh                      stages 0-4 with conf/panns.yaml
+#   ./run.sh N                    stage N only (e.g. CUDA_VISIBLE_DEVICES=0 ./run.sh 1)
+#   ./run.sh --conf conf/demo.yaml [--stage A] [--stop_stage B] [--nproc N]
+# Stages: 0 data, 1 train, 2 predict, 3 export, 4 deploy (paddle.inference).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=4
+conf=conf/panns.yaml
+nproc=1
+
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --stage) stage="$2"; shift 2 ;;
+    --stop_stage) stop_stage="$2"; shift 2 ;;
+    --conf) conf="$2"; shift 2 ;;
+    --nproc) nproc="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    [0-9]*) stage="$1"; stop_stage="$1"; shift ;;
+    *) echo "error: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+[[ -f "${conf}" ]] || { echo "error: config ${conf} not found" >&2; exit 2; }
+
+source path.sh
+
+if [[ ${stage} -le 0 && ${stop_stage} -ge 0 ]]; then
+  local/data.sh "${conf}"
+fi
+if [[ ${stage} -le 1 && ${stop_stage} -ge 1 ]]; then
+  local/train.sh "${conf}" "${nproc}"
+fi
+if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
+  local/infer.sh "${conf}"
+fi
+if [[ ${stage} -le 3 && ${stop_stage} -ge 3 ]]; then
+  local/export.sh "${conf}"
+fi
+if [[ ${stage} -le 4 && ${stop_stage} -ge 4 ]]; then
+  local/static_model_infer.sh "${conf}"
+fi
