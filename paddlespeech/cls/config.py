@@ -28,6 +28,8 @@ DEFAULTS = {
     # training
     'epochs': 50,
     'learning_rate': 5e-5,
+    'lr_schedule': 'constant',  # constant | cosine
+    'warmup_epochs': 0,
     'batch_size': 16,
     'num_workers': 0,
     'checkpoint_dir': './checkpoint',
@@ -94,6 +96,8 @@ class ConfigArgumentParser(argparse.ArgumentParser):
         self.add_argument('--config', metavar='YAML',
                           help='configuration file (conf/*.yaml); flags '
                           'given on the command line override it')
+        self.add_argument('--debug', action='store_true',
+                          help='show the full Python traceback of an error')
 
     def add(self, flag, key=None, help='', **kw):
         key = key or flag.lstrip('-')

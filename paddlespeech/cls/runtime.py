@@ -28,10 +28,14 @@ def select_device(device=None):
     return device
 
 
-def set_cpu_threads(threads=None):
-    """Paddle's dynamic graph uses one thread unless told otherwise."""
+def set_cpu_threads(threads=None, share_with=1):
+    """Paddle's dynamic graph uses one thread unless told otherwise.
+
+    The default splits the cores among ``share_with`` processes (data
+    parallel training on CPU) instead of oversubscribing them.
+    """
     import paddle
-    threads = threads or len(os.sched_getaffinity(0))
+    threads = threads or max(1, len(os.sched_getaffinity(0)) // share_with)
     paddle.base.core.set_num_threads(int(threads))
     return threads
 

@@ -1,4 +1,4 @@
-"""Batching and evaluation shared by training and cross-validation."""
+"""Batching, learning-rate schedule and evaluation used by training."""
 import numpy as np
 import paddle
 
@@ -33,3 +33,26 @@ def evaluate(model, loader, criterion, frontend=None):
         seen += n
     model.train()
     return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+def build_lr(learning_rate, schedule, epochs, steps_per_epoch,
+             warmup_epochs=0):
+    """A float (constant) or a per-step ``paddle.optimizer.lr`` scheduler.
+
+    ``cosine`` decays to 0 over the run; ``warmup_epochs`` ramps linearly
+    from 0 first. Scheduler state is part of the optimizer's state dict, so
+    resuming continues the schedule.
+    """
+    if schedule not in ('constant', 'cosine'):
+        raise ValueError(f'lr_schedule must be constant or cosine, got '
+                         f'{schedule!r}')
+    warmup = int(warmup_epochs * steps_per_epoch)
+    if schedule == 'constant' and not warmup:
+        return learning_rate
+    lr = learning_rate
+    if schedule == 'cosine':
+        lr = paddle.optimizer.lr.CosineAnnealingDecay(
+            learning_rate, T_max=max(epochs * steps_per_epoch - warmup, 1))
+    if warmup:
+        lr = paddle.optimizer.lr.LinearWarmup(lr, warmup, 0.0, learning_rate)
+    return lr

@@ -23,7 +23,8 @@ def get_parser():
     p.add('--top_k', type=int, help='number of labels printed per file')
     p.add('--checkpoint', required=True,
           help='model.pdparams written by train.py (or its epoch_N dir)')
-    p.add('--backbone', choices=['cnn14', 'cnn10', 'cnn6'],
+    p.add('--backbone', key='expected_backbone',
+          choices=['cnn14', 'cnn10', 'cnn6'],
           help='only checked: must match the checkpoint')
     p.add('--cpu_threads', type=int, help='CPU threads (default: all cores)')
     add_contract_args(p)
@@ -35,7 +36,7 @@ def main(argv):
     select_device(cfg.device)
     set_cpu_threads(cfg.cpu_threads)
     model, labels, feature = load_classifier(cfg.checkpoint,
-                                        getattr(cfg, 'backbone', None))
+                                        getattr(cfg, 'expected_backbone', None))
     check_contract(feature, cfg, cfg.checkpoint)
     if cfg.feat_backend == 'numpy':
         numpy_frontend = NumpyLogMel(feature)

@@ -24,7 +24,7 @@ from paddlespeech.cls.datasets.esc50 import (DatasetError, ESC50Dataset,
 from paddlespeech.cls.features import NumpyLogMel, paddle_logmel
 from paddlespeech.cls.models import build_classifier
 from paddlespeech.cls.runtime import run, select_device, set_cpu_threads
-from paddlespeech.cls.training import collate, evaluate
+from paddlespeech.cls.training import build_lr, collate, evaluate
 
 
 def get_parser():
@@ -35,6 +35,10 @@ def get_parser():
           'the first epoch; paddle: batched on the model device')
     p.add('--epochs', type=int, help='number of training epochs')
     p.add('--learning_rate', type=float, help='Adam learning rate')
+    p.add('--lr_schedule', choices=['constant', 'cosine'],
+          help='learning rate over the run (stepped every batch)')
+    p.add('--warmup_epochs', type=float,
+          help='linear warm-up from 0 over this many epochs')
     p.add('--batch_size', type=int, help='clips per step (per process)')
     p.add('--num_workers', type=int,
           help='data loader worker processes (0: load in the main process)')
@@ -53,7 +57,8 @@ def get_parser():
           '(audio/, meta/esc50.csv)')
     p.add('--split', type=int, help='dev fold; the other folds train')
     p.add('--seed', type=int, help='random seed')
-    p.add('--cpu_threads', type=int, help='CPU threads (default: all cores)')
+    p.add('--cpu_threads', type=int,
+          help='CPU threads per process (default: cores / processes)')
     p.add('--resume', action='store_true',
           help='continue from the latest checkpoint in checkpoint_dir')
     return p
@@ -67,9 +72,9 @@ def seed_everything(seed):
 
 def main(argv):
     cfg = get_parser().parse_config(argv)
-    device = select_device(cfg.device)
-    set_cpu_threads(cfg.cpu_threads)
+    select_device(cfg.device)
     world = dist.get_world_size()
+    set_cpu_threads(cfg.cpu_threads, share_with=world)
     if world > 1:
         dist.init_parallel_env()
     rank = dist.get_rank()
@@ -99,8 +104,11 @@ def main(argv):
 
     model = build_classifier(cfg.backbone, len(labels), cfg.dropout,
                              cfg.pretrained, cfg.pretrained_path)
-    optimizer = paddle.optimizer.Adam(learning_rate=cfg.learning_rate,
+    lr = build_lr(cfg.learning_rate, cfg.lr_schedule, cfg.epochs,
+                  len(train_loader), cfg.warmup_epochs)
+    optimizer = paddle.optimizer.Adam(learning_rate=lr,
                                       parameters=model.parameters())
+    scheduler = lr if isinstance(lr, paddle.optimizer.lr.LRScheduler) else None
     meta = {'backbone': cfg.backbone, 'num_class': len(labels),
             'label_list': labels, 'dropout': cfg.dropout,
             'feature': cfg.feature.to_dict()}
@@ -115,8 +123,8 @@ def main(argv):
     for epoch in range(start_epoch, cfg.epochs + 1):
         sampler.set_epoch(epoch)
         train_loss, train_acc = train_one_epoch(
-            model, train_loader, optimizer, criterion, frontend, epoch, cfg,
-            rank)
+            model, train_loader, optimizer, scheduler, criterion, frontend,
+            epoch, cfg, rank)
         if epoch % cfg.save_freq and epoch != cfg.epochs:
             continue
         if rank == 0:
@@ -137,12 +145,13 @@ def main(argv):
     return 0
 
 
-def train_one_epoch(model, loader, optimizer, criterion, frontend, epoch,
-                    cfg, rank):
+def train_one_epoch(model, loader, optimizer, scheduler, criterion, frontend,
+                    epoch, cfg, rank):
     model.train()
     total_loss = correct = seen = 0.0
-    bar = tqdm(loader, desc=f'epoch {epoch}/{cfg.epochs}', disable=rank != 0,
-               leave=False, file=sys.stdout, dynamic_ncols=True)
+    bar = tqdm(loader, desc=f'epoch {epoch}/{cfg.epochs}', leave=False,
+               disable=True if rank else None,  # None: off when not a tty
+               file=sys.stdout, dynamic_ncols=True)
     tick, tick_seen = time.time(), 0
     for step, (x, y) in enumerate(bar, start=1):
         if frontend is not None:
@@ -153,6 +162,8 @@ def train_one_epoch(model, loader, optimizer, criterion, frontend, epoch,
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()
+        if scheduler is not None:
+            scheduler.step()
 
         n = y.shape[0]
         total_loss += float(loss) * n

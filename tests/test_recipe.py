@@ -1,0 +1,115 @@
+"""The recipe end to end on generated data: train -> predict -> export ->
+deploy, each script through its command line, and run.sh chaining stages."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, run_script, script_env
+from paddlespeech.cls.datasets.esc50 import read_meta
+
+
+def parse_blocks(text):
+    """``{path: {label: prob}}`` from the seed's output format."""
+    blocks, current = {}, None
+    for line in text.splitlines():
+        if line.startswith('[') and line.endswith(']'):
+            current = blocks.setdefault(line[1:-1], {})
+        elif current is not None and ': ' in line:
+            label, prob = line.rsplit(': ', 1)
+            try:
+                current[label] = float(prob)
+            except ValueError:  # other output: the block has ended
+                current = None
+        else:
+            current = None
+    return blocks
+
+
+def dev_clips(dataset, n):
+    return sorted((dataset / 'audio').glob('1-*.wav'))[:n]
+
+
+def test_training_writes_checkpoints_and_metrics(trained_checkpoint):
+    ckpt_dir = trained_checkpoint.parents[1]
+    assert (ckpt_dir / 'epoch_1' / 'model.pdparams').is_file()
+    assert (ckpt_dir / 'epoch_2' / 'model.pdopt').is_file()
+    records = [json.loads(line) for line in
+               (ckpt_dir / 'metrics.jsonl').read_text().splitlines()]
+    assert [r['epoch'] for r in records] == [1, 2]
+    for r in records:
+        assert set(r) == {'epoch', 'dev_acc', 'dev_loss', 'train_loss',
+                          'train_acc'}
+        assert 0 <= r['dev_acc'] <= 1 and r['dev_loss'] > 0
+
+
+def test_predict_prints_seed_block(trained_checkpoint, tiny_dataset):
+    clip = dev_clips(tiny_dataset, 1)[0]
+    out = run_script('predict.py', '--checkpoint', trained_checkpoint,
+                     '--wav', clip, '--top_k', 3, '--device', 'cpu').stdout
+    lines = out.strip().splitlines()
+    assert lines[0] == f'[{clip}]' and len(lines) == 4
+    _, labels = read_meta(tiny_dataset)
+    probs = [float(line.rsplit(': ', 1)[1]) for line in lines[1:]]
+    assert {line.rsplit(': ', 1)[0] for line in lines[1:]} == set(labels)
+    assert probs == sorted(probs, reverse=True)
+    assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize('mkldnn', ['true', 'false'])
+def test_deployed_model_equals_dynamic_model(trained_checkpoint, tiny_dataset,
+                                             tmp_path, mkldnn):
+    export_dir = tmp_path / 'export'
+    run_script('export_model.py', '--checkpoint', trained_checkpoint,
+               '--output_dir', export_dir)
+    assert {p.name for p in export_dir.iterdir()} >= {
+        'inference.json', 'inference.pdiparams', 'model.json'}
+    clips = dev_clips(tiny_dataset, 3)
+    dynamic = parse_blocks(run_script(
+        'predict.py', '--checkpoint', trained_checkpoint, '--wav', *clips,
+        '--top_k', 3).stdout)
+    deployed = parse_blocks(run_script(
+        'deploy/predict.py', '--model_dir', export_dir, '--wav',
+        tiny_dataset / 'audio', '--batch_size', 4, '--top_k', 3,
+        '--enable_mkldnn', mkldnn, '--cpu_threads', 2).stdout)
+    assert len(deployed) == len(list((tiny_dataset / 'audio').iterdir()))
+    for clip in clips:
+        d, s = dynamic[str(clip)], deployed[str(clip)]
+        assert list(d) == list(s)  # same labels, same order
+        assert np.abs(np.array(list(d.values())) -
+                      np.array(list(s.values()))).max() <= 1e-5
+
+
+def test_run_sh_chains_all_stages(tmp_path):
+    """``./run.sh --conf X`` generates data, trains, predicts, exports and
+    deploys with no paths passed between the stages."""
+    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
+    conf.update(data_dir=str(tmp_path / 'data'), epochs=1, save_freq=1,
+                checkpoint_dir=str(tmp_path / 'ckpt'),
+                export_dir=str(tmp_path / 'export'),
+                synthetic=dict(conf['synthetic'], clips_per_fold=1,
+                               seconds=0.5))
+    conf_path = tmp_path / 'tiny.yaml'
+    conf_path.write_text(yaml.safe_dump(conf))
+    env = script_env()
+    env['VENV'] = sys.prefix
+    proc = subprocess.run([str(ROOT / 'run.sh'), '--conf', str(conf_path)],
+                          capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert 'dataset ready' in proc.stdout
+    assert '[eval] epoch 1: dev_acc' in proc.stdout
+    assert 'exported' in proc.stdout
+    blocks = parse_blocks(proc.stdout)
+    assert len(blocks) == 4  # stage 2: first dev clip; stage 4: first four
+    assert (tmp_path / 'export' / 'model.json').is_file()
+
+    # A single stage on its own picks up the previous stages' results.
+    only4 = subprocess.run([str(ROOT / 'run.sh'), '--conf', str(conf_path),
+                            '4'], capture_output=True, text=True, env=env,
+                           timeout=600)
+    assert only4.returncode == 0, only4.stderr[-2000:]
+    assert len(parse_blocks(only4.stdout)) == 4
