@@ -3,7 +3,9 @@
 #   ./run.sh                      stages 0-4 with conf/panns.yaml
 #   ./run.sh N                    stage N only (e.g. CUDA_VISIBLE_DEVICES=0 ./run.sh 1)
 #   ./run.sh --conf conf/demo.yaml [--stage A] [--stop_stage B] [--nproc N]
-# Stages: 0 data, 1 train, 2 predict, 3 export, 4 deploy (paddle.inference).
+# Stages: 0 data, 1 train, 2 predict, 3 export, 4 deploy (paddle.inference);
+# 5 (only when asked): 5-fold cross-validation with a report, extra flags
+# after -- go to local/cross_validate.py (e.g. -- --folds 1,3).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,7 +14,7 @@ stop_stage=4
 conf=conf/panns.yaml
 nproc=1
 
-usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stage) stage="$2"; shift 2 ;;
@@ -20,6 +22,7 @@ while [[ $# -gt 0 ]]; do
     --conf) conf="$2"; shift 2 ;;
     --nproc) nproc="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
+    --) shift; break ;;
     [0-9]*) stage="$1"; stop_stage="$1"; shift ;;
     *) echo "error: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -42,4 +45,7 @@ if [[ ${stage} -le 3 && ${stop_stage} -ge 3 ]]; then
 fi
 if [[ ${stage} -le 4 && ${stop_stage} -ge 4 ]]; then
   local/static_model_infer.sh "${conf}"
+fi
+if [[ ${stage} -le 5 && ${stop_stage} -ge 5 ]]; then
+  python local/cross_validate.py --config "${conf}" "$@"
 fi

@@ -1,6 +1,10 @@
 """Shared fixture: reference PyTorch PANNs and their converted weights."""
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -35,3 +39,54 @@ def reference(tmp_path_factory):
         return built[arch]
 
     return get
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns'
+
+
+def script_env():
+    """Environment for running the recipe's scripts from any directory."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [str(ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])
+    env.setdefault('MKL_DEBUG_CPU_TYPE', '5')
+    return env
+
+
+def run_script(script, *args, check=True, timeout=600):
+    """Run ``exps/panns/<script>`` with ``args``; by default it must succeed."""
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / script), *map(str, args)],
+        capture_output=True, text=True, env=script_env(), timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
+def train_args(dataset, checkpoint_dir, *extra):
+    """train.py on a tiny dataset: CNN6 from scratch, fast settings."""
+    return ('--config', ROOT / 'conf' / 'demo.yaml', '--data_dir', dataset,
+            '--checkpoint_dir', checkpoint_dir, '--batch_size', 8,
+            '--device', 'cpu', '--cpu_threads', 1, *extra)
+
+
+@pytest.fixture(scope='session')
+def tiny_dataset(tmp_path_factory):
+    """3 classes x 2 clips x 5 folds of 0.5 s in ESC-50 layout (30 files)."""
+    sys.path.insert(0, str(ROOT / 'local'))
+    try:
+        from make_synthetic_esc50 import generate
+    finally:
+        sys.path.remove(str(ROOT / 'local'))
+    return generate(tmp_path_factory.mktemp('tiny_esc50'), classes=3,
+                    clips_per_fold=2, folds=5, seconds=0.5)
+
+
+@pytest.fixture(scope='session')
+def trained_checkpoint(tiny_dataset, tmp_path_factory):
+    """``epoch_2/model.pdparams`` of a 2-epoch run that saved every epoch."""
+    ckpt_dir = tmp_path_factory.mktemp('trained') / 'checkpoint'
+    run_script('train.py', *train_args(tiny_dataset, ckpt_dir, '--epochs', 2,
+                                       '--save_freq', 1))
+    return ckpt_dir / 'epoch_2' / 'model.pdparams'

@@ -3,13 +3,16 @@
 ``<checkpoint_dir>/epoch_<N>/model.pdparams`` holds the classifier's
 weights plus a ``_meta`` entry (backbone, labels, feature configuration),
 so a single copied file is enough to predict or export; ``model.pdopt``
-holds the optimizer and training state for resuming. Every file is written
-to a temporary name and renamed, so an interrupted save leaves the previous
-checkpoint intact.
+holds the optimizer and training state for resuming. ``epoch_<N>_step_<S>``
+is the same after S steps of epoch N (written when training is
+interrupted). A checkpoint directory is written under a temporary name and
+renamed when complete, so an interrupted save leaves the previous
+checkpoint intact and never a half-written one.
 """
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import paddle
@@ -20,6 +23,7 @@ from .models import build_classifier
 
 META_KEY = '_meta'
 _EPOCH_DIR = re.compile(r'^epoch_(\d+)$')
+_RESUME_DIR = re.compile(r'^epoch_(\d+)(?:_step_(\d+))?$')
 
 
 class CheckpointError(UserError):
@@ -35,16 +39,49 @@ def atomic_save(obj, path):
 
 
 def save_checkpoint(checkpoint_dir, epoch, model, meta, optimizer=None,
-                    train_state=None):
-    """Write ``epoch_<epoch>/`` and return its path."""
-    out = Path(checkpoint_dir) / f'epoch_{epoch}'
-    if optimizer is not None:
-        atomic_save({'optimizer': optimizer.state_dict(),
-                     'train_state': train_state or {}}, out / 'model.pdopt')
-    state = dict(model.state_dict())
-    state[META_KEY] = json.dumps(meta)
-    atomic_save(state, out / 'model.pdparams')
+                    train_state=None, step=None):
+    """Write ``epoch_<epoch>/`` (``epoch_<epoch>_step_<step>/`` when ``step``
+    is given) and return its path.
+
+    Both files go to a hidden directory that is renamed into place once
+    complete, so a crash leaves either the new checkpoint or none.
+    """
+    root = Path(checkpoint_dir)
+    name = f'epoch_{epoch}' + (f'_step_{step}' if step is not None else '')
+    out, tmp, old = root / name, root / f'.{name}.tmp', root / f'.{name}.old'
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if optimizer is not None:
+            paddle.save({'optimizer': optimizer.state_dict(),
+                         'train_state': train_state or {}},
+                        str(tmp / 'model.pdopt'))
+        state = dict(model.state_dict())
+        state[META_KEY] = json.dumps(meta)
+        paddle.save(state, str(tmp / 'model.pdparams'))
+        _fsync_dir(tmp)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def _fsync_dir(folder):
+    """Flush ``folder``'s files and entries, so a rename is never ahead of
+    the data it points at after a power loss."""
+    for p in [*Path(folder).iterdir(), Path(folder)]:
+        if p.is_file() or p == Path(folder):
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def load_checkpoint(path):
@@ -80,14 +117,29 @@ def load_classifier(checkpoint, backbone=None):
                               f'pass a {backbone} checkpoint')
     model = build_classifier(meta['backbone'], meta['num_class'],
                              meta.get('dropout', 0.1))
-    missing, unexpected = model.set_state_dict(state)
-    if missing or unexpected:
-        raise CheckpointError(f'{checkpoint} does not fit a {meta["backbone"]}'
-                              f' classifier with {meta["num_class"]} classes '
-                              f'(missing {missing[:3]}, unexpected '
-                              f'{unexpected[:3]})')
+    problems = state_mismatches(model.state_dict(), state)
+    if problems:
+        raise CheckpointError(f'{checkpoint} does not fit the '
+                              f'{meta["backbone"]} classifier with '
+                              f'{meta["num_class"]} classes its metadata '
+                              f'describes: {problems}')
+    model.set_state_dict(state)
     model.eval()
     return model, meta['label_list'], FeatureConfig.from_dict(meta['feature'])
+
+
+def state_mismatches(expected, state):
+    """What keeps ``state`` from loading into a model with ``expected``
+    parameters ('' when it fits), checked before Paddle warns and skips."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f'{k} {list(state[k].shape)} instead of {list(v.shape)}'
+              for k, v in expected.items()
+              if k in state and list(state[k].shape) != list(v.shape)]
+    return '; '.join(
+        [f'missing {missing[:3]}'] * bool(missing) +
+        [f'unexpected {unexpected[:3]}'] * bool(unexpected) +
+        [f'shape {", ".join(shapes[:3])}'] * bool(shapes))
 
 
 def latest_checkpoint(checkpoint_dir):
@@ -99,3 +151,27 @@ def latest_checkpoint(checkpoint_dir):
               if (m := _EPOCH_DIR.match(d.name)) and
               (d / 'model.pdparams').is_file()]
     return max(epochs)[1] if epochs else None
+
+
+def resume_point(checkpoint_dir):
+    """The checkpoint to resume from: the furthest of ``epoch_<N>`` (end of
+    epoch N) and ``epoch_<N>_step_<S>`` (S steps into epoch N) holding both
+    model and optimizer state, or None."""
+    root = Path(checkpoint_dir)
+    if not root.is_dir():
+        return None
+    found = []
+    for d in root.iterdir():
+        m = _RESUME_DIR.match(d.name)
+        if m and (d / 'model.pdparams').is_file() and (
+                d / 'model.pdopt').is_file():
+            epoch, step = int(m.group(1)), m.group(2)
+            found.append(((epoch + 1, 0, 1) if step is None else
+                          (epoch, int(step), 0), d))
+    return max(found)[1] if found else None
+
+
+def remove_step_checkpoints(checkpoint_dir):
+    """Drop mid-epoch checkpoints once a later epoch checkpoint exists."""
+    for d in Path(checkpoint_dir).glob('epoch_*_step_*'):
+        shutil.rmtree(d, ignore_errors=True)

@@ -36,6 +36,7 @@ DEFAULTS = {
     'save_freq': 10,
     'log_freq': 10,
     'seed': 0,
+    'skip_bad_files': False,  # train without unreadable clips (listed)
     # runtime
     'device': None,  # None: gpu when available, else cpu
     'cpu_threads': None,  # None: all cores
@@ -43,6 +44,7 @@ DEFAULTS = {
     # export / deploy
     'export_dir': './export',
     'top_k': 1,
+    'window_seconds': 10.0,  # long files are classified in windows
 }
 
 
@@ -67,6 +69,7 @@ def load_config(path=None, overrides=None):
         values.update(data)
     values.update({k: v for k, v in (overrides or {}).items()
                    if k != 'config'})
+    values['config'] = str(path) if path is not None else None
     try:
         values['feature'] = FeatureConfig.from_dict(feature)
     except (TypeError, ValueError) as e:

@@ -1,12 +1,15 @@
 """Verified downloads and safe archive extraction.
 
-A download goes to ``<dest>.part`` and is renamed to ``dest`` only after it
-completed and its md5 (when known) matched, so the cache never holds a
-truncated or corrupted file. Extraction refuses archive members that would
-land outside the target directory.
+A download goes to ``<dest>.<random>.part`` (private to the process, so
+concurrent downloaders never write into each other's file) and is renamed to
+``dest`` only after it completed and its size and md5 (when known) matched,
+so the cache never holds a truncated or corrupted file. Extraction refuses
+archive members that would land outside the target directory.
 """
 import hashlib
+import http.client
 import os
+import secrets
 import tarfile
 import urllib.error
 import urllib.request
@@ -33,11 +36,15 @@ def md5sum(path, chunk=1 << 20):
 def download(url, dest, md5=None, timeout=30, hint=''):
     """Fetch ``url`` to ``dest`` unless a verified copy is already there."""
     dest = Path(dest)
-    if dest.is_file() and (md5 is None or md5sum(dest) == md5):
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + '.part')
+    stale = ''
+    if dest.is_file():
+        if md5 is None or (found := md5sum(dest)) == md5:
+            return dest
+        stale = (f' (the existing {dest} has md5 {found}, not {md5}, and is '
+                 f'replaced once a download succeeds)')
+    part = dest.with_name(f'{dest.name}.{secrets.token_hex(4)}.part')
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             total = int(resp.headers.get('Content-Length') or 0) or None
             with open(part, 'wb') as f, tqdm(
@@ -48,18 +55,19 @@ def download(url, dest, md5=None, timeout=30, hint=''):
                     bar.update(len(block))
         size = part.stat().st_size
         if total is not None and size != total:
-            raise DownloadError(f'incomplete download of {url}: got {size} '
-                                f'of {total} bytes')
-        if md5 is not None and md5sum(part) != md5:
-            raise DownloadError(f'checksum mismatch for {url}: expected md5 '
-                                f'{md5}, got {md5sum(part)}')
+            raise DownloadError(f'incomplete: got {size} of {total} bytes')
+        if md5 is not None and (got := md5sum(part)) != md5:
+            raise DownloadError(f'checksum mismatch: expected md5 {md5}, '
+                                f'got {got}')
         os.replace(part, dest)
         return dest
-    except (urllib.error.URLError, OSError, DownloadError) as e:
-        part.unlink(missing_ok=True)
+    except (urllib.error.URLError, http.client.HTTPException, OSError,
+            DownloadError) as e:
         reason = e.reason if isinstance(e, urllib.error.URLError) else e
-        raise DownloadError(f'cannot download {url} to {dest}: {reason}. '
-                            f'{hint}'.strip()) from e
+        raise DownloadError(f'cannot download {url} to {dest}: '
+                            f'{reason}{stale}. {hint}'.strip()) from e
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def _check_member(name, target, is_link=False):

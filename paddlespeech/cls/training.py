@@ -1,4 +1,11 @@
-"""Batching, learning-rate schedule and evaluation used by training."""
+"""Batching, learning-rate schedule, evaluation and the pieces that make
+training resumable (batch skipping, graceful interrupt, metrics file)."""
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
 import numpy as np
 import paddle
 
@@ -56,3 +63,72 @@ def build_lr(learning_rate, schedule, epochs, steps_per_epoch,
     if warmup:
         lr = paddle.optimizer.lr.LinearWarmup(lr, warmup, 0.0, learning_rate)
     return lr
+
+
+class ResumableBatchSampler(paddle.io.DistributedBatchSampler):
+    """Skips, once, the batches an interrupted epoch already trained on.
+
+    The shuffle order depends only on the epoch (``set_epoch``), so the
+    remaining batches are exactly those the uninterrupted run would see.
+    """
+    skip = 0
+
+    def __iter__(self):
+        skip, self.skip = self.skip, 0
+        for i, batch in enumerate(super().__iter__()):
+            if i >= skip:
+                yield batch
+
+
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) arrived; raised between two training steps."""
+
+
+class StopRequest:
+    """Turns the first SIGINT / SIGTERM into a request checked between
+    steps, so the checkpoint written on the way out is consistent; a
+    second Ctrl-C interrupts at once."""
+
+    def __init__(self, enabled=True):
+        self.enabled, self.requested, self._old = enabled, False, {}
+
+    def __enter__(self):
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.requested = True
+        print(f'\n{signal.Signals(signum).name}: saving a checkpoint after '
+              f'this step (Ctrl-C again to quit without saving)',
+              file=sys.stderr, flush=True)
+
+    def check(self):
+        if self.requested:
+            raise Interrupted()
+
+
+def read_metrics(path):
+    """Records of ``metrics.jsonl``; a line cut off by a crash is dropped."""
+    records = []
+    if Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return records
+
+
+def write_metrics(path, records):
+    """Replace ``metrics.jsonl`` atomically (temporary file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp.write_text(''.join(json.dumps(r) + '\n' for r in records))
+    os.replace(tmp, path)

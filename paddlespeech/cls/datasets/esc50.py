@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from ..audio import load_audio
+from ..audio import AudioError, load_audio, probe_audio
 from ..errors import UserError
 from ..download import download, extract
 
@@ -62,7 +62,7 @@ class ESC50Dataset(paddle.io.Dataset):
 
     def __init__(self, root, mode='train', split=1, feature_config=None,
                  extractor=None):
-        self.root = Path(root)
+        self.root, self.mode = Path(root), mode
         rows, self.label_list = read_meta(self.root)
         folds = sorted({int(r['fold']) for r in rows})
         if split not in folds:
@@ -91,15 +91,23 @@ class ESC50Dataset(paddle.io.Dataset):
         return x, np.int64(label)
 
     def unreadable_files(self):
-        """``[(path, reason)]`` of clips that cannot be read."""
-        import soundfile as sf
+        """``[(path, reason)]`` of clips that cannot be read.
+
+        Header only (fast even for all of ESC-50): missing, empty, non-audio
+        and zero-length files; bad samples are caught when read.
+        """
         bad = []
         for path, _ in self.items:
             try:
-                sf.info(str(path))
-            except Exception as e:
-                bad.append((path, str(e).strip().splitlines()[-1]))
+                probe_audio(path)
+            except AudioError as e:
+                bad.append((path, e.reason))
         return bad
+
+    def drop(self, paths):
+        """Leave out the clips at ``paths`` (e.g. unreadable ones)."""
+        self.items = [item for item in self.items if item[0] not in paths]
+        self._cache.clear()
 
 
 def dataset_root(cfg):

@@ -2,10 +2,15 @@
 
 Single process:  python train.py --config conf/panns.yaml
 Data parallel:   python -m paddle.distributed.launch train.py ...
+
+Ctrl-C (or SIGTERM) in a single-process run saves epoch_N_step_S/ after
+the current step; --resume continues from the furthest checkpoint (model,
+optimizer, LR schedule, position in the epoch, random state), also after a
+crash or kill.
 """
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
-import json
+import argparse
 import random
 import sys
 import time
@@ -16,19 +21,24 @@ import paddle
 import paddle.distributed as dist
 from tqdm import tqdm
 
-from paddlespeech.cls.checkpoint import (latest_checkpoint, load_checkpoint,
-                                         save_checkpoint)
+from paddlespeech.cls.checkpoint import (load_checkpoint,
+                                         remove_step_checkpoints,
+                                         resume_point, save_checkpoint)
 from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
 from paddlespeech.cls.datasets.esc50 import (DatasetError, ESC50Dataset,
                                              dataset_root)
 from paddlespeech.cls.features import NumpyLogMel, paddle_logmel
 from paddlespeech.cls.models import build_classifier
 from paddlespeech.cls.runtime import run, select_device, set_cpu_threads
-from paddlespeech.cls.training import build_lr, collate, evaluate
+from paddlespeech.cls.training import (Interrupted, ResumableBatchSampler,
+                                       StopRequest, build_lr, collate,
+                                       evaluate, read_metrics, write_metrics)
 
 
 def get_parser():
-    p = ConfigArgumentParser(description=__doc__.splitlines()[0])
+    p = ConfigArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add('--device', help='cpu, gpu or gpu:N (default: gpu if available)')
     p.add('--feat_backend', choices=['numpy', 'paddle'],
           help='numpy: per clip in the data loader, features cached after '
@@ -60,7 +70,11 @@ def get_parser():
     p.add('--cpu_threads', type=int,
           help='CPU threads per process (default: cores / processes)')
     p.add('--resume', action='store_true',
-          help='continue from the latest checkpoint in checkpoint_dir')
+          help='continue from the furthest checkpoint in checkpoint_dir '
+          '(epoch_N or the epoch_N_step_S of an interrupted run)')
+    p.add('--skip_bad_files', type=parse_bool, nargs='?', const=True,
+          help='train without unreadable clips (they are listed) instead '
+          'of refusing to start')
     return p
 
 
@@ -89,10 +103,10 @@ def main(argv):
                             extractor)
     dev_ds = ESC50Dataset(data_dir, 'dev', cfg.split, cfg.feature,
                           extractor)
-    check_readable(train_ds, dev_ds)
+    check_readable([train_ds, dev_ds], cfg.skip_bad_files, verbose=rank == 0)
     labels = train_ds.label_list
 
-    sampler = paddle.io.DistributedBatchSampler(
+    sampler = ResumableBatchSampler(
         train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=False)
     loader_kw = dict(num_workers=cfg.num_workers,
                      collate_fn=lambda b: collate(b, pad_value),
@@ -113,47 +127,86 @@ def main(argv):
             'label_list': labels, 'dropout': cfg.dropout,
             'feature': cfg.feature.to_dict()}
     ckpt_dir = Path(cfg.checkpoint_dir)
-    start_epoch = 1
+    progress = new_progress(1)
     if getattr(cfg, 'resume', False):
-        start_epoch = resume(ckpt_dir, model, optimizer, meta) + 1
+        progress = resume(ckpt_dir, model, optimizer, meta)
+    net = model
     if world > 1:
         model = paddle.DataParallel(model)
     criterion = paddle.nn.CrossEntropyLoss()
 
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        sampler.set_epoch(epoch)
-        train_loss, train_acc = train_one_epoch(
-            model, train_loader, optimizer, scheduler, criterion, frontend,
-            epoch, cfg, rank)
-        if epoch % cfg.save_freq and epoch != cfg.epochs:
-            continue
-        if rank == 0:
-            net = model._layers if world > 1 else model
-            dev_loss, dev_acc = evaluate(net, dev_loader, criterion, frontend)
-            out = save_checkpoint(ckpt_dir, epoch, net, meta, optimizer,
-                                  train_state(epoch))
-            record = {'epoch': epoch, 'dev_acc': round(dev_acc, 6),
-                      'dev_loss': round(dev_loss, 6),
-                      'train_loss': round(train_loss, 6),
-                      'train_acc': round(train_acc, 6)}
-            with open(ckpt_dir / 'metrics.jsonl', 'a') as f:
-                f.write(json.dumps(record) + '\n')
-            print(f'[eval] epoch {epoch}: dev_acc {dev_acc:.4f} dev_loss '
-                  f'{dev_loss:.4f} -> saved {out}', flush=True)
-        if world > 1:
-            dist.barrier()
+    try:
+        with StopRequest(enabled=world == 1) as stop:
+            for epoch in range(progress['epoch'], cfg.epochs + 1):
+                if progress['epoch'] != epoch:
+                    progress = new_progress(epoch)
+                sampler.set_epoch(epoch)
+                sampler.skip = progress['step']
+                train_loss, train_acc = train_one_epoch(
+                    model, train_loader, optimizer, scheduler, criterion,
+                    frontend, progress, cfg, rank, stop)
+                if epoch % cfg.save_freq and epoch != cfg.epochs:
+                    continue
+                if rank == 0:
+                    evaluate_and_save(net, dev_loader, criterion, frontend,
+                                      optimizer, meta, ckpt_dir, progress,
+                                      train_loss, train_acc)
+                if world > 1:
+                    dist.barrier()
+    except Interrupted:
+        out = save_checkpoint(ckpt_dir, progress['epoch'], net, meta,
+                              optimizer, train_state(progress),
+                              step=progress['step'])
+        print(f'interrupted: saved {out} (epoch {progress["epoch"]}, step '
+              f'{progress["step"]}/{len(train_loader)}); continue with '
+              f'--resume', file=sys.stderr, flush=True)
+        return 130
     return 0
 
 
+def new_progress(epoch):
+    """Position in training and the running sums of the current epoch."""
+    return {'epoch': epoch, 'step': 0, 'loss_sum': 0.0, 'correct': 0.0,
+            'seen': 0}
+
+
+def evaluate_and_save(net, dev_loader, criterion, frontend, optimizer, meta,
+                      ckpt_dir, progress, train_loss, train_acc):
+    """Evaluate, record the metrics, then checkpoint.
+
+    The metrics line is written first: after a crash in between, resuming
+    from the previous checkpoint drops it and evaluates this epoch again,
+    so the history never has a gap or a duplicate.
+    """
+    epoch = progress['epoch']
+    dev_loss, dev_acc = evaluate(net, dev_loader, criterion, frontend)
+    metrics = ckpt_dir / 'metrics.jsonl'
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    records = [r for r in read_metrics(metrics) if r['epoch'] < epoch]
+    write_metrics(metrics, records + [{
+        'epoch': epoch, 'dev_acc': round(dev_acc, 6),
+        'dev_loss': round(dev_loss, 6), 'train_loss': round(train_loss, 6),
+        'train_acc': round(train_acc, 6)}])
+    out = save_checkpoint(ckpt_dir, epoch, net, meta, optimizer,
+                          train_state(dict(progress, complete=True)))
+    remove_step_checkpoints(ckpt_dir)
+    print(f'[eval] epoch {epoch}: dev_acc {dev_acc:.4f} dev_loss '
+          f'{dev_loss:.4f} -> saved {out}', flush=True)
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, criterion, frontend,
-                    epoch, cfg, rank):
+                    progress, cfg, rank, stop):
+    """Train the rest of ``progress['epoch']``, updating ``progress`` after
+    every step so an interrupt can save exactly where training stands."""
     model.train()
-    total_loss = correct = seen = 0.0
+    epoch = progress['epoch']
     bar = tqdm(loader, desc=f'epoch {epoch}/{cfg.epochs}', leave=False,
+               initial=progress['step'],
                disable=True if rank else None,  # None: off when not a tty
                file=sys.stdout, dynamic_ncols=True)
     tick, tick_seen = time.time(), 0
-    for step, (x, y) in enumerate(bar, start=1):
+    for step, (x, y) in enumerate(bar, start=progress['step'] + 1):
+        stop.check()
         if frontend is not None:
             with paddle.no_grad():
                 x = frontend(x)
@@ -166,34 +219,40 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, frontend,
             scheduler.step()
 
         n = y.shape[0]
-        total_loss += float(loss) * n
-        correct += float((logits.argmax(axis=1) == y).astype('float32').sum())
-        seen += n
+        progress['loss_sum'] += float(loss) * n
+        progress['correct'] += float(
+            (logits.argmax(axis=1) == y).astype('float32').sum())
+        progress['seen'] += n
+        progress['step'] = step
         tick_seen += n
         if step % cfg.log_freq == 0 or step == len(loader):
+            seen = progress['seen']
             speed = tick_seen / (time.time() - tick)
-            stats = (f'loss {total_loss / seen:.4f} acc {correct / seen:.4f} '
+            stats = (f'loss {progress["loss_sum"] / seen:.4f} acc '
+                     f'{progress["correct"] / seen:.4f} '
                      f'lr {optimizer.get_lr():.2e} {speed:.1f} clips/s')
             bar.set_postfix_str(stats)
             if rank == 0:
                 tqdm.write(f'[train] epoch {epoch}/{cfg.epochs} step '
                            f'{step}/{len(loader)} {stats}', file=sys.stdout)
             tick, tick_seen = time.time(), 0
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+    seen = max(progress['seen'], 1)
+    return progress['loss_sum'] / seen, progress['correct'] / seen
 
 
-def train_state(epoch):
-    return {'epoch': epoch, 'python_rng': random.getstate(),
+def train_state(progress):
+    return {**progress, 'python_rng': random.getstate(),
             'numpy_rng': np.random.get_state(),
             'paddle_rng': paddle.get_rng_state()}
 
 
 def resume(ckpt_dir, model, optimizer, meta):
-    """Restore the latest checkpoint; returns its epoch (0 when none)."""
-    latest = latest_checkpoint(ckpt_dir)
+    """Restore the furthest checkpoint; returns the progress to continue
+    from (epoch 1, step 0 when there is none)."""
+    latest = resume_point(ckpt_dir)
     if latest is None:
         print(f'[resume] no checkpoint in {ckpt_dir}; starting from scratch')
-        return 0
+        return new_progress(1)
     state, saved_meta = load_checkpoint(latest)
     if saved_meta != meta:
         raise DatasetError(f'{latest} was trained with other settings '
@@ -206,20 +265,37 @@ def resume(ckpt_dir, model, optimizer, meta):
     random.setstate(ts['python_rng'])
     np.random.set_state(ts['numpy_rng'])
     paddle.set_rng_state(ts['paddle_rng'])
+    complete = ts.get('complete', 'step' not in ts)
+    progress = new_progress(ts['epoch'] + 1) if complete else {
+        k: ts[k] for k in new_progress(0)}
     metrics = ckpt_dir / 'metrics.jsonl'
-    if metrics.is_file():  # drop evaluations newer than the checkpoint
-        keep = [line for line in metrics.read_text().splitlines()
-                if line and json.loads(line)['epoch'] <= ts['epoch']]
-        metrics.write_text(''.join(line + '\n' for line in keep))
-    print(f'[resume] continuing after epoch {ts["epoch"]} from {latest}')
-    return ts['epoch']
+    write_metrics(metrics, [r for r in read_metrics(metrics)
+                            if r['epoch'] < progress['epoch']])
+    where = (f'after epoch {ts["epoch"]}' if complete else
+             f'at epoch {ts["epoch"]} step {ts["step"]}')
+    print(f'[resume] continuing {where} from {latest}', flush=True)
+    return progress
 
 
-def check_readable(*datasets):
+def check_readable(datasets, skip=False, verbose=True):
+    """Refuse to start if any clip is unreadable, listing all of them; with
+    ``skip`` train without them instead (and say which)."""
     bad = [b for ds in datasets for b in ds.unreadable_files()]
-    if bad:
-        listing = '\n'.join(f'  {p}: {r}' for p, r in bad)
-        raise DatasetError(f'{len(bad)} unreadable audio file(s):\n{listing}')
+    if not bad:
+        return
+    listing = '\n'.join(f'  {p}: {r}' for p, r in bad)
+    if not skip:
+        raise DatasetError(f'{len(bad)} unreadable audio file(s):\n'
+                           f'{listing}\n(fix or remove them, or pass '
+                           f'--skip_bad_files to train without them)')
+    for ds in datasets:
+        ds.drop({p for p, _ in bad})
+        if not len(ds):
+            raise DatasetError(f'no readable clips left in the {ds.mode} '
+                               f'set of {ds.root}')
+    if verbose:
+        print(f'skipping {len(bad)} unreadable audio file(s):\n{listing}',
+              file=sys.stderr, flush=True)
 
 
 if __name__ == '__main__':

@@ -2,33 +2,40 @@
 
 Inputs may be files or directories; clips of equal length are batched
 (``--batch_size``), so results do not depend on what else is in the batch.
+Files longer than --window_seconds are classified window by window and the
+window probabilities averaged, so any length fits in memory. A file that
+cannot be used gets one ``error:`` line on stderr and the others are still
+predicted; the exit status is 0 only if every file was predicted.
 """
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
+import argparse
 import os
 
 import numpy as np
 from paddle import inference
 
-from paddlespeech.cls.audio import AudioError, load_audio
 from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
 from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.export_meta import read_export
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
-from paddlespeech.cls.prediction import (add_contract_args, check_contract,
-                                         expand_inputs, format_block,
-                                         report_failures)
+from paddlespeech.cls.prediction import (add_contract_args,
+                                         add_prediction_args, check_contract,
+                                         check_prediction_args, expand_inputs,
+                                         predict_files, print_predictions)
 from paddlespeech.cls.runtime import run, select_device
 
+
 def get_parser():
-    p = ConfigArgumentParser(description=__doc__.splitlines()[0])
+    p = ConfigArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add('--device', help='cpu, gpu or gpu:N (default: gpu if available)')
     p.add('--model_dir', key='export_dir',
           help='directory written by export_model.py')
     p.add('--wav', nargs='+', required=True,
           help='audio file(s) or directories to classify')
-    p.add('--batch_size', type=int, help='clips per predictor run')
-    p.add('--top_k', type=int, help='number of labels printed per file')
+    p.add('--batch_size', type=int, help='clips (windows) per predictor run')
     p.add('--cpu_threads', type=int, help='CPU math threads (default: all '
           'cores)')
     p.add('--enable_mkldnn', type=parse_bool, default=True,
@@ -37,6 +44,7 @@ def get_parser():
           help='GPU only: run through TensorRT (true/false, default: false)')
     p.add('--precision', choices=['fp32', 'fp16', 'int8'], default='fp32',
           help='GPU/TensorRT precision (default: fp32)')
+    add_prediction_args(p)
     add_contract_args(p)
     return p
 
@@ -99,55 +107,16 @@ _TRT_PRECISION = {
 }
 
 
-def batches_of_equal_length(clips, batch_size):
-    """Group ``[(path, wav)]`` into batches whose clips have equal length."""
-    by_len = {}
-    for path, wav in clips:
-        by_len.setdefault(len(wav), []).append((path, wav))
-    for group in by_len.values():
-        for i in range(0, len(group), batch_size):
-            yield group[i:i + batch_size]
-
-
-def predict_paths(predictor, paths, batch_size):
-    """Yield ``(path, probabilities or None, error or None)`` in input order.
-
-    Files are read a few batches at a time, so memory stays bounded however
-    many inputs there are.
-    """
-    chunk = batch_size * 8
-    for start in range(0, len(paths), chunk):
-        clips, errors = [], {}
-        for path in paths[start:start + chunk]:
-            try:
-                clips.append((path, load_audio(
-                    path, predictor.feature.sample_rate,
-                    predictor.feature.n_fft)))
-            except AudioError as e:
-                errors[path] = str(e)
-        results = {}
-        for batch in batches_of_equal_length(clips, batch_size):
-            probs = predictor([wav for _, wav in batch])
-            results.update({path: p for (path, _), p in zip(batch, probs)})
-        for path in paths[start:start + chunk]:
-            yield path, results.get(path), errors.get(path)
-
-
 def main(argv):
     cfg = get_parser().parse_config(argv)
+    check_prediction_args(cfg)
     device = select_device(cfg.device)
     predictor = Predictor(cfg.export_dir, device, cfg.cpu_threads,
                           cfg.enable_mkldnn, cfg.use_tensorrt, cfg.precision)
     check_contract(predictor.feature, cfg, cfg.export_dir)
-    failures = []
-    for path, probs, error in predict_paths(predictor, expand_inputs(cfg.wav),
-                                            cfg.batch_size):
-        if error:
-            failures.append(error)
-        else:
-            print(format_block(path, probs, predictor.labels, cfg.top_k),
-                  flush=True)
-    return report_failures(failures)
+    results = predict_files(expand_inputs(cfg.wav), predictor.feature,
+                            predictor, cfg.window_seconds, cfg.batch_size)
+    return print_predictions(results, predictor.labels, cfg.top_k)
 
 
 if __name__ == '__main__':

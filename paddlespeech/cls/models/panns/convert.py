@@ -1,0 +1,149 @@
+"""Convert an original PANNs PyTorch checkpoint to Paddle weights.
+
+    python -m paddlespeech.cls.models.panns.convert --arch cnn14 \\
+        --input Cnn14_mAP=0.431.pth --output panns_cnn14.pdparams
+
+Reads the released checkpoints of Kong et al. (``{'model': state_dict}``)
+or a plain state dict. Every tensor is matched by name and shape against
+the Paddle model: BatchNorm ``running_mean``/``running_var`` become
+``_mean``/``_variance``, linear weights are transposed (Paddle stores them
+``[in, out]``), and the torchlibrosa front end (``spectrogram_extractor.*``,
+``logmel_extractor.*``) and ``num_batches_tracked`` are dropped, since
+:mod:`paddlespeech.cls.features` computes the log-mel itself. Anything
+missing, unexpected or mis-shaped is refused, so a converted file always
+loads completely. torch is needed by this command only.
+"""
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+from ...checkpoint import atomic_save
+from ...errors import UserError
+from ...runtime import run
+from .weights import ARCHIVES, ORIGINAL_CKPT, describe, mismatches, shapes, \
+    skeleton
+
+FRONT_END_PREFIXES = ('spectrogram_extractor.', 'logmel_extractor.')
+DROPPED_SUFFIXES = ('.num_batches_tracked', )
+BN_STATS = {'_mean': 'running_mean', '_variance': 'running_var'}
+
+
+class ConversionError(UserError):
+    """A checkpoint that cannot be converted; the message names the tensors."""
+
+
+def torch_layout(arch):
+    """``{torch name: (paddle name, torch shape, transpose)}`` of ``arch``."""
+    model = skeleton(arch)
+    linear_weights = {f'{name}.weight'
+                      for name, layer in model.named_sublayers()
+                      if isinstance(layer, paddle.nn.Linear)}
+    layout = {}
+    for name, shape in shapes(model.state_dict()).items():
+        prefix, _, leaf = name.rpartition('.')
+        transpose = name in linear_weights
+        layout[f'{prefix}.{BN_STATS.get(leaf, leaf)}'] = (
+            name, shape[::-1] if transpose else shape, transpose)
+    return layout
+
+
+def is_dropped(name):
+    return name.startswith(FRONT_END_PREFIXES) or name.endswith(
+        DROPPED_SUFFIXES)
+
+
+def _to_numpy(value):
+    if hasattr(value, 'detach'):
+        value = value.detach().cpu().float().numpy()
+    return np.ascontiguousarray(value, dtype=np.float32)
+
+
+def convert_state_dict(arch, state, source='checkpoint'):
+    """Paddle state dict (float32 numpy) from an original ``arch`` state dict.
+
+    ``state`` is ``{'model': state_dict}`` or the state dict itself.
+    """
+    if isinstance(state, Mapping) and isinstance(state.get('model'), Mapping):
+        state = state['model']
+    if not isinstance(state, Mapping):
+        raise ConversionError(f'{source} holds a {type(state).__name__}, not '
+                              f'a state dict')
+    kept = {name: value for name, value in state.items()
+            if not is_dropped(name)}
+    layout = torch_layout(arch)
+    problems = mismatches({name: shape for name, (_, shape, _) in
+                           layout.items()}, shapes(kept))
+    if problems:
+        raise ConversionError(f'{source} is not an original {arch} '
+                              f'checkpoint: {describe(problems)}')
+    converted = {}
+    for name, (paddle_name, _, transpose) in layout.items():
+        value = _to_numpy(kept[name])
+        converted[paddle_name] = np.ascontiguousarray(value.T) if transpose \
+            else value
+    return converted
+
+
+def load_torch_checkpoint(path):
+    """The object saved in ``path``; tensors only (no arbitrary unpickling)."""
+    try:
+        import torch
+    except ImportError as e:
+        raise ConversionError(
+            'converting a PyTorch checkpoint needs torch (only this command '
+            'does; training and inference do not): pip install torch') from e
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f'checkpoint {path} not found')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # torch raises several types for foreign files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else \
+            type(e).__name__
+        raise ConversionError(f'cannot read {path} as a PyTorch checkpoint '
+                              f'({reason})') from e
+
+
+def convert(arch, input_path, output_path):
+    """Convert ``input_path`` and write it atomically; returns the tensors."""
+    state = convert_state_dict(arch, load_torch_checkpoint(input_path),
+                               source=str(input_path))
+    cpu = paddle.CPUPlace()
+    atomic_save({name: paddle.to_tensor(value, place=cpu)
+                 for name, value in state.items()}, output_path)
+    return state
+
+
+def get_parser():
+    p = argparse.ArgumentParser(
+        prog='python -m paddlespeech.cls.models.panns.convert',
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='The output loads with --pretrained_path, or goes into the '
+        'cache as $PADDLESPEECH_CLS_HOME/panns_<arch>.pdparams (default '
+        '~/.cache/paddlespeech/cls) to replace the download.')
+    p.add_argument('--arch', required=True, choices=sorted(ARCHIVES),
+                   help='architecture of the checkpoint (' + ', '.join(
+                       f'{a}: {c}' for a, c in ORIGINAL_CKPT.items()) + ')')
+    p.add_argument('--input', required=True, metavar='CKPT.pth',
+                   help="original PyTorch checkpoint: {'model': state_dict} "
+                   'as released, or a plain state dict')
+    p.add_argument('--output', required=True, metavar='OUT.pdparams',
+                   help='Paddle weights to write (written to a temporary '
+                   'file and renamed, so it is never left half-written)')
+    return p
+
+
+def main(argv):
+    args = get_parser().parse_args(argv)
+    state = convert(args.arch, args.input, args.output)
+    count = sum(value.size for value in state.values())
+    print(f'wrote {args.output}: {args.arch}, {len(state)} tensors, '
+          f'{count} values')
+
+
+if __name__ == '__main__':
+    run(main)

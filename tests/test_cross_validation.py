@@ -1,0 +1,71 @@
+"""The 5-fold loop of local/cross_validate.py on a tiny generated dataset."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import yaml
+
+from conftest import ROOT, script_env
+from paddlespeech.cls.datasets.esc50 import ESC50Dataset
+from paddlespeech.cls.metrics import confusion_matrix, per_class_accuracy
+
+
+def test_folds_partition_the_dataset(tiny_dataset):
+    with open(tiny_dataset / 'meta' / 'esc50.csv') as f:
+        fold_of = {r['filename']: int(r['fold']) for r in csv.DictReader(f)}
+    for k in range(1, 6):
+        train = {p.name for p, _ in ESC50Dataset(tiny_dataset, 'train', k).items}
+        dev = {p.name for p, _ in ESC50Dataset(tiny_dataset, 'dev', k).items}
+        assert dev == {n for n, f in fold_of.items() if f == k}
+        assert not train & dev
+        assert train | dev == set(fold_of)
+
+
+def test_confusion_matrix_by_hand():
+    m = confusion_matrix([0, 1, 1, 2, 2, 0], [0, 1, 2, 2, 2, 1], 3)
+    np.testing.assert_array_equal(m, [[1, 0, 0], [1, 1, 0], [0, 1, 2]])
+    np.testing.assert_allclose(per_class_accuracy(m), [1.0, 0.5, 2 / 3])
+
+
+def run_cv(conf_path, cv_dir, *extra):
+    env = script_env()
+    return subprocess.run(
+        [sys.executable, str(ROOT / 'local' / 'cross_validate.py'),
+         '--config', str(conf_path), '--cv_dir', str(cv_dir),
+         '--device', 'cpu', *extra],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+
+def test_cross_validation_report_and_rerun(tiny_dataset, tmp_path):
+    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
+    conf.update(data_dir=str(tiny_dataset), epochs=1, save_freq=1,
+                batch_size=8, checkpoint_dir=str(tmp_path / 'unused'))
+    conf_path = tmp_path / 'cv.yaml'
+    conf_path.write_text(yaml.safe_dump(conf))
+    cv_dir = tmp_path / 'cv'
+
+    first = run_cv(conf_path, cv_dir, '--folds', '1,3')
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert sorted(p.name for p in cv_dir.glob('fold_*')) == ['fold_1',
+                                                            'fold_3']
+    everything = run_cv(conf_path, cv_dir)
+    assert everything.returncode == 0, everything.stderr[-2000:]
+    assert everything.stdout.count('done before, skipping') == 2
+
+    with open(tiny_dataset / 'meta' / 'esc50.csv') as f:
+        fold_of = {r['filename']: int(r['fold']) for r in csv.DictReader(f)}
+    accs = []
+    for k in range(1, 6):
+        result = json.loads((cv_dir / f'fold_{k}' / 'result.json').read_text())
+        names = {p.rsplit('/', 1)[1] for p in result['files']}
+        assert names == {n for n, f in fold_of.items() if f == k}
+        assert result['accuracy'] == np.mean(
+            np.array(result['predicted']) == np.array(result['target']))
+        accs.append(result['accuracy'])
+    report = (cv_dir / 'RESULTS.md').read_text()
+    assert f'{np.mean(accs):.4f} ± {np.std(accs):.4f}' in report
+    assert report.count('\n| ') >= 5 + 3  # a row per fold and per class
+    png = (cv_dir / 'confusion.png').read_bytes()
+    assert png.startswith(b'\x89PNG')

@@ -1,0 +1,134 @@
+"""Interrupted training: atomic checkpoints, resume after SIGKILL, and a
+checkpoint saved on Ctrl-C; resumed runs end where an uninterrupted run
+with the same seed ends, weight for weight."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import paddle
+import pytest
+
+from conftest import SCRIPTS, run_script, script_env, train_args
+from paddlespeech.cls import checkpoint
+from paddlespeech.cls.models import build_classifier
+
+EPOCHS = 3
+
+
+def train_cmd(dataset, ckpt_dir, *extra):
+    return [sys.executable, str(SCRIPTS / 'train.py'),
+            *map(str, train_args(dataset, ckpt_dir, '--epochs', EPOCHS,
+                                 '--batch_size', 4, '--log_freq', 1,
+                                 *extra))]
+
+
+def metrics(ckpt_dir):
+    return [json.loads(line) for line in
+            (ckpt_dir / 'metrics.jsonl').read_text().splitlines()]
+
+
+def weights(ckpt_dir, epoch=EPOCHS):
+    state, _ = checkpoint.load_checkpoint(ckpt_dir / f'epoch_{epoch}')
+    return {k: v.numpy() for k, v in state.items()}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.fixture(scope='module')
+def reference(tiny_dataset, tmp_path_factory):
+    """An uninterrupted run: its checkpoint directory."""
+    ckpt_dir = tmp_path_factory.mktemp('reference') / 'ckpt'
+    run_script('train.py', *train_cmd(tiny_dataset, ckpt_dir,
+                                      '--save_freq', 1)[2:])
+    return ckpt_dir
+
+
+def test_failed_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
+    model = build_classifier('cnn6', 3, pretrained=False)
+    optimizer = paddle.optimizer.Adam(parameters=model.parameters())
+    meta = {'backbone': 'cnn6', 'num_class': 3, 'label_list': list('abc'),
+            'dropout': 0.1, 'feature': {}}
+    checkpoint.save_checkpoint(tmp_path, 1, model, meta, optimizer, {})
+    saved = {k: v.numpy() for k, v in model.state_dict().items()}
+    for p in model.parameters():
+        p.set_value(p.numpy() + 1)
+
+    real_save, calls = paddle.save, []
+
+    def save_then_crash(obj, path, *a, **kw):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError('disk full')
+        return real_save(obj, path, *a, **kw)
+
+    monkeypatch.setattr(paddle, 'save', save_then_crash)
+    for epoch in (1, 2):  # overwriting epoch 1, and writing a new epoch 2
+        calls.clear()
+        with pytest.raises(OSError, match='disk full'):
+            checkpoint.save_checkpoint(tmp_path, epoch, model, meta,
+                                       optimizer, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['epoch_1']
+    assert checkpoint.resume_point(tmp_path) == tmp_path / 'epoch_1'
+    state, _ = checkpoint.load_checkpoint(tmp_path / 'epoch_1')
+    assert_same_weights({k: v.numpy() for k, v in state.items()}, saved)
+
+
+def test_resume_after_sigkill(tiny_dataset, reference, tmp_path):
+    ckpt_dir = tmp_path / 'ckpt'
+    cmd = train_cmd(tiny_dataset, ckpt_dir, '--save_freq', 1)
+    proc = subprocess.Popen(cmd, env=script_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (ckpt_dir / 'epoch_1' / 'model.pdparams').exists():
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (ckpt_dir / f'epoch_{EPOCHS}').exists()
+
+    out = run_script('train.py', *cmd[2:], '--resume').stdout
+    assert '[resume] continuing after epoch' in out
+    assert [r['epoch'] for r in metrics(ckpt_dir)] == list(
+        range(1, EPOCHS + 1))
+    assert metrics(ckpt_dir) == metrics(reference)
+    assert_same_weights(weights(ckpt_dir), weights(reference))
+
+
+def test_ctrl_c_saves_and_resume_continues_mid_epoch(tiny_dataset, reference,
+                                                     tmp_path):
+    ckpt_dir = tmp_path / 'ckpt'
+    cmd = train_cmd(tiny_dataset, ckpt_dir, '--save_freq', EPOCHS)
+    env = dict(script_env(), PYTHONUNBUFFERED='1')
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith(f'[train] epoch {EPOCHS}/{EPOCHS} step 1/'):
+                proc.send_signal(signal.SIGINT)
+                break
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert 'Traceback' not in err
+    saved = checkpoint.resume_point(ckpt_dir)
+    assert saved is not None and saved.name.startswith(
+        f'epoch_{EPOCHS}_step_') and not saved.name.endswith('_step_0'), err
+    assert f'interrupted: saved {saved}' in err
+
+    out = run_script('train.py', *cmd[2:], '--resume').stdout
+    assert f'from {saved}' in out
+    assert not list(ckpt_dir.glob('epoch_*_step_*'))
+    # train_loss/acc of the split epoch include the steps before Ctrl-C
+    assert metrics(ckpt_dir) == [r for r in metrics(reference)
+                                 if r['epoch'] == EPOCHS]
+    assert_same_weights(weights(ckpt_dir), weights(reference))
