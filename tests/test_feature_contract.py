@@ -262,45 +262,56 @@ def test_other_rates_and_channels_predict_like_their_conversion(art):
     files = [p for src, dst, _ in art['pairs'] for p in (src, dst)]
     common = ['--wav', *files, '--top_k', len(LABELS), '--device', 'cpu',
               '--sample_rate', SR, '--n_mels', 64]  # agreeing flags are fine
-    runs = {
-        'predict.py numpy': _run([SCRIPTS / 'predict.py', '--checkpoint',
-                                  art['ckpt'], '--feat_backend', 'numpy',
-                                  *common]),
-        'predict.py paddle': _run([SCRIPTS / 'predict.py', '--checkpoint',
-                                   art['ckpt'], '--feat_backend', 'paddle',
-                                   *common]),
-        'deploy logmel': _run([SCRIPTS / 'deploy' / 'predict.py',
-                               '--model_dir', art['logmel'],
-                               '--batch_size', 2, *common]),
-        'deploy waveform': _run([SCRIPTS / 'deploy' / 'predict.py',
-                                 '--model_dir', art['waveform'],
-                                 '--batch_size', 2, *common],
-                                code=_NO_NUMPY_FRONTEND),
+    jobs = {
+        'predict.py numpy': ([SCRIPTS / 'predict.py', '--checkpoint',
+                              art['ckpt'], '--feat_backend', 'numpy',
+                              *common], None),
+        'predict.py paddle': ([SCRIPTS / 'predict.py', '--checkpoint',
+                               art['ckpt'], '--feat_backend', 'paddle',
+                               *common], None),
+        'deploy logmel': ([SCRIPTS / 'deploy' / 'predict.py', '--model_dir',
+                           art['logmel'], '--batch_size', 2, *common], None),
+        'deploy waveform': ([SCRIPTS / 'deploy' / 'predict.py', '--model_dir',
+                             art['waveform'], '--batch_size', 2, *common],
+                            _NO_NUMPY_FRONTEND),
+        # files longer than a window: read and resampled window by window
+        'predict.py, 0.4 s windows': ([
+            SCRIPTS / 'predict.py', '--checkpoint', art['ckpt'],
+            '--window_seconds', 0.4, *common], None),
+        'deploy waveform, 0.4 s windows': ([
+            SCRIPTS / 'deploy' / 'predict.py', '--model_dir', art['waveform'],
+            '--batch_size', 3, '--window_seconds', 0.4, *common], None),
     }
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(2) as pool:
+        procs = {name: pool.submit(_run, *job) for name, job in jobs.items()}
     results = {}
-    for name, proc in runs.items():
+    for name, future in procs.items():
+        proc = future.result()
         assert proc.returncode == 0, f'{name}:\n{proc.stderr}'
         blocks = _parse_blocks(proc.stdout)
         assert sorted(blocks) == sorted(str(f) for f in files), proc.stdout
         results[name] = {f: np.array([blocks[str(f)][l] for l in LABELS])
                          for f in files}
-    reference = results['predict.py numpy']
+    whole = results['predict.py numpy']
+    windowed = results['predict.py, 0.4 s windows']
     for name, probs in results.items():
+        ref = windowed if 'windows' in name else whole
         for src, dst, _ in art['pairs']:
             diff = np.abs(probs[src] - probs[dst]).max()
             print(f'{name}: {src.name} vs its 32 kHz mono conversion: '
-                  f'max |dp| {diff:.1e}, vs predict.py numpy '
-                  f'{np.abs(probs[dst] - reference[dst]).max():.1e}')
+                  f'max |dp| {diff:.1e}')
             assert diff <= TOL, f'{name}: {src.name} vs its conversion {diff}'
             assert probs[src].argmax() == probs[dst].argmax()
             # and every way of predicting agrees
-            assert np.abs(probs[dst] - reference[dst]).max() <= TOL, name
+            assert np.abs(probs[dst] - ref[dst]).max() <= TOL, name
+    for src, dst, _ in art['pairs']:  # the windows were really used
+        assert np.abs(windowed[dst] - whole[dst]).max() > 10 * TOL
 
     # the comparison has teeth: the same samples taken as 32 kHz without
     # resampling give clearly different probabilities
     for src, _, mono in art['pairs']:
-        wrong = _dynamic_probs(art['model'], [mono],
-                               'numpy')[0]
+        wrong = _dynamic_probs(art['model'], [mono], 'numpy')[0]
         print(f'{src.name} without resampling: max |dp| '
-              f'{np.abs(wrong - reference[src]).max():.2f}')
-        assert np.abs(wrong - reference[src]).max() > 100 * TOL
+              f'{np.abs(wrong - whole[src]).max():.2f}')
+        assert np.abs(wrong - whole[src]).max() > 100 * TOL

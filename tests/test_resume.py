@@ -2,6 +2,7 @@
 checkpoint saved on Ctrl-C; resumed runs end where an uninterrupted run
 with the same seed ends, weight for weight."""
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,8 +11,9 @@ import time
 import numpy as np
 import paddle
 import pytest
+import yaml
 
-from conftest import SCRIPTS, run_script, script_env, train_args
+from conftest import ROOT, SCRIPTS, run_script, script_env, train_args
 from paddlespeech.cls import checkpoint
 from paddlespeech.cls.models import build_classifier
 
@@ -132,3 +134,27 @@ def test_ctrl_c_saves_and_resume_continues_mid_epoch(tiny_dataset, reference,
     assert metrics(ckpt_dir) == [r for r in metrics(reference)
                                  if r['epoch'] == EPOCHS]
     assert_same_weights(weights(ckpt_dir), weights(reference))
+
+
+def test_stage_1_resumes_an_existing_checkpoint(tiny_dataset, reference,
+                                                tmp_path):
+    """``local/train.sh`` (``./run.sh 1``) continues a finished run when
+    asked for more epochs, and says so."""
+    ckpt_dir = tmp_path / 'ckpt'
+    shutil.copytree(reference, ckpt_dir)
+    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
+    conf.update(data_dir=str(tiny_dataset), checkpoint_dir=str(ckpt_dir),
+                batch_size=4, cpu_threads=1, device='cpu', save_freq=1)
+    conf_path = tmp_path / 'tiny.yaml'
+    conf_path.write_text(yaml.safe_dump(conf))
+    env = dict(script_env(), VENV=sys.prefix)
+    proc = subprocess.run(
+        [str(ROOT / 'local' / 'train.sh'), str(conf_path), '1', '--epochs',
+         str(EPOCHS + 1)], capture_output=True, text=True, env=env,
+        cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (f'[resume] continuing after epoch {EPOCHS} from '
+            f'{ckpt_dir / f"epoch_{EPOCHS}"}') in proc.stdout
+    assert [r['epoch'] for r in metrics(ckpt_dir)] == list(
+        range(1, EPOCHS + 2))
+    assert metrics(ckpt_dir)[:EPOCHS] == metrics(reference)

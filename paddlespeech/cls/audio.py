@@ -47,18 +47,51 @@ def load_audio(path, sample_rate, min_samples=0):
 def read_windows(path, sample_rate, window_seconds, min_samples=0):
     """Yield ``path`` as consecutive windows of ``window_seconds``.
 
-    Each window is read and processed as :func:`load_audio` processes a
-    whole clip, so memory does not grow with the file's length and a clip
-    no longer than one window gives exactly :func:`load_audio`'s result.
-    Only the last window may be shorter.
+    The file is read a window at a time and resampled as one stream, so
+    memory does not grow with the file's length and the windows are
+    exactly those of the whole file converted at once: a file gives the
+    same windows as its own 32 kHz mono conversion (resampling each window
+    on its own would put filter transients at every window edge), and a
+    clip no longer than one window gives exactly :func:`load_audio`'s
+    result. Only the last window may be shorter.
     """
     with _open(path) as f:
-        frames = max(1, int(round(window_seconds * f.samplerate)))
+        orig_sr = f.samplerate
+        frames = max(1, int(round(window_seconds * orig_sr)))
+        size = max(1, int(round(window_seconds * sample_rate)))
+        stream = _ResampleStream(orig_sr, sample_rate)
+        pending, first = np.zeros(0, np.float32), True
         while True:
-            wav = _read(f, path, frames, first=f.tell() == 0)
-            if wav.shape[0] == 0:
+            wav = _read(f, path, frames, first=first)
+            first, done = False, wav.shape[0] == 0
+            if not np.isfinite(wav).all():
+                raise AudioError(path, 'contains NaN or infinite samples')
+            pending = np.concatenate(
+                [pending, stream(to_mono(wav).reshape(-1), last=done)])
+            while len(pending) >= size or (done and len(pending)):
+                window, pending = pending[:size], pending[size:]
+                if len(window) < min_samples:
+                    window = np.pad(window, (0, min_samples - len(window)))
+                yield np.ascontiguousarray(window, dtype=np.float32)
+            if done:
                 return
-            yield _prepare(wav, f.samplerate, sample_rate, min_samples, path)
+
+
+class _ResampleStream:
+    """:func:`resample` for a signal that arrives in chunks (soxr HQ)."""
+
+    def __init__(self, orig_sr, target_sr):
+        self.stream = None
+        if orig_sr != target_sr:
+            import soxr
+            self.stream = soxr.ResampleStream(orig_sr, target_sr, 1,
+                                              dtype='float32', quality='HQ')
+
+    def __call__(self, chunk, last):
+        chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+        if self.stream is None:
+            return chunk
+        return self.stream.resample_chunk(chunk, last=last)
 
 
 def probe_audio(path):

@@ -16,13 +16,18 @@ WINDOW_HELP = ('files longer than this are read and classified in '
 
 
 def expand_inputs(inputs):
-    """Files as given, directories expanded to their audio files (sorted)."""
+    """Files as given, directories expanded to their audio files (sorted).
+
+    Links found in a directory are kept even when dangling, so that they
+    are reported rather than silently left out.
+    """
     paths = []
     for item in inputs:
         p = Path(item)
         if p.is_dir() and p.suffix.lower() not in AUDIO_SUFFIXES:
             found = sorted(f for f in p.rglob('*')
-                           if f.suffix.lower() in AUDIO_SUFFIXES)
+                           if f.suffix.lower() in AUDIO_SUFFIXES
+                           and (f.is_file() or f.is_symlink()))
             if not found:
                 raise UserError(f'{p}: directory holds no audio files '
                                 f'({", ".join(sorted(AUDIO_SUFFIXES))})')

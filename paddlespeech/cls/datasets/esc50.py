@@ -5,10 +5,12 @@ the columns ``filename, fold, target, category``. Label names come from
 the csv (``target -> category``), so ``num_class`` follows the data.
 """
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
 import paddle
+from tqdm import tqdm
 
 from ..audio import AudioError, load_audio, probe_audio
 from ..errors import UserError
@@ -89,6 +91,18 @@ class ESC50Dataset(paddle.io.Dataset):
             x = self.extractor(x)
             self._cache[idx] = (x, np.int64(label))
         return x, np.int64(label)
+
+    def precompute(self, desc='features'):
+        """Fill the feature cache now, in this process.
+
+        Data loader workers are forked with a copy of the cache; without
+        this each worker would compute (and hold) its own.
+        """
+        if self.extractor is None:
+            return
+        for i in tqdm(range(len(self)), desc=desc, leave=False,
+                      disable=None, file=sys.stdout):
+            self[i]
 
     def unreadable_files(self):
         """``[(path, reason)]`` of clips that cannot be read.

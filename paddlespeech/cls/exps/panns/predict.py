@@ -9,12 +9,11 @@ import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
 import argparse
 
-import numpy as np
 import paddle
 
 from paddlespeech.cls.checkpoint import load_classifier
 from paddlespeech.cls.config import ConfigArgumentParser
-from paddlespeech.cls.features import NumpyLogMel, paddle_logmel
+from paddlespeech.cls.features import batch_frontend
 from paddlespeech.cls.prediction import (add_contract_args,
                                          add_prediction_args, check_contract,
                                          check_prediction_args, expand_inputs,
@@ -47,18 +46,11 @@ def main(argv):
     check_prediction_args(cfg)
     select_device(cfg.device)
     set_cpu_threads(cfg.cpu_threads)
-    model, labels, feature = load_classifier(cfg.checkpoint,
-                                        getattr(cfg, 'expected_backbone', None))
+    model, labels, feature = load_classifier(
+        cfg.checkpoint, getattr(cfg, 'expected_backbone', None))
     check_contract(feature, cfg, cfg.checkpoint)
     paths = expand_inputs(cfg.wav)
-    if cfg.feat_backend == 'numpy':
-        numpy_frontend = NumpyLogMel(feature)
-        extract = lambda waves: paddle.to_tensor(
-            np.stack([numpy_frontend(w) for w in waves]))
-    else:
-        paddle_frontend = paddle_logmel(feature)
-        extract = lambda waves: paddle_frontend(
-            paddle.to_tensor(np.stack(waves)))
+    extract = batch_frontend(feature, cfg.feat_backend)
 
     @paddle.no_grad()
     def score(waves):

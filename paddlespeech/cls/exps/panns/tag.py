@@ -16,14 +16,15 @@ import argparse
 import csv
 from pathlib import Path
 
-import numpy as np
 import paddle
 
 from paddlespeech.cls.config import ConfigArgumentParser
-from paddlespeech.cls.features import FeatureConfig, NumpyLogMel, paddle_logmel
+from paddlespeech.cls.errors import UserError
+from paddlespeech.cls.features import FeatureConfig, batch_frontend
 from paddlespeech.cls.models import BACKBONES
 from paddlespeech.cls.models.panns.weights import load_pretrained
-from paddlespeech.cls.prediction import (add_prediction_args,
+from paddlespeech.cls.prediction import (add_contract_args,
+                                         add_prediction_args, check_contract,
                                          check_prediction_args, expand_inputs,
                                          predict_files, print_predictions)
 from paddlespeech.cls.runtime import run, select_device, set_cpu_threads
@@ -56,6 +57,7 @@ def get_parser():
     p.add('--device', help='cpu, gpu or gpu:N (default: gpu if available)')
     p.add('--cpu_threads', type=int, help='CPU threads (default: all cores)')
     add_prediction_args(p)
+    add_contract_args(p)
     return p
 
 
@@ -68,30 +70,24 @@ def load_tagger(arch, weights_path=None):
     return model
 
 
-def make_frontend(feature, backend):
-    """Equal-length waveforms -> ``[batch, 1, frames, n_mels]`` log-mel."""
-    if backend == 'numpy':
-        numpy_logmel = NumpyLogMel(feature)
-        return lambda waves: paddle.to_tensor(
-            np.stack([numpy_logmel(w) for w in waves]))[:, None]
-    paddle_frontend = paddle_logmel(feature)
-    return lambda waves: paddle_frontend(
-        paddle.to_tensor(np.stack(waves)))[:, None]
-
-
 def main(argv):
     cfg = get_parser().parse_config(argv)
     check_prediction_args(cfg)
     select_device(cfg.device)
     set_cpu_threads(cfg.cpu_threads)
+    feature = FeatureConfig()
+    if cfg.feature != feature:
+        raise UserError('the PANNs weights were trained with the default '
+                        'feature settings; remove the feature section from '
+                        f'{cfg.config} to tag with them')
+    check_contract(feature, cfg, 'the AudioSet weights')
     model = load_tagger(cfg.backbone,
                         getattr(cfg, 'checkpoint', None) or cfg.pretrained_path)
-    feature = FeatureConfig()
-    frontend = make_frontend(feature, cfg.feat_backend)
+    frontend = batch_frontend(feature, cfg.feat_backend)
 
     @paddle.no_grad()
     def score(waves):
-        return model(frontend(waves)).numpy()
+        return model(frontend(waves)[:, None]).numpy()
 
     results = predict_files(expand_inputs(cfg.wav), feature, score,
                             cfg.window_seconds)

@@ -108,6 +108,9 @@ def main(argv):
 
     sampler = ResumableBatchSampler(
         train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=False)
+    if cfg.num_workers > 0:
+        train_ds.precompute('train features')
+        dev_ds.precompute('dev features')
     loader_kw = dict(num_workers=cfg.num_workers,
                      collate_fn=lambda b: collate(b, pad_value),
                      persistent_workers=cfg.num_workers > 0)
@@ -130,6 +133,9 @@ def main(argv):
     progress = new_progress(1)
     if getattr(cfg, 'resume', False):
         progress = resume(ckpt_dir, model, optimizer, meta)
+    if progress['epoch'] > cfg.epochs and rank == 0:
+        print(f'[resume] {ckpt_dir} already holds all {cfg.epochs} epochs; '
+              f'nothing to train (raise --epochs to continue)')
     net = model
     if world > 1:
         model = paddle.DataParallel(model)
@@ -273,7 +279,8 @@ def resume(ckpt_dir, model, optimizer, meta):
                             if r['epoch'] < progress['epoch']])
     where = (f'after epoch {ts["epoch"]}' if complete else
              f'at epoch {ts["epoch"]} step {ts["step"]}')
-    print(f'[resume] continuing {where} from {latest}', flush=True)
+    print(f'[resume] continuing {where} from {latest} (delete '
+          f'{ckpt_dir} to start over)', flush=True)
     return progress
 
 

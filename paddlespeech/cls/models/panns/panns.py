@@ -8,7 +8,6 @@ checkpoint maps one to one: ``bn0``, ``conv_block{i}.conv{j}``,
 The models take log-mel features shaped ``[batch, 1, frames, mel_bins]``;
 the front end lives in :mod:`paddlespeech.cls.features`.
 """
-import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 

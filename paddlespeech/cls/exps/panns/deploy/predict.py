@@ -10,7 +10,9 @@ predicted; the exit status is 0 only if every file was predicted.
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
 import argparse
+import contextlib
 import os
+import sys
 
 import numpy as np
 from paddle import inference
@@ -96,8 +98,24 @@ class Predictor:
                      [self.extract(w) for w in waves]).astype(np.float32)
         self.input.reshape(x.shape)
         self.input.copy_from_cpu(x)
-        self.predictor.run()
+        with _stdout_silenced():
+            self.predictor.run()
         return self.output.copy_to_cpu()
+
+
+@contextlib.contextmanager
+def _stdout_silenced():
+    """Paddle 3.3's oneDNN passes print debug lines (``ReduceMeanCheckIf
+    OneDNNSupport``) straight to file descriptor 1, inside our output."""
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
 
 
 _TRT_PRECISION = {
@@ -111,9 +129,11 @@ def main(argv):
     cfg = get_parser().parse_config(argv)
     check_prediction_args(cfg)
     device = select_device(cfg.device)
+    _, _, meta = read_export(cfg.export_dir)
+    check_contract(FeatureConfig.from_dict(meta['feature']), cfg,
+                   cfg.export_dir)
     predictor = Predictor(cfg.export_dir, device, cfg.cpu_threads,
                           cfg.enable_mkldnn, cfg.use_tensorrt, cfg.precision)
-    check_contract(predictor.feature, cfg, cfg.export_dir)
     results = predict_files(expand_inputs(cfg.wav), predictor.feature,
                             predictor, cfg.window_seconds, cfg.batch_size)
     return print_predictions(results, predictor.labels, cfg.top_k)

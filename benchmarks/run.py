@@ -1,0 +1,494 @@
+#!/usr/bin/env python3
+"""Speed and memory of the recipe, measured side by side with PyTorch PANNs.
+
+    cd /work/main && PYTHONPATH=. MKL_DEBUG_CPU_TYPE=5 python benchmarks/run.py \
+        [--quick] [--json out.json] [--only SECTION[,SECTION]]
+
+Sections: infer, folder, train, frontend, limit, rss (see README.md).
+Prints a markdown table; --json writes the same figures (plus the raw
+measurements). Every figure comes from this one invocation: each
+measurement runs in its own worker process (benchmarks/worker.py), one
+framework per process, sequentially, 2 threads for both frameworks.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, THREADS, machine, model_flops  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss')
+
+QUICK = {
+    'archs': ['cnn6'], 'seconds': 1.0, 'batches': [1, 8], 'warmup': 1,
+    'reps': 2, 'lever_rows': False,
+    'folder_files': 8, 'folder_seconds': 1.0, 'folder_arch': 'cnn6',
+    'train_archs': ['cnn6'], 'train_batch': 4, 'train_seconds': 1.0,
+    'train_warmup': 1, 'train_reps': 2,
+    'epoch': {'arch': 'cnn6', 'classes': 2, 'clips_per_fold': 2,
+              'seconds': 1.0, 'batch': 8},
+    'fe_clips': 16, 'fe_seconds': 1.0, 'fe_reps': 2,
+    'matmul_n': 1024, 'matmul_reps': 3,
+    'rss': {'arch': 'cnn6', 'clips': 40, 'min_s': 0.5, 'max_s': 2.0,
+            'window': 10},
+}
+FULL = {
+    'archs': ['cnn14', 'cnn10', 'cnn6'], 'seconds': 5.0, 'batches': [1, 8],
+    'warmup': 2, 'reps': 5, 'lever_rows': True,
+    'folder_files': 200, 'folder_seconds': 5.0, 'folder_arch': 'cnn14',
+    'train_archs': ['cnn6', 'cnn14'], 'train_batch': 16,
+    'train_seconds': 5.0, 'train_warmup': 2, 'train_reps': 4,
+    'epoch': {'arch': 'cnn6', 'classes': 6, 'clips_per_fold': 3,
+              'seconds': 5.0, 'batch': 16, 'third_epoch': True},
+    'fe_clips': 64, 'fe_seconds': 5.0, 'fe_reps': 5,
+    'matmul_n': 4096, 'matmul_reps': 7,
+    'rss': {'arch': 'cnn14', 'clips': 1000, 'min_s': 0.5, 'max_s': 5.0,
+            'window': 100},
+}
+
+
+def env():
+    e = dict(os.environ)
+    e['PYTHONPATH'] = os.pathsep.join(
+        [str(ROOT)] + [p for p in [e.get('PYTHONPATH')] if p])
+    e.setdefault('MKL_DEBUG_CPU_TYPE', '5')
+    e.setdefault('MPLBACKEND', 'Agg')
+    return e
+
+
+def worker(task, extra_env=None, **args):
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(HERE / 'worker.py'), task, json.dumps(args)],
+        capture_output=True, text=True, env={**env(), **(extra_env or {})})
+    if proc.returncode:
+        raise RuntimeError(f'worker {task} failed:\n{proc.stderr[-3000:]}')
+    print(f'  [{task} {args.get("arch", "")}] {time.perf_counter() - t:.1f} s',
+          file=sys.stderr, flush=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def wall(cmd, extra_env=None):
+    """Wall time of a command (s); it must succeed."""
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env={**env(), **(extra_env or {})})
+    elapsed = time.perf_counter() - t
+    if proc.returncode:
+        raise RuntimeError(f'{cmd} failed:\n{proc.stderr[-3000:]}')
+    return elapsed, proc.stdout
+
+
+def row(section, what, value, unit, ref=None, ref_what=None, target=None,
+        note=''):
+    """One table line. ``ratio`` = value / ref (higher is better for every
+    row that has one); ``target`` is a minimum ratio."""
+    r = {'section': section, 'what': what, 'value': value, 'unit': unit}
+    if ref is not None:
+        r.update(ref=ref, ref_what=ref_what, ratio=value / ref)
+    if target is not None:
+        r.update(target=target, met=bool(r['ratio'] >= target))
+    if note:
+        r['note'] = note
+    return r
+
+
+# ------------------------------------------------------------------ sections
+
+def section_infer(P, work):
+    raw, rows = {}, []
+    common = dict(out_dir=str(work), seconds=P['seconds'],
+                  batches=P['batches'], warmup=P['warmup'], reps=P['reps'])
+    for arch in P['archs']:
+        pd = worker('infer_paddle', arch=arch, **common)
+        th = worker('torch_infer', arch=arch, **common)
+        raw[arch] = {'paddle': pd, 'torch': th}
+        A = arch.upper()
+        for b in map(str, P['batches']):
+            for kind, label in (('e2e', 'incl. front end'),
+                                ('net', 'network only')):
+                ref = th[kind][b]['clips_per_s']
+                for mode, name in (('deploy_onednn', 'deploy Predictor, oneDNN'),
+                                   ('deploy_plain', 'deploy Predictor, no oneDNN'),
+                                   ('dygraph', 'dynamic graph')):
+                    v = pd[mode][kind][b]['clips_per_s']
+                    target = None
+                    if (arch, b, kind, mode) == ('cnn14', '8', 'e2e',
+                                                 'deploy_onednn'):
+                        target = 1.4
+                    rows.append(row('infer', f'{A} b{b} {label}: {name}', v,
+                                    'clips/s', ref, 'PyTorch reference',
+                                    target))
+            if b == '1':
+                for mode in ('deploy_onednn', 'deploy_plain', 'dygraph'):
+                    rows.append(row(
+                        'infer', f'{A} b1 latency incl. front end: {mode}',
+                        pd[mode]['e2e']['1']['latency_ms'], 'ms',
+                        note=f"PyTorch {th['e2e']['1']['latency_ms']:.1f} ms"))
+        # predict.py's dynamic graph (batch 1, numpy front end) vs deployed
+        if '1' in map(str, P['batches']):
+            rows.append(row(
+                'infer', f'{A} b1 incl. front end: dynamic graph (predict.py) '
+                'vs deploy oneDNN', pd['dygraph']['e2e']['1']['clips_per_s'],
+                'clips/s', pd['deploy_onednn']['e2e']['1']['clips_per_s'],
+                'deploy Predictor oneDNN b1',
+                0.8 if arch == 'cnn14' or len(P['archs']) == 1 else None))
+        rows.append(row('infer', f'{A} Predictor creation, oneDNN',
+                        pd['deploy_onednn']['create_s'], 's',
+                        note=f"no oneDNN {pd['deploy_plain']['create_s']:.2f} s"))
+    if P['lever_rows']:
+        arch = P['archs'][0]
+        lv = {}
+        lv['batch16'] = worker('infer_paddle', arch=arch,
+                               modes=['deploy_onednn'],
+                               **{**common, 'batches': [16]})
+        lv['wave_graph'] = worker('infer_paddle', arch=arch,
+                                  modes=['deploy_onednn_wave', 'dygraph'],
+                                  paddle_frontend_row=True,
+                                  **{**common, 'batches': [8]})
+        lv['threads1'] = worker('infer_paddle', arch=arch, threads=1,
+                                modes=['deploy_onednn'],
+                                **{**common, 'batches': [8]})
+        lv['torch_threads1'] = worker('torch_infer', arch=arch, threads=1,
+                                      **{**common, 'batches': [8]})
+        lv['no_mkl_debug'] = worker('infer_paddle', arch=arch,
+                                    extra_env={'MKL_DEBUG_CPU_TYPE': ''},
+                                    modes=['deploy_plain', 'dygraph'],
+                                    **{**common, 'batches': [8]})
+        lv['openblas1'] = worker('infer_paddle', arch=arch,
+                                 extra_env={'OPENBLAS_NUM_THREADS': '1'},
+                                 modes=['deploy_onednn', 'dygraph'],
+                                 **common)
+        lv['kmp_blocktime0'] = worker('infer_paddle', arch=arch,
+                                      extra_env={'KMP_BLOCKTIME': '0'},
+                                      modes=['deploy_onednn'], **common)
+        raw['levers'] = lv
+        A = arch.upper()
+        base = raw[arch]['paddle']
+        ref8 = raw[arch]['torch']['e2e']['8']['clips_per_s']
+        rows += [
+            row('infer', f'lever {A}: deploy oneDNN batch 16 incl. front end',
+                lv['batch16']['deploy_onednn']['e2e']['16']['clips_per_s'],
+                'clips/s', base['deploy_onednn']['e2e']['8']['clips_per_s'],
+                'same, batch 8'),
+            row('infer', f'lever {A}: deploy oneDNN b8, front end inside the '
+                'graph (export --include_frontend)',
+                lv['wave_graph']['deploy_onednn_wave']['e2e']['8']
+                ['clips_per_s'], 'clips/s',
+                base['deploy_onednn']['e2e']['8']['clips_per_s'],
+                'numpy front end + graph'),
+            row('infer', f'lever {A}: dynamic graph b8 with paddle front end '
+                '(predict.py --feat_backend paddle)',
+                lv['wave_graph']['dygraph_paddle_fe']['e2e']['8']
+                ['clips_per_s'], 'clips/s',
+                lv['wave_graph']['dygraph']['e2e']['8']['clips_per_s'],
+                'numpy front end'),
+            row('infer', f'lever {A}: deploy oneDNN b8 incl. front end, '
+                '1 thread', lv['threads1']['deploy_onednn']['e2e']['8']
+                ['clips_per_s'], 'clips/s',
+                base['deploy_onednn']['e2e']['8']['clips_per_s'],
+                '2 threads'),
+            row('infer', f'lever {A}: PyTorch b8 incl. front end, 1 thread',
+                lv['torch_threads1']['e2e']['8']['clips_per_s'], 'clips/s',
+                ref8, '2 threads'),
+            row('infer', f'lever {A}: dynamic graph b8 network, '
+                'MKL_DEBUG_CPU_TYPE unset', lv['no_mkl_debug']['dygraph']
+                ['net']['8']['clips_per_s'], 'clips/s',
+                base['dygraph']['net']['8']['clips_per_s'],
+                'MKL_DEBUG_CPU_TYPE=5'),
+            row('infer', f'lever {A}: deploy no oneDNN b8 network, '
+                'MKL_DEBUG_CPU_TYPE unset', lv['no_mkl_debug']['deploy_plain']
+                ['net']['8']['clips_per_s'], 'clips/s',
+                base['deploy_plain']['net']['8']['clips_per_s'],
+                'MKL_DEBUG_CPU_TYPE=5'),
+        ]
+        for b in map(str, P['batches']):
+            rows += [
+                row('infer', f'lever {A}: deploy oneDNN b{b} incl. front end, '
+                    'OPENBLAS_NUM_THREADS=1', lv['openblas1']['deploy_onednn']
+                    ['e2e'][b]['clips_per_s'], 'clips/s',
+                    base['deploy_onednn']['e2e'][b]['clips_per_s'],
+                    'default (numpy BLAS 2 threads)',
+                    1.4 if b == '8' else None,
+                    note=f"vs PyTorch: "
+                    f"{lv['openblas1']['deploy_onednn']['e2e'][b]['clips_per_s'] / raw[arch]['torch']['e2e'][b]['clips_per_s']:.2f}x"),
+                row('infer', f'lever {A}: dynamic graph b{b} incl. front end, '
+                    'OPENBLAS_NUM_THREADS=1', lv['openblas1']['dygraph']
+                    ['e2e'][b]['clips_per_s'], 'clips/s',
+                    base['dygraph']['e2e'][b]['clips_per_s'], 'default'),
+                row('infer', f'lever {A}: deploy oneDNN b{b} incl. front end, '
+                    'KMP_BLOCKTIME=0', lv['kmp_blocktime0']['deploy_onednn']
+                    ['e2e'][b]['clips_per_s'], 'clips/s',
+                    base['deploy_onednn']['e2e'][b]['clips_per_s'],
+                    'default'),
+            ]
+    return {'raw': raw, 'rows': rows}
+
+
+def section_folder(P, work):
+    import numpy as np
+    import soundfile as sf
+    arch, n, secs = P['folder_arch'], P['folder_files'], P['folder_seconds']
+    ex = worker('export', arch=arch, out_dir=str(work))
+    folder = work / 'folder'
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    sr = 44100
+    t = np.arange(int(secs * sr)) / sr
+    for i in range(n):
+        x = 0.1 * rng.standard_normal(len(t)) + 0.3 * np.sin(
+            2 * np.pi * rng.uniform(100, 4000) * t)
+        sf.write(folder / f'clip_{i:04d}.wav', x.clip(-1, 1), sr,
+                 subtype='PCM_16')
+    scripts = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns'
+    common = ['--device', 'cpu', '--cpu_threads', str(THREADS)]
+    deploy_s, out = wall([sys.executable, str(scripts / 'deploy' /
+                                              'predict.py'),
+                          '--model_dir', ex['export_dir'], '--wav',
+                          str(folder), '--batch_size', '8', *common])
+    assert out.count('[') >= n, out[-500:]
+    torch_s, out = wall([sys.executable, str(HERE / 'torch_classify_folder.py'),
+                         '--wav', str(folder), '--arch', arch,
+                         '--batch_size', '8', '--threads', str(THREADS)])
+    assert len(out.splitlines()) == n, out[-500:]
+    raw = {'files': n, 'seconds': secs, 'sample_rate': sr, 'arch': arch,
+           'deploy_s': deploy_s, 'torch_s': torch_s}
+    A = arch.upper()
+    rows = [row('folder', f'{n} x {secs:g} s 44.1 kHz wav, {A}: deploy/'
+                'predict.py --batch_size 8 (speed = 1 / wall time)',
+                1 / deploy_s, '1/s', 1 / torch_s, 'PyTorch script', 1.5,
+                note=f'wall {deploy_s:.1f} s vs {torch_s:.1f} s')]
+    if P['lever_rows']:
+        plain_s, _ = wall([sys.executable, str(scripts / 'deploy' /
+                                               'predict.py'),
+                           '--model_dir', ex['export_dir'], '--wav',
+                           str(folder), '--batch_size', '8',
+                           '--enable_mkldnn', 'false', *common])
+        dyn_s, _ = wall([sys.executable, str(scripts / 'predict.py'),
+                         '--checkpoint', ex['checkpoint'], '--wav',
+                         str(folder), *common])
+        ob_s, _ = wall([sys.executable, str(scripts / 'deploy' /
+                                            'predict.py'),
+                        '--model_dir', ex['export_dir'], '--wav',
+                        str(folder), '--batch_size', '8', *common],
+                       extra_env={'OPENBLAS_NUM_THREADS': '1'})
+        raw.update(deploy_no_onednn_s=plain_s, predict_dygraph_s=dyn_s,
+                   deploy_openblas1_s=ob_s)
+        rows += [
+            row('folder', f'lever: deploy/predict.py --enable_mkldnn false',
+                1 / plain_s, '1/s', 1 / torch_s, 'PyTorch script',
+                note=f'wall {plain_s:.1f} s'),
+            row('folder', 'lever: deploy/predict.py with '
+                'OPENBLAS_NUM_THREADS=1', 1 / ob_s, '1/s', 1 / torch_s,
+                'PyTorch script', 1.5, note=f'wall {ob_s:.1f} s'),
+            row('folder', 'predict.py (dynamic graph, batch 1)', 1 / dyn_s,
+                '1/s', 1 / deploy_s, 'deploy/predict.py', 0.8,
+                note=f'wall {dyn_s:.1f} s'),
+        ]
+    return {'raw': raw, 'rows': rows}
+
+
+def section_train(P, work):
+    raw, rows = {}, []
+    args = dict(batch=P['train_batch'], seconds=P['train_seconds'],
+                warmup=P['train_warmup'], reps=P['train_reps'])
+    for arch in P['train_archs']:
+        pd = worker('train_paddle', arch=arch, **args)
+        th = worker('torch_train', arch=arch, **args)
+        raw[arch] = {'paddle': pd, 'torch': th}
+        A = arch.upper()
+        rows.append(row('train', f'{A} train step b{args["batch"]} '
+                        '(dynamic graph)', pd['clips_per_s'], 'clips/s',
+                        th['clips_per_s'], 'PyTorch reference', 1.0))
+        rows.append(row('train', f'{A} training peak RSS', pd['peak_rss_mb'],
+                        'MB', th['peak_rss_mb'], 'PyTorch reference',
+                        note='ratio > 1: we use more memory'))
+    ep = worker('epoch_cache', **P['epoch'])
+    raw['epoch_cache'] = ep
+    rows.append(row('train', f"{P['epoch']['arch'].upper()} epoch 2 (feature "
+                    f"cache) vs epoch 1, {ep['clips']} clips of "
+                    f"{P['epoch']['seconds']:g} s (speed = 1 / time)",
+                    1 / ep['epoch2_s'], '1/s', 1 / ep['epoch1_s'], 'epoch 1',
+                    1.5, note=f"{ep['epoch1_s']:.1f} s -> "
+                    f"{ep['epoch2_s']:.1f} s; read+resample+log-mel "
+                    f"{ep['features_ms_per_clip']:.1f} ms/clip"))
+    return {'raw': raw, 'rows': rows}
+
+
+def section_frontend(P, work):
+    args = dict(clips=P['fe_clips'], batch=8, seconds=P['fe_seconds'],
+                reps=P['fe_reps'])
+    pd = worker('frontend_paddle', **args)
+    th = worker('torch_frontend', **args)
+    lib = th['librosa']
+    rows = [
+        row('frontend', 'numpy NumpyLogMel (per clip)', pd['numpy'],
+            'clips/s', lib, 'librosa', 0.9, note='target: within 10 %'),
+        row('frontend', 'paddle paddle_logmel (batch 8)',
+            pd['paddle_batched'], 'clips/s', lib, 'librosa', 3.0),
+        row('frontend', 'torchlibrosa (batch 8)', th['torchlibrosa_batched'],
+            'clips/s', lib, 'librosa'),
+        row('frontend', 'librosa melspectrogram + power_to_db (per clip)',
+            lib, 'clips/s'),
+    ]
+    return {'raw': {'paddle': pd, 'torch': th, **args}, 'rows': rows}
+
+
+def section_limit(P, work, infer=None):
+    peak = worker('peak', n=P['matmul_n'], reps=P['matmul_reps'])
+    best_peak = max(peak['numpy_gflops'], peak['paddle_gflops'])
+    frames = 1 + int(P['seconds'] * 32000) // 320
+    raw, rows = {'peak': peak, 'frames': frames}, []
+    b = str(max(P['batches']))
+    for arch in P['archs']:
+        flops = model_flops(arch, frames)
+        if infer and arch in infer['raw']:
+            pd = infer['raw'][arch]['paddle']
+        else:
+            pd = worker('infer_paddle', arch=arch, out_dir=str(work),
+                        seconds=P['seconds'], batches=[int(b)],
+                        warmup=P['warmup'], reps=P['reps'],
+                        modes=['deploy_onednn'])
+        rate = pd['deploy_onednn']['net'][b]['clips_per_s']
+        gflops = flops * rate / 1e9
+        raw[arch] = {'gflop_per_clip': flops / 1e9, 'clips_per_s': rate,
+                     'gflops': gflops}
+        rows.append(row('limit', f'{arch.upper()} deploy oneDNN b{b} network '
+                        f'({flops / 1e9:.2f} GFLOP/clip)', gflops, 'GFLOP/s',
+                        best_peak, 'float32 matmul peak', 0.8))
+    rows += [row('limit', f"numpy SGEMM {peak['n']}x{peak['n']}",
+                 peak['numpy_gflops'], 'GFLOP/s'),
+             row('limit', f"paddle.matmul {peak['n']}x{peak['n']}",
+                 peak['paddle_gflops'], 'GFLOP/s')]
+    return {'raw': raw, 'rows': rows}
+
+
+def section_rss(P, work):
+    r = worker('rss_predictor', out_dir=str(work), **P['rss'])
+    k = r['window']
+    rows = [
+        row('rss', f"{P['rss']['arch'].upper()} deploy Predictor peak RSS, "
+            f"{r['clips']} clips of {r['seconds_range'][0]:g}-"
+            f"{r['seconds_range'][1]:g} s", r['peak_rss_mb'], 'MB',
+            note=f"{r['clips_per_s']:.1f} clips/s"),
+        row('rss', f'RSS mean over last {k} clips vs first {k} (growth '
+            'ratio; 1.00 = flat)', r['rss_last_mb'], 'MB', r['rss_first_mb'],
+            f'first {k} clips', note=f"growth {r['growth_mb']:+.1f} MB"),
+    ]
+    return {'raw': r, 'rows': rows}
+
+
+# ------------------------------------------------------------------- output
+
+def fmt(v):
+    if v is None:
+        return ''
+    if abs(v) >= 100:
+        return f'{v:.0f}'
+    if abs(v) >= 10:
+        return f'{v:.1f}'
+    return f'{v:.2f}' if abs(v) >= 0.1 else f'{v:.3g}'
+
+
+def markdown(result):
+    lines = ['| section | measurement | value | unit | compared with | '
+             'ratio | target / measured / met? | note |',
+             '|---|---|---|---|---|---|---|---|']
+    for name in SECTIONS:
+        sec = result['sections'].get(name)
+        if not sec:
+            continue
+        for r in sec['rows']:
+            cmp_ = (f"{r['ref_what']} {fmt(r['ref'])}" if 'ref' in r else '')
+            ratio = f"{r['ratio']:.2f}x" if 'ratio' in r else ''
+            tgt = (f"≥ {r['target']:g}x / {r['ratio']:.2f}x / "
+                   f"{'yes' if r['met'] else '**no**'}"
+                   if 'target' in r else '')
+            lines.append(f"| {name} | {r['what']} | {fmt(r['value'])} | "
+                         f"{r['unit']} | {cmp_} | {ratio} | {tgt} | "
+                         f"{r.get('note', '')} |")
+    return '\n'.join(lines)
+
+
+def versions():
+    out = {}
+    for mod in ('paddle', 'torch', 'numpy', 'librosa'):
+        try:
+            proc = subprocess.run(
+                [sys.executable, '-c', f'import {mod}; print({mod}.__version__)'],
+                capture_output=True, text=True, env=env(), timeout=120)
+            out[mod] = proc.stdout.strip().splitlines()[-1]
+        except Exception:
+            out[mod] = 'unknown'
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--quick', action='store_true',
+                   help='tiny repetitions, CNN6 only, short clips (< 60 s)')
+    p.add_argument('--json', help='also write the figures to this file')
+    p.add_argument('--only', help=f'comma-separated subset of {SECTIONS}')
+    p.add_argument('--markdown', help='also write the header and table to '
+                   'this file (e.g. benchmarks/RESULTS.md material)')
+    p.add_argument('--work_dir', help='keep exports and generated audio here '
+                   '(default: a temporary directory)')
+    a = p.parse_args(argv)
+    only = a.only.split(',') if a.only else list(SECTIONS)
+    bad = set(only) - set(SECTIONS)
+    if bad:
+        p.error(f'unknown section(s) {sorted(bad)}; choose from {SECTIONS}')
+    P = QUICK if a.quick else FULL
+    t0 = time.perf_counter()
+    info = machine()
+    info.update(versions() if not a.quick else {})
+    info['date'] = datetime.datetime.now().isoformat(timespec='seconds')
+    info['threads'] = THREADS
+    info['mode'] = 'quick' if a.quick else 'full'
+    result = {'machine': info, 'sections': {}}
+    with tempfile.TemporaryDirectory(prefix='bench_') as tmp:
+        work = Path(a.work_dir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for name in SECTIONS:
+            if name not in only:
+                continue
+            print(f'== {name}', file=sys.stderr, flush=True)
+            fn = globals()[f'section_{name}']
+            if name == 'limit':
+                result['sections'][name] = fn(P, work,
+                                              result['sections'].get('infer'))
+            else:
+                result['sections'][name] = fn(P, work)
+    info['load_avg_1min_end'] = os.getloadavg()[0]
+    info['elapsed_s'] = time.perf_counter() - t0
+    loaded = max(info['load_avg_1min'], info['load_avg_1min_end']) > 1.0
+    head = (f"{info['cpu']} ({'/'.join(info['isa'])}), {info['cores']} cores, "
+            f"{THREADS} threads per framework, MKL_DEBUG_CPU_TYPE="
+            f"{info['MKL_DEBUG_CPU_TYPE']}, {info['mode']} run, "
+            f"{info['date']}, {info['elapsed_s']:.0f} s"
+            + (f", paddle {info['paddle']}, torch {info['torch']}"
+               if 'paddle' in info else '')
+            + (f"\n\n**Measured under load** (1-min load average "
+               f"{info['load_avg_1min']:.2f} at start, "
+               f"{info['load_avg_1min_end']:.2f} at end): figures are "
+               f"unreliable." if loaded else ''))
+    result['table'] = markdown(result)
+    print(head + '\n\n' + result['table'])
+    result['header'] = head
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=1))
+    if a.markdown:
+        Path(a.markdown).write_text(head + '\n\n' + result['table'] + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,439 @@
+"""One benchmark measurement per process: ``worker.py TASK JSON_ARGS``.
+
+Prints progress on stderr and one JSON object as the last line of stdout.
+Tasks whose name starts with ``torch_`` import torch (and never Paddle);
+the others import Paddle (and never torch), with
+``paddlespeech.cls`` imported first as the recipe's scripts do.
+"""
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (ROOT, THREADS, current_rss_mb, peak_rss_mb,  # noqa: E402
+                    timeit, waves)
+
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / 'tests'))
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------- paddle side
+
+def _paddle(threads=THREADS):
+    import paddlespeech.cls  # noqa: F401  (MKL setup before paddle)
+    import paddle
+    paddle.set_device('cpu')
+    paddle.base.core.set_num_threads(threads)
+    return paddle
+
+
+def export_random(arch, out_dir, include_frontend=False, num_class=50):
+    """A random-weight classifier checkpoint (as train.py writes it),
+    exported with export_model.export; returns (checkpoint, export_dir)."""
+    paddle = _paddle()
+    from paddlespeech.cls.checkpoint import save_checkpoint
+    from paddlespeech.cls.exps.panns.export_model import export
+    from paddlespeech.cls.features import FeatureConfig
+    from paddlespeech.cls.models import build_classifier
+    out_dir = Path(out_dir)
+    ckpt = out_dir / f'ckpt_{arch}' / 'epoch_1' / 'model.pdparams'
+    if not ckpt.is_file():
+        paddle.seed(0)
+        model = build_classifier(arch, num_class, 0.1)
+        labels = [f'class_{i}' for i in range(num_class)]
+        meta = {'backbone': arch, 'num_class': num_class,
+                'label_list': labels, 'dropout': 0.1,
+                'feature': FeatureConfig().to_dict()}
+        save_checkpoint(out_dir / f'ckpt_{arch}', 1, model, meta)
+    exp = out_dir / (f'export_{arch}' + ('_wave' if include_frontend else ''))
+    if not (exp / 'model.json').is_file():
+        export(ckpt, exp, include_frontend)
+    return ckpt, exp
+
+
+def task_export(a):
+    ckpt, exp = export_random(a['arch'], a['out_dir'],
+                              a.get('include_frontend', False))
+    return {'checkpoint': str(ckpt), 'export_dir': str(exp)}
+
+
+def _rates(fn_by_batch, batches, seconds, warmup, reps):
+    """{batch: clips/s} and batch-1 latency in ms."""
+    out = {}
+    for b in batches:
+        r = reps if b > 1 else max(reps, 2 * reps)
+        t = timeit(fn_by_batch(b), warmup, r)
+        out[b] = {'clips_per_s': b / t, 'latency_ms': 1000 * t}
+    return out
+
+
+def task_infer_paddle(a):
+    """Deploy Predictor (oneDNN on/off) and dynamic graph, with and
+    without the front end, for one architecture."""
+    paddle = _paddle(a.get('threads', THREADS))
+    from paddlespeech.cls.checkpoint import load_classifier
+    from paddlespeech.cls.exps.panns.deploy.predict import Predictor
+    from paddlespeech.cls.features import FeatureConfig, NumpyLogMel, \
+        paddle_logmel
+    arch, seconds = a['arch'], a['seconds']
+    batches, warmup, reps = a['batches'], a['warmup'], a['reps']
+    ckpt, exp = export_random(arch, a['out_dir'])
+    feature = FeatureConfig()
+    numpy_fe = NumpyLogMel(feature)
+    W = {b: list(waves(b, seconds, seed=b)) for b in batches}
+    F = {b: np.stack([numpy_fe(w) for w in W[b]]) for b in batches}
+    res = {}
+    modes = a.get('modes', ['deploy_onednn', 'deploy_plain', 'dygraph'])
+    for mode in modes:
+        if mode.startswith('deploy'):
+            t = time.perf_counter()
+            pred = Predictor(str(exp), 'cpu', a.get('threads', THREADS),
+                             enable_mkldnn=mode == 'deploy_onednn')
+            create_s = time.perf_counter() - t
+
+            def net(b, pred=pred):
+                x = F[b]
+
+                def run():
+                    pred.input.reshape(x.shape)
+                    pred.input.copy_from_cpu(x)
+                    pred.predictor.run()
+                    return pred.output.copy_to_cpu()
+                return run
+            e2e = _rates(lambda b, pred=pred: (lambda: pred(W[b])), batches,
+                         seconds, warmup, reps)
+            netr = _rates(net, batches, seconds, warmup, reps)
+            res[mode] = {'create_s': create_s, 'e2e': e2e, 'net': netr}
+            del pred
+        elif mode == 'dygraph':
+            model, _, _ = load_classifier(ckpt)
+            fe = paddle_logmel(feature)
+
+            def dnet(b):
+                x = paddle.to_tensor(F[b])
+
+                def run():
+                    with paddle.no_grad():
+                        return model(x).numpy()
+                return run
+
+            def de2e(b):  # as predict.py scores (numpy front end, softmax)
+                def run():
+                    with paddle.no_grad():
+                        x = paddle.to_tensor(np.stack(
+                            [numpy_fe(w) for w in W[b]]))
+                        return paddle.nn.functional.softmax(
+                            model(x), -1).numpy()
+                return run
+
+            def de2e_paddle_fe(b):  # predict.py --feat_backend paddle
+                def run():
+                    with paddle.no_grad():
+                        x = fe(paddle.to_tensor(np.stack(W[b])))
+                        return paddle.nn.functional.softmax(
+                            model(x), -1).numpy()
+                return run
+            res['dygraph'] = {
+                'e2e': _rates(de2e, batches, seconds, warmup, reps),
+                'net': _rates(dnet, batches, seconds, warmup, reps)}
+            if a.get('paddle_frontend_row'):
+                res['dygraph_paddle_fe'] = {'e2e': _rates(
+                    de2e_paddle_fe, batches, seconds, warmup, reps)}
+        elif mode == 'deploy_onednn_wave':
+            # lever: front end inside the exported graph (--include_frontend)
+            _, expw = export_random(arch, a['out_dir'], include_frontend=True)
+            t = time.perf_counter()
+            pred = Predictor(str(expw), 'cpu', a.get('threads', THREADS), True)
+            create_s = time.perf_counter() - t
+            res[mode] = {'create_s': create_s, 'e2e': _rates(
+                lambda b, pred=pred: (lambda: pred(W[b])), batches, seconds,
+                warmup, reps)}
+            del pred
+    return res
+
+
+def task_frontend_paddle(a):
+    paddle = _paddle()
+    from paddlespeech.cls.features import FeatureConfig, NumpyLogMel, \
+        paddle_logmel
+    n, b, seconds = a['clips'], a['batch'], a['seconds']
+    W = waves(n, seconds)
+    numpy_fe = NumpyLogMel(FeatureConfig())
+    fe = paddle_logmel(FeatureConfig())
+    t_np = timeit(lambda: [numpy_fe(w) for w in W], 1, a['reps'])
+    batches = [paddle.to_tensor(W[i:i + b]) for i in range(0, n, b)]
+
+    def run_paddle():
+        with paddle.no_grad():
+            for x in batches:
+                fe(x).numpy()
+    t_pd = timeit(run_paddle, 1, a['reps'])
+    return {'numpy': n / t_np, 'paddle_batched': n / t_pd}
+
+
+def task_peak(a):
+    """Float32 matmul peak: numpy SGEMM and paddle.matmul, n x n."""
+    paddle = _paddle()
+    n, reps = a['n'], a['reps']
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((n, n), dtype=np.float32)
+    B = rng.standard_normal((n, n), dtype=np.float32)
+    flops = 2.0 * n ** 3
+    t_np = timeit(lambda: A @ B, 1, reps)
+    pa, pb = paddle.to_tensor(A), paddle.to_tensor(B)
+    t_pd = timeit(lambda: paddle.matmul(pa, pb).numpy(), 1, reps)
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [(i['internal_api'], i['num_threads']) for i in
+                threadpool_info() if i['user_api'] == 'blas']
+    except Exception:
+        blas = []
+    return {'numpy_gflops': flops / t_np / 1e9,
+            'paddle_gflops': flops / t_pd / 1e9, 'n': n,
+            'numpy_blas': blas}
+
+
+def task_train_paddle(a):
+    """Forward + backward + Adam step on log-mel batches, as train.py does
+    with the (cached) numpy front end; peak RSS of this process."""
+    paddle = _paddle()
+    from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
+    from paddlespeech.cls.models import build_classifier
+    paddle.seed(0)
+    b = a['batch']
+    fe = NumpyLogMel(FeatureConfig())
+    x = paddle.to_tensor(np.stack([fe(w) for w in waves(b, a['seconds'])]))
+    y = paddle.to_tensor(np.arange(b, dtype=np.int64) % 50)
+    model = build_classifier(a['arch'], 50, 0.1)
+    model.train()
+    opt = paddle.optimizer.Adam(learning_rate=5e-5,
+                                parameters=model.parameters())
+    crit = paddle.nn.CrossEntropyLoss()
+
+    def step():
+        loss = crit(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        float(loss)
+    t = timeit(step, a['warmup'], a['reps'])
+    return {'clips_per_s': b / t, 'step_s': t, 'peak_rss_mb': peak_rss_mb()}
+
+
+def task_epoch_cache(a):
+    """Epoch 1 (decode + resample + NumpyLogMel per clip) against epoch 2
+    (ESC50Dataset's in-memory feature cache), with train.py's own
+    train_one_epoch, data set from make_synthetic_esc50.generate()."""
+    paddle = _paddle()
+    sys.path.insert(0, str(ROOT / 'local'))
+    from make_synthetic_esc50 import generate
+    from paddlespeech.cls.datasets.esc50 import ESC50Dataset
+    from paddlespeech.cls.exps.panns.train import new_progress, \
+        train_one_epoch
+    from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
+    from paddlespeech.cls.models import build_classifier
+    from paddlespeech.cls.training import ResumableBatchSampler, collate
+    paddle.seed(0)
+    np.random.seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = generate(Path(tmp) / 'esc', classes=a['classes'],
+                        clips_per_fold=a['clips_per_fold'], folds=5,
+                        seconds=a['seconds'])
+        feature = FeatureConfig()
+        ds = ESC50Dataset(root, 'train', 1, feature, NumpyLogMel(feature))
+        sampler = ResumableBatchSampler(ds, batch_size=a['batch'],
+                                        shuffle=True, drop_last=False)
+        loader = paddle.io.DataLoader(ds, batch_sampler=sampler,
+                                      num_workers=0,
+                                      collate_fn=lambda b: collate(b, -100.0))
+        model = build_classifier(a['arch'], len(ds.label_list), 0.1)
+        opt = paddle.optimizer.Adam(learning_rate=5e-5,
+                                    parameters=model.parameters())
+        crit = paddle.nn.CrossEntropyLoss()
+        cfg = SimpleNamespace(epochs=3, log_freq=10 ** 6)
+        stop = SimpleNamespace(check=lambda: None)
+        times = []
+        for epoch in (1, 2, 3):
+            sampler.set_epoch(epoch)
+            t = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                train_one_epoch(model, loader, opt, None, crit, None,
+                                new_progress(epoch), cfg, 0, stop)
+            times.append(time.perf_counter() - t)
+            log(f'epoch {epoch}: {times[-1]:.2f} s')
+            if epoch == 2 and not a.get('third_epoch'):
+                break
+        # cost of what the cache saves, per clip: read + resample + log-mel
+        fe = NumpyLogMel(feature)
+        from paddlespeech.cls.audio import load_audio
+        paths = [p for p, _ in ds.items]
+        t = time.perf_counter()
+        for p in paths:
+            fe(load_audio(p, feature.sample_rate, feature.n_fft))
+        feat_ms = 1000 * (time.perf_counter() - t) / len(paths)
+    return {'clips': len(ds), 'epoch1_s': times[0], 'epoch2_s': times[1],
+            'epoch3_s': times[2] if len(times) > 2 else None,
+            'speedup': times[0] / times[1], 'features_ms_per_clip': feat_ms}
+
+
+def task_rss_predictor(a):
+    """RSS of the deploy Predictor over many clips of varying length."""
+    _paddle()
+    from paddlespeech.cls.exps.panns.deploy.predict import Predictor
+    _, exp = export_random(a['arch'], a['out_dir'])
+    rss0 = current_rss_mb()
+    pred = Predictor(str(exp), 'cpu', THREADS, True)
+    if a.get('cache_capacity') is not None:  # lever: re-create with capacity
+        from paddle import inference
+        from paddlespeech.cls.export_meta import read_export
+        g, p, _ = read_export(exp)
+        cfg = inference.Config(str(g), str(p))
+        cfg.disable_gpu()
+        cfg.set_cpu_math_library_num_threads(THREADS)
+        cfg.enable_mkldnn()
+        cfg.set_mkldnn_cache_capacity(a['cache_capacity'])
+        cfg.disable_glog_info()
+        cfg.switch_ir_optim(True)
+        pred.predictor = inference.create_predictor(cfg)
+        pred.input = pred.predictor.get_input_handle(
+            pred.predictor.get_input_names()[0])
+        pred.output = pred.predictor.get_output_handle(
+            pred.predictor.get_output_names()[0])
+    rng = np.random.default_rng(1)
+    n = a['clips']
+    lo, hi = a['min_s'], a['max_s']
+    rss = []
+    t = time.perf_counter()
+    for i in range(n):
+        secs = rng.uniform(lo, hi)
+        w = waves(1, secs, seed=i)[0]
+        pred([w])
+        rss.append(current_rss_mb())
+        if (i + 1) % 100 == 0:
+            log(f'{i + 1} clips, rss {rss[-1]:.0f} MB')
+    elapsed = time.perf_counter() - t
+    k = a['window']
+    first, last = float(np.mean(rss[:k])), float(np.mean(rss[-k:]))
+    return {'clips': n, 'seconds_range': [lo, hi], 'rss_before_mb': rss0,
+            'rss_first_mb': first, 'rss_last_mb': last,
+            'growth_mb': last - first, 'peak_rss_mb': peak_rss_mb(),
+            'clips_per_s': n / elapsed, 'window': k,
+            'cache_capacity': a.get('cache_capacity', 10)}
+
+
+# ---------------------------------------------------------------- torch side
+
+def _torch(threads=THREADS):
+    import torch
+    torch.set_num_threads(threads)
+    import panns_reference
+    panns_reference.import_panns_inference()
+    return torch, panns_reference
+
+
+def task_torch_infer(a):
+    torch, ref = _torch(a.get('threads', THREADS))
+    arch, seconds = a['arch'], a['seconds']
+    batches, warmup, reps = a['batches'], a['warmup'], a['reps']
+    model = ref.make_reference(arch)
+    W = {b: torch.from_numpy(waves(b, seconds, seed=b)) for b in batches}
+    with torch.inference_mode():
+        F = {b: ref._front_end()(W[b]).contiguous() for b in batches}
+
+    def e2e(b):
+        def run():
+            with torch.inference_mode():
+                return model(W[b])['clipwise_output'].numpy()
+        return run
+    res = {'e2e': _rates(e2e, batches, seconds, warmup, reps)}
+    # network only: the same model with the torchlibrosa front end removed
+    model.spectrogram_extractor = torch.nn.Identity()
+    model.logmel_extractor = torch.nn.Identity()
+
+    def net(b):
+        def run():
+            with torch.inference_mode():
+                return model(F[b])['clipwise_output'].numpy()
+        return run
+    res['net'] = _rates(net, batches, seconds, warmup, reps)
+    return res
+
+
+def task_torch_frontend(a):
+    torch, ref = _torch()
+    import librosa
+    n, b, seconds = a['clips'], a['batch'], a['seconds']
+    W = waves(n, seconds)
+
+    def lib():
+        for w in W:
+            S = librosa.feature.melspectrogram(
+                y=w, sr=32000, n_fft=1024, hop_length=320, win_length=1024,
+                window='hann', center=True, pad_mode='reflect', power=2.0,
+                n_mels=64, fmin=50, fmax=14000, htk=False, norm='slaney')
+            librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db=None)
+    fe = ref._front_end()
+    batches = [torch.from_numpy(W[i:i + b]) for i in range(0, n, b)]
+
+    def tl():
+        with torch.inference_mode():
+            for x in batches:
+                fe(x).numpy()
+    return {'librosa': n / timeit(lib, 1, a['reps']),
+            'torchlibrosa_batched': n / timeit(tl, 1, a['reps'])}
+
+
+def task_torch_train(a):
+    """The reference network (front end and SpecAugment removed, log-mel
+    input like ours) plus a num_class head on the embedding; CE + Adam."""
+    torch, ref = _torch()
+    torch.manual_seed(0)
+    b = a['batch']
+    model = ref.build_reference(a['arch'])
+    with torch.inference_mode():
+        x = ref._front_end()(torch.from_numpy(waves(b, a['seconds'])))
+    x = x.clone()
+    model.spectrogram_extractor = torch.nn.Identity()
+    model.logmel_extractor = torch.nn.Identity()
+    model.spec_augmenter = torch.nn.Identity()
+    emb = model.fc1.out_features
+    head = torch.nn.Sequential(torch.nn.Dropout(0.1),
+                               torch.nn.Linear(emb, 50))
+    model.train()
+    head.train()
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.Adam(params, lr=5e-5)
+    y = torch.arange(b) % 50
+    crit = torch.nn.CrossEntropyLoss()
+
+    def step():
+        loss = crit(head(model(x)['embedding']), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        float(loss)
+    t = timeit(step, a['warmup'], a['reps'])
+    return {'clips_per_s': b / t, 'step_s': t, 'peak_rss_mb': peak_rss_mb()}
+
+
+def main():
+    task, args = sys.argv[1], json.loads(sys.argv[2])
+    result = globals()[f'task_{task}'](args)
+    sys.stdout.flush()
+    print('\n' + json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+    main()
