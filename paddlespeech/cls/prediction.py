@@ -38,9 +38,20 @@ def expand_inputs(inputs):
 
 
 def add_prediction_args(parser):
-    """Flags every prediction script shares."""
+    """Flags every prediction script shares (inputs, device, output, and the
+    front-end settings that may only confirm the model's own)."""
+    parser.add('--wav', nargs='+', required=True,
+               help='audio file(s) or directories to classify')
+    parser.add('--device', help='cpu, gpu or gpu:N (default: gpu if '
+               'available)')
+    parser.add('--cpu_threads', type=int,
+               help='CPU threads (default: all cores)')
     parser.add('--top_k', type=int, help='number of labels printed per file')
     parser.add('--window_seconds', type=float, help=WINDOW_HELP)
+    parser.add_argument('--sample_rate', type=int, help='only checked: must '
+                        'equal the sample rate stored with the model')
+    parser.add_argument('--n_mels', type=int, help='only checked: must '
+                        'equal the number of mel bins stored with the model')
 
 
 def check_prediction_args(cfg):
@@ -130,14 +141,6 @@ def report_failures(messages):
     for message in messages:
         print(f'error: {message}', file=sys.stderr)
     return 1 if messages else 0
-
-
-def add_contract_args(parser):
-    """Optional front-end settings; they must equal the model's stored ones."""
-    parser.add_argument('--sample_rate', type=int, help='only checked: must '
-                        'equal the sample rate stored with the model')
-    parser.add_argument('--n_mels', type=int, help='only checked: must '
-                        'equal the number of mel bins stored with the model')
 
 
 def check_contract(feature, cfg, source):

@@ -14,8 +14,7 @@ import paddle
 from paddlespeech.cls.checkpoint import load_classifier
 from paddlespeech.cls.config import ConfigArgumentParser
 from paddlespeech.cls.features import batch_frontend
-from paddlespeech.cls.prediction import (add_contract_args,
-                                         add_prediction_args, check_contract,
+from paddlespeech.cls.prediction import (add_prediction_args, check_contract,
                                          check_prediction_args, expand_inputs,
                                          predict_files, print_predictions)
 from paddlespeech.cls.runtime import run, select_device, set_cpu_threads
@@ -25,9 +24,6 @@ def get_parser():
     p = ConfigArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add('--device', help='cpu, gpu or gpu:N (default: gpu if available)')
-    p.add('--wav', nargs='+', required=True,
-          help='audio file(s) or directories to classify')
     p.add('--feat_backend', choices=['numpy', 'paddle'],
           help='front end used to compute log-mel features')
     p.add('--checkpoint', required=True,
@@ -35,9 +31,7 @@ def get_parser():
     p.add('--backbone', key='expected_backbone',
           choices=['cnn14', 'cnn10', 'cnn6'],
           help='only checked: must match the checkpoint')
-    p.add('--cpu_threads', type=int, help='CPU threads (default: all cores)')
     add_prediction_args(p)
-    add_contract_args(p)
     return p
 
 

@@ -23,8 +23,7 @@ from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.features import FeatureConfig, batch_frontend
 from paddlespeech.cls.models import BACKBONES
 from paddlespeech.cls.models.panns.weights import load_pretrained
-from paddlespeech.cls.prediction import (add_contract_args,
-                                         add_prediction_args, check_contract,
+from paddlespeech.cls.prediction import (add_prediction_args, check_contract,
                                          check_prediction_args, expand_inputs,
                                          predict_files, print_predictions)
 from paddlespeech.cls.runtime import run, select_device, set_cpu_threads
@@ -50,14 +49,9 @@ def get_parser():
           'by the converter) instead of the pretrained download')
     p.add('--pretrained_path', help='local .pdparams used instead of the '
           'download when --checkpoint is not given')
-    p.add('--wav', nargs='+', required=True,
-          help='audio file(s) or directories to tag')
     p.add('--feat_backend', choices=['numpy', 'paddle'],
           help='front end used to compute log-mel features')
-    p.add('--device', help='cpu, gpu or gpu:N (default: gpu if available)')
-    p.add('--cpu_threads', type=int, help='CPU threads (default: all cores)')
     add_prediction_args(p)
-    add_contract_args(p)
     return p
 
 

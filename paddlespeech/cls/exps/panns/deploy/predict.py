@@ -21,8 +21,7 @@ from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
 from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.export_meta import read_export
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
-from paddlespeech.cls.prediction import (add_contract_args,
-                                         add_prediction_args, check_contract,
+from paddlespeech.cls.prediction import (add_prediction_args, check_contract,
                                          check_prediction_args, expand_inputs,
                                          predict_files, print_predictions)
 from paddlespeech.cls.runtime import run, select_device
@@ -32,14 +31,9 @@ def get_parser():
     p = ConfigArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add('--device', help='cpu, gpu or gpu:N (default: gpu if available)')
     p.add('--model_dir', key='export_dir',
           help='directory written by export_model.py')
-    p.add('--wav', nargs='+', required=True,
-          help='audio file(s) or directories to classify')
     p.add('--batch_size', type=int, help='clips (windows) per predictor run')
-    p.add('--cpu_threads', type=int, help='CPU math threads (default: all '
-          'cores)')
     p.add('--enable_mkldnn', type=parse_bool, default=True,
           help='use oneDNN kernels on CPU (true/false, default: true)')
     p.add('--use_tensorrt', type=parse_bool, default=False,
@@ -47,7 +41,6 @@ def get_parser():
     p.add('--precision', choices=['fp32', 'fp16', 'int8'], default='fp32',
           help='GPU/TensorRT precision (default: fp32)')
     add_prediction_args(p)
-    add_contract_args(p)
     return p
 
 
