@@ -136,13 +136,6 @@ def format_block(path, scores, labels, top_k):
     return '\n'.join(lines)
 
 
-def report_failures(messages):
-    """One stderr line per failed input (each names its file); exit status."""
-    for message in messages:
-        print(f'error: {message}', file=sys.stderr)
-    return 1 if messages else 0
-
-
 def check_contract(feature, cfg, source):
     """Refuse front-end settings that contradict the model's own."""
     bad = feature.mismatches(sample_rate=getattr(cfg, 'sample_rate', None),
