@@ -21,6 +21,8 @@ from paddlespeech.cls.runtime import run  # noqa: E402
 def main(argv):
     p = ConfigArgumentParser(description=__doc__.splitlines()[0])
     p.add('--data_dir', help='dataset root in ESC-50 layout')
+    p.add('--data_home', help='where ESC-50 is downloaded and extracted '
+          'when data_dir is not set')
     cfg = p.parse_config(argv)
     root = dataset_root(cfg)
     if cfg.dataset == 'synthetic':

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import paddle
+import yaml
 
 from conftest import ROOT, script_env
 
@@ -44,3 +45,25 @@ def test_two_cpu_processes_stay_in_sync(tiny_dataset, tmp_path):
     assert sorted(p.name for p in ckpt_dir.iterdir()) == [
         'epoch_2', 'metrics.jsonl']
     assert len((ckpt_dir / 'metrics.jsonl').read_text().splitlines()) == 1
+
+
+def test_stage_1_with_nproc_2(tiny_dataset, tmp_path):
+    """``./run.sh --stage 1 --stop_stage 1 --nproc 2`` trains with two CPU
+    processes through local/train.sh and rank 0 alone writes."""
+    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
+    conf.update(data_dir=str(tiny_dataset), epochs=1, save_freq=1,
+                batch_size=4, checkpoint_dir=str(tmp_path / 'ckpt'))
+    conf_path = tmp_path / 'tiny.yaml'
+    conf_path.write_text(yaml.safe_dump(conf))
+    env = script_env()
+    env['VENV'] = sys.prefix
+    proc = subprocess.run(
+        [str(ROOT / 'run.sh'), '--conf', str(conf_path), '--stage', '1',
+         '--stop_stage', '1', '--nproc', '2'],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    logs = sorted(p.name for p in (tmp_path / 'ckpt' / 'log').glob('workerlog.*'))
+    assert logs == ['workerlog.0', 'workerlog.1']
+    assert (tmp_path / 'ckpt' / 'epoch_1' / 'model.pdparams').is_file()
+    assert len((tmp_path / 'ckpt' / 'metrics.jsonl').read_text()
+               .splitlines()) == 1

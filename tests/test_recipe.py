@@ -113,3 +113,19 @@ def test_run_sh_chains_all_stages(tmp_path):
                            timeout=600)
     assert only4.returncode == 0, only4.stderr[-2000:]
     assert len(parse_blocks(only4.stdout)) == 4
+
+
+def test_stage_0_offline_says_where_to_put_the_archive(tmp_path):
+    env = script_env()
+    env['http_proxy'] = env['https_proxy'] = 'http://127.0.0.1:9'
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'local' / 'prepare_data.py'), '--config',
+         str(ROOT / 'conf' / 'panns.yaml'), '--data_home', str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert 'Traceback' not in proc.stderr
+    message = proc.stderr.strip()
+    assert len(message.splitlines()) == 1
+    assert 'ESC-50-master.zip' in message and str(tmp_path) in message
+    assert 'https://' in message
+    assert not list(tmp_path.iterdir())  # nothing half-downloaded left
