@@ -138,9 +138,9 @@ def prepare_esc50(data_home):
     if (root / 'meta' / 'esc50.csv').is_file():
         return root
     archive = data_home / 'ESC-50-master.zip'
-    hint = (f'Offline? Download {ESC50_URL} (md5 {ESC50_MD5}) or '
-            f'{ESC50_GITHUB} on another machine and put it at {archive}, '
-            f'or extract it so that {root}/meta/esc50.csv exists, or set '
+    hint = (f'Offline? Download {ESC50_URL} (md5 {ESC50_MD5}) on another '
+            f'machine and put it at {archive}, or extract that archive or '
+            f'{ESC50_GITHUB} so that {root}/meta/esc50.csv exists, or set '
             f'data_dir in the config to an existing copy.')
     download(ESC50_URL, archive, md5=ESC50_MD5, hint=hint)
     extract(archive, data_home)
