@@ -107,3 +107,17 @@ def model_flops(arch, frames=501, mel_bins=64, num_class=50):
     emb = channels[-1]
     total += 2 * emb * emb + 2 * emb * num_class
     return total
+
+
+def busy_cpu_seconds():
+    """CPU seconds all processes spent since boot (/proc/stat), and ours
+    (this process plus its waited-for children)."""
+    fields = Path('/proc/stat').read_text().splitlines()[0].split()[1:]
+    user, nice, system, idle, iowait, irq, softirq, steal = map(
+        int, fields[:8])
+    total = (user + nice + system + irq + softirq) / os.sysconf('SC_CLK_TCK')
+    own = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        own += r.ru_utime + r.ru_stime
+    return total, own

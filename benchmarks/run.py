@@ -22,10 +22,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, THREADS, machine, model_flops  # noqa: E402
+from common import (ROOT, THREADS, busy_cpu_seconds, machine,  # noqa: E402
+                    model_flops)
 
 HERE = Path(__file__).resolve().parent
 SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss')
+RETRIES, RETRY_WAIT = 6, 30
 
 QUICK = {
     'archs': ['cnn6'], 'seconds': 1.0, 'batches': [1, 8], 'warmup': 1,
@@ -65,10 +67,23 @@ def env():
 
 
 def worker(task, extra_env=None, **args):
-    t = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(HERE / 'worker.py'), task, json.dumps(args)],
-        capture_output=True, text=True, env={**env(), **(extra_env or {})})
+    # Others may be editing the repository while this runs: a worker that
+    # dies of an ImportError / SyntaxError in the recipe's code is retried
+    # a few times (a half-saved file is usually fixed within minutes).
+    for attempt in range(RETRIES + 1):
+        t = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, str(HERE / 'worker.py'), task, json.dumps(args)],
+            capture_output=True, text=True,
+            env={**env(), **(extra_env or {})})
+        transient = any(e in proc.stderr for e in (
+            'SyntaxError', 'ImportError', 'IndentationError',
+            'ModuleNotFoundError', 'NameError'))
+        if not proc.returncode or not transient or attempt == RETRIES:
+            break
+        print(f'  [{task}] failed ({proc.stderr.strip().splitlines()[-1]}); '
+              f'retrying in {RETRY_WAIT} s', file=sys.stderr, flush=True)
+        time.sleep(RETRY_WAIT)
     if proc.returncode:
         raise RuntimeError(f'worker {task} failed:\n{proc.stderr[-3000:]}')
     print(f'  [{task} {args.get("arch", "")}] {time.perf_counter() - t:.1f} s',
@@ -344,7 +359,8 @@ def section_frontend(P, work):
 
 def section_limit(P, work, infer=None):
     peak = worker('peak', n=P['matmul_n'], reps=P['matmul_reps'])
-    best_peak = max(peak['numpy_gflops'], peak['paddle_gflops'])
+    best_peak = max(v for v in (peak['numpy_gflops'], peak['paddle_gflops'],
+                                peak.get('onednn_gflops')) if v)
     frames = 1 + int(P['seconds'] * 32000) // 320
     raw, rows = {'peak': peak, 'frames': frames}, []
     b = str(max(P['batches']))
@@ -368,6 +384,10 @@ def section_limit(P, work, infer=None):
                  peak['numpy_gflops'], 'GFLOP/s'),
              row('limit', f"paddle.matmul {peak['n']}x{peak['n']}",
                  peak['paddle_gflops'], 'GFLOP/s')]
+    if peak.get('onednn_gflops'):
+        rows.append(row('limit', f"paddle.inference oneDNN matmul (Linear) "
+                        f"{peak['n']}x{peak['n']}", peak['onednn_gflops'],
+                        'GFLOP/s'))
     return {'raw': raw, 'rows': rows}
 
 
@@ -448,6 +468,7 @@ def main(argv=None):
         p.error(f'unknown section(s) {sorted(bad)}; choose from {SECTIONS}')
     P = QUICK if a.quick else FULL
     t0 = time.perf_counter()
+    busy0, own0 = busy_cpu_seconds()
     info = machine()
     info.update(versions() if not a.quick else {})
     info['date'] = datetime.datetime.now().isoformat(timespec='seconds')
@@ -467,9 +488,16 @@ def main(argv=None):
                                               result['sections'].get('infer'))
             else:
                 result['sections'][name] = fn(P, work)
+            if a.json:  # partial results survive a later failure
+                Path(a.json).write_text(json.dumps(result, indent=1))
     info['load_avg_1min_end'] = os.getloadavg()[0]
     info['elapsed_s'] = time.perf_counter() - t0
-    loaded = max(info['load_avg_1min'], info['load_avg_1min_end']) > 1.0
+    busy1, own1 = busy_cpu_seconds()
+    # CPU used by other processes while we ran, in cores on average (our
+    # own run keeps ~2 cores busy, so the end load average says little)
+    info['other_cpu_cores'] = max(0.0, (busy1 - busy0) - (own1 - own0)) \
+        / info['elapsed_s']
+    loaded = info['load_avg_1min'] > 1.0 or info['other_cpu_cores'] > 0.25
     head = (f"{info['cpu']} ({'/'.join(info['isa'])}), {info['cores']} cores, "
             f"{THREADS} threads per framework, MKL_DEBUG_CPU_TYPE="
             f"{info['MKL_DEBUG_CPU_TYPE']}, {info['mode']} run, "
@@ -478,8 +506,13 @@ def main(argv=None):
                if 'paddle' in info else '')
             + (f"\n\n**Measured under load** (1-min load average "
                f"{info['load_avg_1min']:.2f} at start, "
-               f"{info['load_avg_1min_end']:.2f} at end): figures are "
-               f"unreliable." if loaded else ''))
+               f"{info['load_avg_1min_end']:.2f} at end; other processes "
+               f"used {info['other_cpu_cores']:.2f} cores on average): "
+               f"figures are unreliable." if loaded else
+               f"\n\nQuiet machine: 1-min load average "
+               f"{info['load_avg_1min']:.2f} at start; other processes used "
+               f"{info['other_cpu_cores']:.2f} cores on average during the "
+               f"run."))
     result['table'] = markdown(result)
     print(head + '\n\n' + result['table'])
     result['header'] = head

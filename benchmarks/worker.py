@@ -194,6 +194,37 @@ def task_peak(a):
     t_np = timeit(lambda: A @ B, 1, reps)
     pa, pb = paddle.to_tensor(A), paddle.to_tensor(B)
     t_pd = timeit(lambda: paddle.matmul(pa, pb).numpy(), 1, reps)
+    # the kernels the deploy path uses: a bias-free Linear exported and run
+    # through paddle.inference with oneDNN (AVX-512 where the CPU has it;
+    # MKL_DEBUG_CPU_TYPE=5 keeps paddle.matmul's MKL on its AVX2 path)
+    onednn = None
+    try:
+        from paddle import inference
+        from paddle.static import InputSpec
+        with tempfile.TemporaryDirectory() as tmp:
+            lin = paddle.nn.Linear(n, n, bias_attr=False)
+            lin.eval()
+            static = paddle.jit.to_static(
+                lin, input_spec=[InputSpec([None, n], 'float32', 'x')],
+                full_graph=True)
+            paddle.jit.save(static, f'{tmp}/mm')
+            cfg = inference.Config(f'{tmp}/mm.json', f'{tmp}/mm.pdiparams')
+            cfg.disable_gpu()
+            cfg.set_cpu_math_library_num_threads(THREADS)
+            cfg.enable_mkldnn()
+            cfg.disable_glog_info()
+            pred = inference.create_predictor(cfg)
+            inp = pred.get_input_handle(pred.get_input_names()[0])
+            out = pred.get_output_handle(pred.get_output_names()[0])
+
+            def run():
+                inp.reshape(A.shape)
+                inp.copy_from_cpu(A)
+                pred.run()
+                return out.copy_to_cpu()
+            onednn = flops / timeit(run, 1, reps) / 1e9
+    except Exception as e:  # report the others even if this fails
+        log(f'oneDNN matmul peak failed: {e!r}')
     try:
         from threadpoolctl import threadpool_info
         blas = [(i['internal_api'], i['num_threads']) for i in
@@ -202,6 +233,7 @@ def task_peak(a):
         blas = []
     return {'numpy_gflops': flops / t_np / 1e9,
             'paddle_gflops': flops / t_pd / 1e9, 'n': n,
+            'onednn_gflops': onednn,
             'numpy_blas': blas}
 
 

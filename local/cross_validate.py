@@ -2,10 +2,12 @@
 """5-fold cross-validation: train and evaluate each fold, then report.
 
 Each fold trains with ``train.py --split k`` into ``<cv_dir>/fold_k/`` and
-is evaluated on fold k with its final checkpoint. A finished fold keeps its
-``result.json`` and is not redone; an interrupted one resumes. The report
-``<cv_dir>/RESULTS.md`` has per-fold accuracy, mean ± std, per-class
-accuracy and the confusion matrix summed over folds (``confusion.png``).
+is evaluated on fold k with its ``best`` checkpoint (the latest when the
+run wrote none). A finished fold keeps its ``result.json`` and is not
+redone; an interrupted one resumes. The report ``<cv_dir>/RESULTS.md`` has
+per-fold accuracy, top-5 accuracy and macro F1, their mean ± std,
+per-class accuracy and the confusion matrix summed over folds
+(``confusion.png``).
 """
 import json
 import os
@@ -18,14 +20,14 @@ import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 import numpy as np
 import paddle
 
-from paddlespeech.cls.checkpoint import latest_checkpoint, load_classifier
+from paddlespeech.cls.checkpoint import best_checkpoint, load_classifier
 from paddlespeech.cls.config import ConfigArgumentParser
 from paddlespeech.cls.datasets.esc50 import (ESC50Dataset, dataset_root,
                                              read_meta)
 from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.features import NumpyLogMel
 from paddlespeech.cls.metrics import (confusion_matrix, per_class_accuracy,
-                                      predict_dataset)
+                                      predict_scores, summarize)
 from paddlespeech.cls.runtime import run, select_device, set_cpu_threads
 from paddlespeech.cls.training import collate
 
@@ -61,17 +63,20 @@ def train_fold(config_path, fold, fold_dir, data_dir, device):
 
 
 def evaluate_fold(fold, fold_dir, data_dir, batch_size):
-    """Accuracy and predictions of the fold's final checkpoint on its fold."""
-    latest = latest_checkpoint(fold_dir / 'checkpoint')
-    model, labels, feature = load_classifier(latest)
+    """Metrics and predictions of the fold's best checkpoint on its fold."""
+    chosen = best_checkpoint(fold_dir / 'checkpoint')
+    model, labels, feature = load_classifier(chosen)
     dev = ESC50Dataset(data_dir, 'dev', fold, feature, NumpyLogMel(feature))
     loader = paddle.io.DataLoader(dev, batch_size=batch_size, shuffle=False,
                                   collate_fn=lambda b: collate(b, -100.0))
-    pred, target = predict_dataset(model, loader)
-    return {'fold': fold, 'checkpoint': str(latest),
-            'accuracy': float((pred == target).mean()),
+    scores, target = predict_scores(model, loader)
+    metrics = summarize(scores, target)
+    return {'fold': fold, 'checkpoint': str(chosen),
+            'accuracy': metrics['acc'], 'top5': metrics['top5'],
+            'macro_f1': metrics['macro_f1'],
             'files': [str(p) for p, _ in dev.items],
-            'predicted': pred.tolist(), 'target': target.tolist()}
+            'predicted': scores.argmax(axis=1).tolist(),
+            'target': target.tolist()}
 
 
 def write_report(cv_dir, results, labels):
@@ -79,13 +84,21 @@ def write_report(cv_dir, results, labels):
     conf = sum(confusion_matrix(r['predicted'], r['target'], len(labels))
                for r in results)
     per_class = per_class_accuracy(conf)
+    extra = [k for k in ('top5', 'macro_f1')  # absent from older results
+             if all(k in r for r in results)]
+    title = {'top5': 'top-5 accuracy', 'macro_f1': 'macro F1'}
     lines = ['# Cross-validation results', '',
-             '| fold | clips | accuracy |', '|---|---|---|']
+             '| fold | clips | accuracy |' + ''.join(
+                 f' {title[k]} |' for k in extra),
+             '|---|---|---|' + '---|' * len(extra)]
     lines += [f'| {r["fold"]} | {len(r["target"])} | {r["accuracy"]:.4f} |'
-              for r in results]
+              + ''.join(f' {r[k]:.4f} |' for k in extra) for r in results]
     lines += ['', f'**Mean accuracy: {accs.mean():.4f} ± {accs.std():.4f}** '
-              f'(std over {len(accs)} folds)', '',
-              '| class | accuracy | clips |', '|---|---|---|']
+              f'(std over {len(accs)} folds)']
+    for k in extra:
+        v = np.array([r[k] for r in results])
+        lines += ['', f'Mean {title[k]}: {v.mean():.4f} ± {v.std():.4f}']
+    lines += ['', '| class | accuracy | clips |', '|---|---|---|']
     lines += [f'| {name} | {acc:.4f} | {n} |' for name, acc, n in
               zip(labels, per_class, conf.sum(axis=1))]
     lines += ['', '![confusion matrix](confusion.png)', '']

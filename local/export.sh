@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stage 3: export the latest checkpoint as a static graph into export_dir.
+# Stage 3: export the best (else latest) checkpoint as a static graph into
+# export_dir.
 set -euo pipefail
 conf="${1:?usage: local/export.sh CONF [extra export_model.py flags]}"
 shift

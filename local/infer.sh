@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stage 2: predict one dev clip with the latest checkpoint (dynamic graph).
+# Stage 2: predict one dev clip with the best (else latest) checkpoint
+# (dynamic graph).
 set -euo pipefail
 conf="${1:?usage: local/infer.sh CONF [WAV...]}"
 shift

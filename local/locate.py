@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Print paths the stage scripts chain on, derived from a config.
 
-checkpoint      the latest epoch_N/model.pdparams (empty if none)
+checkpoint      best/model.pdparams (highest dev accuracy) when training
+                wrote one, else the latest epoch_N/model.pdparams
+                (empty if none)
 checkpoint_dir  the configured checkpoint directory
 dev_clips       the first --limit clips of the dev fold
 """
 import argparse
 
 import paddlespeech.cls  # noqa: F401
-from paddlespeech.cls.checkpoint import latest_checkpoint
+from paddlespeech.cls.checkpoint import best_checkpoint
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets.esc50 import ESC50Dataset, dataset_root
 
@@ -24,8 +26,8 @@ def main():
     a = p.parse_args()
     cfg = load_config(a.config)
     if a.what == 'checkpoint':
-        latest = latest_checkpoint(cfg.checkpoint_dir)
-        print(latest / 'model.pdparams' if latest else '')
+        found = best_checkpoint(cfg.checkpoint_dir)
+        print(found / 'model.pdparams' if found else '')
     elif a.what == 'checkpoint_dir':
         print(cfg.checkpoint_dir)
     else:

@@ -41,9 +41,10 @@ def test_two_cpu_processes_stay_in_sync(tiny_dataset, tmp_path):
         np.testing.assert_array_equal(a, saved[name].numpy(), err_msg=name)
     assert stats_differ
 
-    # exactly one checkpoint and one metrics line, written by rank 0 only
+    # exactly one checkpoint (and best/, curves) and one metrics line,
+    # written by rank 0 only
     assert sorted(p.name for p in ckpt_dir.iterdir()) == [
-        'epoch_2', 'metrics.jsonl']
+        'best', 'curves.png', 'epoch_2', 'metrics.jsonl']
     assert len((ckpt_dir / 'metrics.jsonl').read_text().splitlines()) == 1
 
 

@@ -42,7 +42,7 @@ def test_training_writes_checkpoints_and_metrics(trained_checkpoint):
     assert [r['epoch'] for r in records] == [1, 2]
     for r in records:
         assert set(r) == {'epoch', 'dev_acc', 'dev_loss', 'train_loss',
-                          'train_acc'}
+                          'train_acc', 'dev_top5', 'dev_macro_f1'}
         assert 0 <= r['dev_acc'] <= 1 and r['dev_loss'] > 0
 
 

@@ -176,6 +176,16 @@ class Augmenter(paddle.nn.Layer):
         self.config = {**self.DEFAULTS, **config}
         self.last = {}
 
+    @property
+    def active(self):
+        """Whether any augmentation is on (else training can keep the
+        plain cross-entropy path)."""
+        c = self.config
+        return bool(c['mixup_alpha'] or c['gain_db'] or
+                    c['time_shift_frames'] or
+                    (c['spec_time_masks'] and c['spec_time_width']) or
+                    (c['spec_freq_masks'] and c['spec_freq_width']))
+
     def forward(self, x, y, num_class, training=None):
         c = self.config
         training = self.training if training is None else training

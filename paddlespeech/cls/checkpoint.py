@@ -5,9 +5,12 @@ weights plus a ``_meta`` entry (backbone, labels, feature configuration),
 so a single copied file is enough to predict or export; ``model.pdopt``
 holds the optimizer and training state for resuming. ``epoch_<N>_step_<S>``
 is the same after S steps of epoch N (written when training is
-interrupted). A checkpoint directory is written under a temporary name and
-renamed when complete, so an interrupted save leaves the previous
-checkpoint intact and never a half-written one.
+interrupted). ``best/`` holds the model of the evaluation with the highest
+dev accuracy (``best/metrics.json``: its epoch and metrics) and
+``avg_<N>/`` the average of the last N epoch checkpoints; both have
+``model.pdparams`` only. A checkpoint directory is written under a
+temporary name and renamed when complete, so an interrupted save leaves
+the previous checkpoint intact and never a half-written one.
 """
 import json
 import os
@@ -41,25 +44,47 @@ def atomic_save(obj, path):
 def save_checkpoint(checkpoint_dir, epoch, model, meta, optimizer=None,
                     train_state=None, step=None):
     """Write ``epoch_<epoch>/`` (``epoch_<epoch>_step_<step>/`` when ``step``
-    is given) and return its path.
-
-    Both files go to a hidden directory that is renamed into place once
-    complete, so a crash leaves either the new checkpoint or none.
-    """
-    root = Path(checkpoint_dir)
+    is given) and return its path."""
     name = f'epoch_{epoch}' + (f'_step_{step}' if step is not None else '')
+
+    def write(folder):
+        if optimizer is not None:
+            paddle.save({'optimizer': optimizer.state_dict(),
+                         'train_state': train_state or {}},
+                        str(folder / 'model.pdopt'))
+        _save_model(model.state_dict(), meta, folder)
+
+    return _write_dir(Path(checkpoint_dir), name, write)
+
+
+def save_model(checkpoint_dir, name, state, meta, info=None):
+    """Write ``<name>/model.pdparams`` (and ``info`` as
+    ``<name>/metrics.json``) atomically; returns the directory."""
+
+    def write(folder):
+        _save_model(state, meta, folder)
+        if info is not None:
+            (folder / 'metrics.json').write_text(json.dumps(info) + '\n')
+
+    return _write_dir(Path(checkpoint_dir), name, write)
+
+
+def _save_model(state, meta, folder):
+    state = dict(state)
+    state[META_KEY] = json.dumps(meta)
+    paddle.save(state, str(folder / 'model.pdparams'))
+
+
+def _write_dir(root, name, write):
+    """Call ``write(folder)`` on a hidden directory that is renamed to
+    ``root/name`` once complete, so a crash leaves either the new
+    directory or the old one, never a mix."""
     out, tmp, old = root / name, root / f'.{name}.tmp', root / f'.{name}.old'
     for leftover in (tmp, old):
         shutil.rmtree(leftover, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        if optimizer is not None:
-            paddle.save({'optimizer': optimizer.state_dict(),
-                         'train_state': train_state or {}},
-                        str(tmp / 'model.pdopt'))
-        state = dict(model.state_dict())
-        state[META_KEY] = json.dumps(meta)
-        paddle.save(state, str(tmp / 'model.pdparams'))
+        write(tmp)
         _fsync_dir(tmp)
         if out.exists():
             os.replace(out, old)
@@ -142,15 +167,62 @@ def state_mismatches(expected, state):
         [f'shape {", ".join(shapes[:3])}'] * bool(shapes))
 
 
-def latest_checkpoint(checkpoint_dir):
-    """The newest ``epoch_<N>`` directory holding a model, or None."""
+def epoch_checkpoints(checkpoint_dir):
+    """``epoch_<N>`` directories holding a model, oldest first."""
     root = Path(checkpoint_dir)
     if not root.is_dir():
+        return []
+    found = sorted((int(m.group(1)), d) for d in root.iterdir()
+                   if (m := _EPOCH_DIR.match(d.name)) and
+                   (d / 'model.pdparams').is_file())
+    return [d for _, d in found]
+
+
+def latest_checkpoint(checkpoint_dir):
+    """The newest ``epoch_<N>`` directory holding a model, or None."""
+    found = epoch_checkpoints(checkpoint_dir)
+    return found[-1] if found else None
+
+
+def best_checkpoint(checkpoint_dir):
+    """``best/`` (highest dev accuracy) when training wrote one, else the
+    latest epoch checkpoint, else None: what later stages use."""
+    best = Path(checkpoint_dir) / 'best'
+    if (best / 'model.pdparams').is_file():
+        return best
+    return latest_checkpoint(checkpoint_dir)
+
+
+def average_checkpoints(paths):
+    """Element-wise mean of the models in ``paths`` (and their common
+    meta). Averaging the last few checkpoints of a run smooths the noise of
+    the final steps; tensors keep their dtype."""
+    if not paths:
+        raise CheckpointError('no checkpoints to average')
+    total, meta = None, None
+    for path in paths:
+        state, m = load_checkpoint(path)
+        if meta is not None and m != meta:
+            raise CheckpointError(f'{path} holds another model than '
+                                  f'{paths[0]}; cannot average them')
+        meta = m
+        arrays = {k: v.numpy().astype('float64') for k, v in state.items()}
+        total = arrays if total is None else {
+            k: total[k] + arrays[k] for k in total}
+    dtypes = {k: v.dtype for k, v in state.items()}
+    return {k: paddle.to_tensor((v / len(paths)), dtype=dtypes[k])
+            for k, v in total.items()}, meta
+
+
+def save_average(checkpoint_dir, last):
+    """Average the last ``last`` epoch checkpoints into ``avg_<last>/``;
+    returns its path (None when there are none)."""
+    paths = epoch_checkpoints(checkpoint_dir)[-last:]
+    if not paths:
         return None
-    epochs = [(int(m.group(1)), d) for d in root.iterdir()
-              if (m := _EPOCH_DIR.match(d.name)) and
-              (d / 'model.pdparams').is_file()]
-    return max(epochs)[1] if epochs else None
+    state, meta = average_checkpoints(paths)
+    return save_model(checkpoint_dir, f'avg_{last}', state, meta,
+                      {'averaged': [p.name for p in paths]})
 
 
 def resume_point(checkpoint_dir):

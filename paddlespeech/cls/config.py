@@ -1,8 +1,11 @@
 """The one configuration object: defaults < ``conf/*.yaml`` < command line.
 
 Keys are flat and named like the flags that override them (``--epochs`` ->
-``epochs``); the front end is the nested ``feature`` section (see
-:class:`paddlespeech.cls.features.FeatureConfig`).
+``epochs``); two nested sections: the front end ``feature`` (see
+:class:`paddlespeech.cls.features.FeatureConfig`) and the training-time
+``augment`` (see :class:`paddlespeech.cls.augment.Augmenter`), whose keys
+are overridden by flags of the same name (``--mixup_alpha``). Unknown keys
+are an error, so a typo never silently trains with a default.
 """
 import argparse
 from pathlib import Path
@@ -10,6 +13,7 @@ from types import SimpleNamespace
 
 import yaml
 
+from .augment import Augmenter
 from .errors import UserError
 from .features import FeatureConfig
 
@@ -28,8 +32,15 @@ DEFAULTS = {
     # training
     'epochs': 50,
     'learning_rate': 5e-5,
-    'lr_schedule': 'constant',  # constant | cosine
+    'lr_schedule': 'constant',  # constant | cosine | step
     'warmup_epochs': 0,
+    'lr_step_epochs': 10,  # step: multiply by lr_gamma every N epochs
+    'lr_gamma': 0.1,
+    'freeze_backbone_epochs': 0,  # train only the head at first
+    'early_stop_patience': 0,  # evaluations without a better dev_acc; 0: off
+    'average_last': 0,  # average the last N epoch checkpoints into avg_N/
+    'amp': 'off',  # off | fp16 | bf16 (GPU only)
+    'visualdl_dir': None,  # VisualDL log directory; None: no VisualDL
     'batch_size': 16,
     'num_workers': 0,
     'checkpoint_dir': './checkpoint',
@@ -52,28 +63,46 @@ class ConfigError(UserError):
     pass
 
 
+SECTIONS = ('feature', 'augment')
+
+
 def load_config(path=None, overrides=None):
-    """Merge ``DEFAULTS``, the YAML file at ``path`` and ``overrides``."""
+    """Merge ``DEFAULTS``, the YAML file at ``path`` and ``overrides``.
+
+    Overrides named ``augment.<key>`` (flags of the augment section) go
+    into that section.
+    """
     values = dict(DEFAULTS)
-    feature = {}
+    feature, augment = {}, {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f'config file {path} not found')
         data = yaml.safe_load(path.read_text()) or {}
-        unknown = sorted(set(data) - set(DEFAULTS) - {'feature'})
+        unknown = sorted(set(data) - set(DEFAULTS) - set(SECTIONS))
         if unknown:
             raise ConfigError(f'{path}: unknown keys {unknown}; known keys: '
-                              f'{sorted(DEFAULTS) + ["feature"]}')
+                              f'{sorted(DEFAULTS) + list(SECTIONS)}')
         feature = data.pop('feature', None) or {}
+        augment = data.pop('augment', None) or {}
         values.update(data)
-    values.update({k: v for k, v in (overrides or {}).items()
-                   if k != 'config'})
+    for key, value in (overrides or {}).items():
+        if key.startswith('augment.'):
+            augment[key.split('.', 1)[1]] = value
+        elif key != 'config':
+            values[key] = value
+    if values['amp'] is False:  # YAML 1.1 reads an unquoted off as false
+        values['amp'] = 'off'
     values['config'] = str(path) if path is not None else None
     try:
         values['feature'] = FeatureConfig.from_dict(feature)
     except (TypeError, ValueError) as e:
         raise ConfigError(f'{path}: feature section: {e}') from e
+    unknown = sorted(set(augment) - set(Augmenter.DEFAULTS))
+    if unknown:
+        raise ConfigError(f'{path}: augment section: unknown keys {unknown}; '
+                          f'known keys: {sorted(Augmenter.DEFAULTS)}')
+    values['augment'] = {**Augmenter.DEFAULTS, **augment}
     return SimpleNamespace(**values)
 
 
@@ -104,8 +133,12 @@ class ConfigArgumentParser(argparse.ArgumentParser):
 
     def add(self, flag, key=None, help='', **kw):
         key = key or flag.lstrip('-')
-        if key in DEFAULTS:
-            help = f'{help} [config key {key}, default: {DEFAULTS[key]}]'
+        section, _, name = key.rpartition('.')
+        default = (Augmenter.DEFAULTS if section == 'augment' else
+                   DEFAULTS).get(name, '-')
+        if section or name in DEFAULTS:
+            where = f'{section}: {name}' if section else name
+            help = f'{help} [config key {where}, default: {default}]'
         return self.add_argument(flag, dest=key, help=help, **kw)
 
     def parse_config(self, argv=None):

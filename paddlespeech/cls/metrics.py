@@ -1,19 +1,21 @@
-"""Classification metrics from predictions, for evaluation reports."""
+"""Classification metrics from scores and predictions, for evaluation
+reports. Plain numpy so they can be checked by hand (and against sklearn
+where it is installed) without adding a dependency."""
 import numpy as np
 import paddle
 
 
 @paddle.no_grad()
-def predict_dataset(model, loader, frontend=None):
-    """``(predicted, target)`` class indices over ``loader``, in order."""
+def predict_scores(model, loader, frontend=None):
+    """``(logits, target)`` over ``loader``, in order."""
     model.eval()
-    preds, targets = [], []
+    scores, targets = [], []
     for x, y in loader:
         if frontend is not None:
             x = frontend(x)
-        preds.append(model(x).argmax(axis=1).numpy())
+        scores.append(model(x).astype('float32').numpy())
         targets.append(np.asarray(y))
-    return np.concatenate(preds), np.concatenate(targets)
+    return np.concatenate(scores), np.concatenate(targets)
 
 
 def confusion_matrix(predicted, target, num_class):
@@ -28,3 +30,63 @@ def per_class_accuracy(confusion):
     totals = confusion.sum(axis=1)
     with np.errstate(invalid='ignore', divide='ignore'):
         return np.diag(confusion) / totals
+
+
+def top_k_accuracy(scores, target, k=5):
+    """Fraction of clips whose class is among the ``k`` highest scores
+    (all classes when there are fewer than ``k``)."""
+    scores, target = np.asarray(scores), np.asarray(target)
+    k = min(k, scores.shape[1])
+    top = np.argsort(-scores, axis=1, kind='stable')[:, :k]
+    return float((top == target[:, None]).any(axis=1).mean())
+
+
+def macro_f1(predicted, target, num_class):
+    """Unweighted mean of the per-class F1 = 2TP / (2TP + FP + FN) over the
+    classes that occur in ``target`` or ``predicted`` (as sklearn's
+    ``f1_score(average='macro')``), so rare classes count as much as
+    frequent ones."""
+    m = confusion_matrix(predicted, target, num_class)
+    tp = np.diag(m).astype(np.float64)
+    fp, fn = m.sum(axis=0) - tp, m.sum(axis=1) - tp
+    seen = (tp + fp + fn) > 0
+    tp, fp, fn = tp[seen], fp[seen], fn[seen]
+    return float(np.mean(2 * tp / (2 * tp + fp + fn)))
+
+
+def average_precision(scores, positive):
+    """Area under one class's precision-recall curve, as the sum over
+    distinct score thresholds of (recall step) x precision; tied scores
+    form one threshold. NaN when the class has no positive clip."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive).astype(bool)
+    if not positive.any():
+        return float('nan')
+    order = np.argsort(-scores, kind='stable')
+    scores, positive = scores[order], positive[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    tp = np.cumsum(positive)[last]
+    precision = tp / (last + 1)
+    recall = tp / positive.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def mean_average_precision(scores, targets):
+    """mAP of a multi-label task: ``targets`` is ``[clips, classes]``
+    multi-hot; classes without positives are left out."""
+    scores, targets = np.asarray(scores), np.asarray(targets)
+    ap = [average_precision(scores[:, c], targets[:, c])
+          for c in range(targets.shape[1])]
+    return float(np.nanmean(ap))
+
+
+def summarize(scores, target):
+    """The dev metrics of a run: accuracy, top-5 accuracy and macro F1 for
+    class indices, mAP for multi-hot ``[clips, classes]`` targets."""
+    scores, target = np.asarray(scores), np.asarray(target)
+    if target.ndim == 2:
+        return {'map': mean_average_precision(scores, target)}
+    predicted = scores.argmax(axis=1)
+    return {'acc': float((predicted == target).mean()),
+            'top5': top_k_accuracy(scores, target, 5),
+            'macro_f1': macro_f1(predicted, target, scores.shape[1])}

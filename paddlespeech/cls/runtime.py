@@ -60,3 +60,10 @@ def run(main, argv=None):
         print('interrupted', file=sys.stderr)
         status = 130
     sys.exit(status or 0)
+
+
+def check_amp(amp, device):
+    """Mixed precision runs on the GPU only: refuse it up front on CPU."""
+    if amp not in (None, 'off') and not device.startswith('gpu'):
+        raise UserError(f'--amp {amp} needs a GPU, but this run is on '
+                        f'{device}; use --amp off (the default) on CPU')

@@ -1,5 +1,7 @@
-"""Batching, learning-rate schedule, evaluation and the pieces that make
-training resumable (batch skipping, graceful interrupt, metrics file)."""
+"""Batching, learning-rate schedule, evaluation, best-model tracking,
+backbone freezing, mixed precision and the pieces that make training
+resumable (batch skipping, graceful interrupt, metrics file)."""
+import contextlib
 import json
 import os
 import signal
@@ -8,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import paddle
+
+from .metrics import summarize
 
 
 def collate(batch, pad_value):
@@ -27,31 +31,40 @@ def collate(batch, pad_value):
 
 @paddle.no_grad()
 def evaluate(model, loader, criterion, frontend=None):
-    """Mean loss and accuracy of ``model`` over ``loader``."""
+    """``{'loss', 'acc', 'top5', 'macro_f1'}`` of ``model`` over
+    ``loader`` (loss: mean over clips)."""
     model.eval()
-    total_loss = correct = seen = 0.0
+    total_loss = seen = 0.0
+    scores, targets = [], []
     for x, y in loader:
         if frontend is not None:
             x = frontend(x)
         logits = model(x)
         n = y.shape[0]
         total_loss += float(criterion(logits, y)) * n
-        correct += float((logits.argmax(axis=1) == y).astype('float32').sum())
         seen += n
+        scores.append(logits.astype('float32').numpy())
+        targets.append(y.numpy())
     model.train()
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+    return {'loss': total_loss / max(seen, 1),
+            **summarize(np.concatenate(scores), np.concatenate(targets))}
+
+
+LR_SCHEDULES = ('constant', 'cosine', 'step')
 
 
 def build_lr(learning_rate, schedule, epochs, steps_per_epoch,
-             warmup_epochs=0):
+             warmup_epochs=0, step_epochs=10, gamma=0.1):
     """A float (constant) or a per-step ``paddle.optimizer.lr`` scheduler.
 
-    ``cosine`` decays to 0 over the run; ``warmup_epochs`` ramps linearly
-    from 0 first. Scheduler state is part of the optimizer's state dict, so
-    resuming continues the schedule.
+    ``cosine`` decays to 0 over the run; ``step`` multiplies the rate by
+    ``gamma`` every ``step_epochs`` epochs; ``warmup_epochs`` ramps
+    linearly from 0 first (the decay counts from its end). Scheduler state
+    is part of the optimizer's state dict, so resuming continues the
+    schedule.
     """
-    if schedule not in ('constant', 'cosine'):
-        raise ValueError(f'lr_schedule must be constant or cosine, got '
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f'lr_schedule must be one of {LR_SCHEDULES}, got '
                          f'{schedule!r}')
     warmup = int(warmup_epochs * steps_per_epoch)
     if schedule == 'constant' and not warmup:
@@ -60,6 +73,10 @@ def build_lr(learning_rate, schedule, epochs, steps_per_epoch,
     if schedule == 'cosine':
         lr = paddle.optimizer.lr.CosineAnnealingDecay(
             learning_rate, T_max=max(epochs * steps_per_epoch - warmup, 1))
+    elif schedule == 'step':
+        lr = paddle.optimizer.lr.StepDecay(
+            learning_rate, step_size=max(int(step_epochs * steps_per_epoch),
+                                         1), gamma=gamma)
     if warmup:
         lr = paddle.optimizer.lr.LinearWarmup(lr, warmup, 0.0, learning_rate)
     return lr
@@ -132,3 +149,88 @@ def write_metrics(path, records):
     tmp = path.with_name(f'.{path.name}.tmp')
     tmp.write_text(''.join(json.dumps(r) + '\n' for r in records))
     os.replace(tmp, path)
+
+
+class BestTracker:
+    """Best dev accuracy so far, its epoch, and the evaluations since it
+    last improved (early stopping). Saved in every checkpoint's
+    ``train_state`` so a resumed run keeps selecting and counting where the
+    interrupted one was."""
+
+    def __init__(self, patience=0):
+        self.patience = patience
+        self.epoch, self.dev_acc, self.bad_evals = None, -1.0, 0
+
+    def update(self, epoch, dev_acc):
+        """Record an evaluation; True when it is a new best (ties keep the
+        earlier epoch)."""
+        if dev_acc > self.dev_acc:
+            self.epoch, self.dev_acc, self.bad_evals = epoch, dev_acc, 0
+            return True
+        self.bad_evals += 1
+        return False
+
+    @property
+    def should_stop(self):
+        return bool(self.patience) and self.bad_evals >= self.patience
+
+    def state_dict(self):
+        return {'epoch': self.epoch, 'dev_acc': self.dev_acc,
+                'bad_evals': self.bad_evals}
+
+    def load_state_dict(self, state):
+        """Restore; None (a checkpoint from before best tracking) keeps
+        the fresh state."""
+        if state:
+            self.epoch, self.dev_acc, self.bad_evals = (
+                state['epoch'], state['dev_acc'], state['bad_evals'])
+
+
+def freeze(layer, frozen=True):
+    """Stop (or restore) gradients into ``layer``'s parameters; the
+    optimizer skips parameters without gradients, so they stay exactly as
+    they are. Put the layer in eval mode too (``train_one_epoch`` does) so
+    its BatchNorm statistics stay as well."""
+    for p in layer.parameters():
+        p.stop_gradient = frozen
+
+
+AMP_MODES = ('off', 'fp16', 'bf16')
+
+
+class MixedPrecision:
+    """``paddle.amp`` O1 autocast for the forward pass and, for fp16, a
+    dynamic loss scaler; ``off`` is plain fp32 (the exact former code
+    path). Its state (the loss scale) is saved for resuming."""
+
+    def __init__(self, mode='off'):
+        if mode not in AMP_MODES:
+            raise ValueError(f'amp must be one of {AMP_MODES}, got {mode!r}')
+        self.mode = mode
+        self.scaler = (paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15)
+                       if mode == 'fp16' else None)
+
+    def autocast(self):
+        if self.mode == 'off':
+            return contextlib.nullcontext()
+        return paddle.amp.auto_cast(level='O1', dtype={
+            'fp16': 'float16', 'bf16': 'bfloat16'}[self.mode])
+
+    def step(self, loss, optimizer):
+        """Backward pass and optimizer step (unscaled, skipped on inf/NaN
+        gradients under fp16)."""
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        optimizer.clear_grad()
+
+    def state_dict(self):
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def set_state_dict(self, state):
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)

@@ -5,12 +5,17 @@ Data parallel:   python -m paddle.distributed.launch train.py ...
 
 Ctrl-C (or SIGTERM) in a single-process run saves epoch_N_step_S/ after
 the current step; --resume continues from the furthest checkpoint (model,
-optimizer, LR schedule, position in the epoch, random state), also after a
-crash or kill.
+optimizer, LR schedule, position in the epoch, random state, best dev
+accuracy and early-stopping count), also after a crash or kill.
+
+Besides epoch_N/, the run keeps best/ (highest dev accuracy, used by the
+later stages), optionally avg_N/ (--average_last), and draws curves.png
+from metrics.jsonl at the end.
 """
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
 import argparse
+import functools
 import random
 import sys
 import time
@@ -21,18 +26,25 @@ import paddle
 import paddle.distributed as dist
 from tqdm import tqdm
 
+from paddlespeech.cls.augment import Augmenter, soft_cross_entropy
 from paddlespeech.cls.checkpoint import (load_checkpoint,
                                          remove_step_checkpoints,
-                                         resume_point, save_checkpoint)
+                                         resume_point, save_average,
+                                         save_checkpoint, save_model)
 from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
+from paddlespeech.cls.curves import VisualDLLog, plot_curves
 from paddlespeech.cls.datasets.esc50 import (DatasetError, ESC50Dataset,
                                              dataset_root)
 from paddlespeech.cls.features import NumpyLogMel, paddle_logmel
 from paddlespeech.cls.models import build_classifier
-from paddlespeech.cls.runtime import run, select_device, set_cpu_threads
-from paddlespeech.cls.training import (Interrupted, ResumableBatchSampler,
-                                       StopRequest, build_lr, collate,
-                                       evaluate, read_metrics, write_metrics)
+from paddlespeech.cls.errors import UserError
+from paddlespeech.cls.runtime import (check_amp, run, select_device,
+                                      set_cpu_threads)
+from paddlespeech.cls.training import (AMP_MODES, LR_SCHEDULES, BestTracker,
+                                       Interrupted, MixedPrecision,
+                                       ResumableBatchSampler, StopRequest,
+                                       build_lr, collate, evaluate, freeze,
+                                       read_metrics, write_metrics)
 
 
 def get_parser():
@@ -45,10 +57,32 @@ def get_parser():
           'the first epoch; paddle: batched on the model device')
     p.add('--epochs', type=int, help='number of training epochs')
     p.add('--learning_rate', type=float, help='Adam learning rate')
-    p.add('--lr_schedule', choices=['constant', 'cosine'],
-          help='learning rate over the run (stepped every batch)')
+    p.add('--lr_schedule', choices=LR_SCHEDULES,
+          help='learning rate over the run (stepped every batch): '
+          'constant, cosine to 0, or step decay')
     p.add('--warmup_epochs', type=float,
           help='linear warm-up from 0 over this many epochs')
+    p.add('--lr_step_epochs', type=float,
+          help='step schedule: multiply the rate by lr_gamma every N epochs '
+          '(counted after the warm-up)')
+    p.add('--lr_gamma', type=float, help='step schedule: decay factor')
+    p.add('--freeze_backbone_epochs', type=int,
+          help='train only the classifier head (backbone weights and '
+          'BatchNorm statistics fixed) for the first N epochs')
+    p.add('--early_stop_patience', type=int,
+          help='stop after N evaluations without a higher dev accuracy '
+          '(0: off)')
+    p.add('--average_last', type=int,
+          help='at the end, average the last N epoch checkpoints into '
+          'avg_N/ (0: off)')
+    p.add('--amp', choices=AMP_MODES,
+          help='GPU automatic mixed precision (paddle.amp O1); refused on '
+          'CPU')
+    p.add('--visualdl_dir', help='write VisualDL scalars here (needs '
+          'pip install visualdl)')
+    for flag, kind, what in AUGMENT_FLAGS:
+        p.add(f'--{flag}', key=f'augment.{flag}', type=kind,
+              metavar=flag.upper(), help=what)
     p.add('--batch_size', type=int, help='clips per step (per process)')
     p.add('--num_workers', type=int,
           help='data loader worker processes (0: load in the main process)')
@@ -78,6 +112,18 @@ def get_parser():
     return p
 
 
+AUGMENT_FLAGS = [
+    ('mixup_alpha', float, 'mixup of log-mel clips and targets with '
+     'Beta(alpha, alpha) weights (0/unset: off)'),
+    ('spec_time_masks', int, 'SpecAugment: time masks per clip'),
+    ('spec_time_width', int, 'SpecAugment: widest time mask (frames)'),
+    ('spec_freq_masks', int, 'SpecAugment: frequency masks per clip'),
+    ('spec_freq_width', int, 'SpecAugment: widest frequency mask (mel bins)'),
+    ('time_shift_frames', int, 'random time shift of up to N frames'),
+    ('gain_db', float, 'random gain of up to +-N dB'),
+]
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
@@ -86,8 +132,11 @@ def seed_everything(seed):
 
 def main(argv):
     cfg = get_parser().parse_config(argv)
-    select_device(cfg.device)
+    check_amp(cfg.amp, select_device(cfg.device))
     world = dist.get_world_size()
+    if world > 1 and cfg.freeze_backbone_epochs:
+        raise UserError('freeze_backbone_epochs is for single-process '
+                        'training (data parallel syncs every parameter)')
     set_cpu_threads(cfg.cpu_threads, share_with=world)
     if world > 1:
         dist.init_parallel_env()
@@ -122,7 +171,8 @@ def main(argv):
     model = build_classifier(cfg.backbone, len(labels), cfg.dropout,
                              cfg.pretrained, cfg.pretrained_path)
     lr = build_lr(cfg.learning_rate, cfg.lr_schedule, cfg.epochs,
-                  len(train_loader), cfg.warmup_epochs)
+                  len(train_loader), cfg.warmup_epochs, cfg.lr_step_epochs,
+                  cfg.lr_gamma)
     optimizer = paddle.optimizer.Adam(learning_rate=lr,
                                       parameters=model.parameters())
     scheduler = lr if isinstance(lr, paddle.optimizer.lr.LRScheduler) else None
@@ -130,44 +180,94 @@ def main(argv):
             'label_list': labels, 'dropout': cfg.dropout,
             'feature': cfg.feature.to_dict()}
     ckpt_dir = Path(cfg.checkpoint_dir)
+    tracker = BestTracker(cfg.early_stop_patience)
+    precision = MixedPrecision(cfg.amp)
+    augmenter = Augmenter(cfg.augment)
     progress = new_progress(1)
     if getattr(cfg, 'resume', False):
-        progress = resume(ckpt_dir, model, optimizer, meta)
+        progress = resume(ckpt_dir, model, optimizer, meta, tracker,
+                          precision)
     if progress['epoch'] > cfg.epochs and rank == 0:
         print(f'[resume] {ckpt_dir} already holds all {cfg.epochs} epochs; '
               f'nothing to train (raise --epochs to continue)')
+    stopped = tracker.should_stop
+    if stopped and rank == 0:
+        print(f'[early stop] {ckpt_dir} stopped early before (best epoch '
+              f'{tracker.epoch}); nothing to train')
+    log = VisualDLLog(cfg.visualdl_dir) if cfg.visualdl_dir and rank == 0 \
+        else None
     net = model
     if world > 1:
         model = paddle.DataParallel(model)
     criterion = paddle.nn.CrossEntropyLoss()
+    extras = dict(augmenter=augmenter if augmenter.active else None,
+                  precision=precision, log=log)
+    state = functools.partial(train_state, tracker=tracker,
+                              precision=precision)
 
     try:
         with StopRequest(enabled=world == 1) as stop:
             for epoch in range(progress['epoch'], cfg.epochs + 1):
+                if stopped:
+                    break
                 if progress['epoch'] != epoch:
                     progress = new_progress(epoch)
                 sampler.set_epoch(epoch)
                 sampler.skip = progress['step']
+                frozen = epoch <= cfg.freeze_backbone_epochs
+                freeze(net.backbone, frozen)
                 train_loss, train_acc = train_one_epoch(
                     model, train_loader, optimizer, scheduler, criterion,
-                    frontend, progress, cfg, rank, stop)
+                    frontend, progress, cfg, rank, stop,
+                    frozen=[net.backbone] if frozen else [], **extras)
                 if epoch % cfg.save_freq and epoch != cfg.epochs:
                     continue
                 if rank == 0:
                     evaluate_and_save(net, dev_loader, criterion, frontend,
                                       optimizer, meta, ckpt_dir, progress,
-                                      train_loss, train_acc)
-                if world > 1:
-                    dist.barrier()
+                                      train_loss, train_acc, tracker, state,
+                                      log)
+                stopped = agree(tracker.should_stop, world)
+                if stopped and rank == 0:
+                    print(f'[early stop] no better dev_acc in '
+                          f'{tracker.bad_evals} evaluations; best: epoch '
+                          f'{tracker.epoch} ({tracker.dev_acc:.4f})',
+                          flush=True)
     except Interrupted:
         out = save_checkpoint(ckpt_dir, progress['epoch'], net, meta,
-                              optimizer, train_state(progress),
+                              optimizer, state(progress),
                               step=progress['step'])
         print(f'interrupted: saved {out} (epoch {progress["epoch"]}, step '
               f'{progress["step"]}/{len(train_loader)}); continue with '
               f'--resume', file=sys.stderr, flush=True)
         return 130
+    finally:
+        if log is not None:
+            log.close()
+    if rank == 0:
+        finish(ckpt_dir, cfg.average_last)
     return 0
+
+
+def agree(flag, world):
+    """Rank 0's ``flag`` on every rank (only rank 0 evaluates)."""
+    if world == 1:
+        return flag
+    t = paddle.to_tensor([int(flag)])
+    dist.broadcast(t, src=0)
+    return bool(t.item())
+
+
+def finish(ckpt_dir, average_last):
+    """End of a run: the averaged checkpoint and the training curves."""
+    if average_last:
+        out = save_average(ckpt_dir, average_last)
+        if out is not None:
+            print(f'[average] last {average_last} checkpoints -> {out}')
+    records = read_metrics(ckpt_dir / 'metrics.jsonl')
+    if records:
+        plot_curves(records, ckpt_dir / 'curves.png')
+        print(f'[curves] {ckpt_dir / "curves.png"}', flush=True)
 
 
 def new_progress(epoch):
@@ -177,34 +277,58 @@ def new_progress(epoch):
 
 
 def evaluate_and_save(net, dev_loader, criterion, frontend, optimizer, meta,
-                      ckpt_dir, progress, train_loss, train_acc):
-    """Evaluate, record the metrics, then checkpoint.
+                      ckpt_dir, progress, train_loss, train_acc, tracker,
+                      state, log=None):
+    """Evaluate, record the metrics, keep ``best/``, then checkpoint.
 
     The metrics line is written first: after a crash in between, resuming
     from the previous checkpoint drops it and evaluates this epoch again,
-    so the history never has a gap or a duplicate.
+    so the history never has a gap or a duplicate. ``best/`` goes before
+    the epoch checkpoint whose ``train_state`` records it, for the same
+    reason.
     """
     epoch = progress['epoch']
-    dev_loss, dev_acc = evaluate(net, dev_loader, criterion, frontend)
+    dev = evaluate(net, dev_loader, criterion, frontend)
     metrics = ckpt_dir / 'metrics.jsonl'
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     records = [r for r in read_metrics(metrics) if r['epoch'] < epoch]
-    write_metrics(metrics, records + [{
-        'epoch': epoch, 'dev_acc': round(dev_acc, 6),
-        'dev_loss': round(dev_loss, 6), 'train_loss': round(train_loss, 6),
-        'train_acc': round(train_acc, 6)}])
+    record = {'epoch': epoch, 'dev_acc': round(dev['acc'], 6),
+              'dev_loss': round(dev['loss'], 6),
+              'train_loss': round(train_loss, 6),
+              'train_acc': round(train_acc, 6),
+              'dev_top5': round(dev['top5'], 6),
+              'dev_macro_f1': round(dev['macro_f1'], 6)}
+    write_metrics(metrics, records + [record])
+    if log is not None:
+        log.scalars('dev', {k: dev[k] for k in ('loss', 'acc', 'top5',
+                                                'macro_f1')}, epoch)
+    best = ''
+    if tracker.update(epoch, record['dev_acc']):
+        save_model(ckpt_dir, 'best', net.state_dict(), meta, record)
+        best = ' (best)'
     out = save_checkpoint(ckpt_dir, epoch, net, meta, optimizer,
-                          train_state(dict(progress, complete=True)))
+                          state(dict(progress, complete=True)))
     remove_step_checkpoints(ckpt_dir)
-    print(f'[eval] epoch {epoch}: dev_acc {dev_acc:.4f} dev_loss '
-          f'{dev_loss:.4f} -> saved {out}', flush=True)
+    print(f'[eval] epoch {epoch}: dev_acc {dev["acc"]:.4f} top5 '
+          f'{dev["top5"]:.4f} macro_f1 {dev["macro_f1"]:.4f} dev_loss '
+          f'{dev["loss"]:.4f} -> saved {out}{best}', flush=True)
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, criterion, frontend,
-                    progress, cfg, rank, stop):
+                    progress, cfg, rank, stop, augmenter=None, precision=None,
+                    frozen=(), log=None):
     """Train the rest of ``progress['epoch']``, updating ``progress`` after
-    every step so an interrupt can save exactly where training stands."""
+    every step so an interrupt can save exactly where training stands.
+
+    With an ``augmenter`` the batch is augmented after the front end and
+    the loss is the soft cross-entropy against its (mixed) targets, while
+    the reported accuracy stays against the clips' own labels. Layers in
+    ``frozen`` run in eval mode (fixed BatchNorm statistics, no dropout).
+    """
+    precision = precision or MixedPrecision('off')
     model.train()
+    for layer in frozen:
+        layer.eval()
     epoch = progress['epoch']
     bar = tqdm(loader, desc=f'epoch {epoch}/{cfg.epochs}', leave=False,
                initial=progress['step'],
@@ -216,11 +340,14 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, frontend,
         if frontend is not None:
             with paddle.no_grad():
                 x = frontend(x)
-        logits = model(x)
-        loss = criterion(logits, y)
-        loss.backward()
-        optimizer.step()
-        optimizer.clear_grad()
+        if augmenter is not None:
+            x, soft = augmenter(x, y, num_classes(model),
+                                training=True)
+        with precision.autocast():
+            logits = model(x)
+            loss = (criterion(logits, y) if augmenter is None else
+                    soft_cross_entropy(logits, soft))
+        precision.step(loss, optimizer)
         if scheduler is not None:
             scheduler.step()
 
@@ -241,20 +368,34 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, frontend,
             if rank == 0:
                 tqdm.write(f'[train] epoch {epoch}/{cfg.epochs} step '
                            f'{step}/{len(loader)} {stats}', file=sys.stdout)
+            if log is not None:
+                log.scalars('train', {
+                    'loss': progress['loss_sum'] / seen,
+                    'acc': progress['correct'] / seen,
+                    'lr': optimizer.get_lr()},
+                    (epoch - 1) * len(loader) + step)
             tick, tick_seen = time.time(), 0
     seen = max(progress['seen'], 1)
     return progress['loss_sum'] / seen, progress['correct'] / seen
 
 
-def train_state(progress):
+def num_classes(model):
+    """Number of classes of the (possibly DataParallel-wrapped) classifier."""
+    return getattr(model, '_layers', model).fc.weight.shape[1]
+
+
+def train_state(progress, tracker, precision):
     return {**progress, 'python_rng': random.getstate(),
             'numpy_rng': np.random.get_state(),
-            'paddle_rng': paddle.get_rng_state()}
+            'paddle_rng': paddle.get_rng_state(),
+            'best': tracker.state_dict(), 'amp': precision.state_dict()}
 
 
-def resume(ckpt_dir, model, optimizer, meta):
-    """Restore the furthest checkpoint; returns the progress to continue
-    from (epoch 1, step 0 when there is none)."""
+def resume(ckpt_dir, model, optimizer, meta, tracker, precision):
+    """Restore the furthest checkpoint, with the best-so-far and
+    early-stopping state into ``tracker`` and the loss scale into
+    ``precision``; returns the progress to continue from (epoch 1, step 0
+    when there is none)."""
     latest = resume_point(ckpt_dir)
     if latest is None:
         print(f'[resume] no checkpoint in {ckpt_dir}; starting from scratch')
@@ -271,6 +412,8 @@ def resume(ckpt_dir, model, optimizer, meta):
     random.setstate(ts['python_rng'])
     np.random.set_state(ts['numpy_rng'])
     paddle.set_rng_state(ts['paddle_rng'])
+    tracker.load_state_dict(ts.get('best'))
+    precision.set_state_dict(ts.get('amp'))
     complete = ts.get('complete', 'step' not in ts)
     progress = new_progress(ts['epoch'] + 1) if complete else {
         k: ts[k] for k in new_progress(0)}

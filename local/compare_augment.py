@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Train a config twice on a reduced copy of its synthetic data set, with
+and without its ``augment:`` section, and print both dev accuracies.
+
+The check behind "augmentation on by default only where it helps": the
+augmented run should reach at least the plain run's accuracy.
+"""
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns' / 'train.py'
+sys.path.insert(0, str(ROOT / 'local'))
+from make_synthetic_esc50 import generate  # noqa: E402
+
+PLAIN = {'mixup_alpha': 0, 'spec_time_masks': 0, 'spec_freq_masks': 0,
+         'time_shift_frames': 0, 'gain_db': 0}
+
+
+def run(conf, data_dir, ckpt_dir, epochs, augment, threads):
+    """Dev accuracy of the final and of the best evaluation of one run."""
+    cmd = [sys.executable, str(TRAIN), '--config', str(conf), '--data_dir',
+           str(data_dir), '--checkpoint_dir', str(ckpt_dir), '--device',
+           'cpu', '--cpu_threads', str(threads), '--resume']
+    if epochs:
+        cmd += ['--epochs', str(epochs)]
+    for key, value in augment.items():
+        cmd += [f'--{key}', str(value)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    records = [json.loads(line) for line in
+               (ckpt_dir / 'metrics.jsonl').read_text().splitlines()]
+    return records[-1]['dev_acc'], max(r['dev_acc'] for r in records)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--config', default=str(ROOT / 'conf' / 'demo.yaml'))
+    p.add_argument('--work_dir', default='exp/compare_augment')
+    p.add_argument('--clips_per_fold', type=int, default=4)
+    p.add_argument('--classes', type=int, help='default: the config\'s')
+    p.add_argument('--seconds', type=float, help='default: the config\'s')
+    p.add_argument('--epochs', type=int, help='default: the config\'s')
+    p.add_argument('--cpu_threads', type=int, default=2)
+    a = p.parse_args()
+    cfg = yaml.safe_load(Path(a.config).read_text())
+    if not cfg.get('augment'):
+        sys.exit(f'error: {a.config} has no augment: section to compare')
+    synthetic = dict(cfg.get('synthetic') or {})
+    synthetic['clips_per_fold'] = a.clips_per_fold
+    for key in ('classes', 'seconds'):
+        if getattr(a, key) is not None:
+            synthetic[key] = getattr(a, key)
+    work = Path(a.work_dir)
+    data_dir = work / 'data'
+    if not (data_dir / 'meta' / 'esc50.csv').is_file():
+        generate(data_dir, **synthetic)
+    results = {}
+    for name, augment in (('plain', PLAIN), ('augmented', {})):
+        results[name] = run(a.config, data_dir, work / name, a.epochs,
+                            augment, a.cpu_threads)
+        final, best = results[name]
+        print(f'{name:9s}  dev_acc final {final:.4f}  best {best:.4f}',
+              flush=True)
+    return 0 if results['augmented'][1] >= results['plain'][1] else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Training curves: optional VisualDL scalars while training, and a PNG of
+loss and accuracy per evaluated epoch drawn from ``metrics.jsonl`` (so it
+covers resumed runs whole)."""
+from .errors import UserError
+
+
+class VisualDLLog:
+    """Scalars for ``visualdl --logdir DIR``. VisualDL (Flask, pandas, ...)
+    is imported only when asked for, so it is not a dependency of the
+    recipe."""
+
+    def __init__(self, logdir):
+        try:
+            from visualdl import LogWriter
+        except ImportError as e:
+            raise UserError(f'--visualdl_dir needs VisualDL, which is not '
+                            f'installed ({e}): pip install visualdl') from e
+        self.writer = LogWriter(logdir=str(logdir))
+
+    def scalars(self, prefix, values, step):
+        for name, value in values.items():
+            self.writer.add_scalar(f'{prefix}/{name}', float(value), step)
+
+    def close(self):
+        self.writer.close()
+
+
+def plot_curves(records, path):
+    """Loss (train, dev) and accuracy (train, dev) against the epoch."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    epochs = [r['epoch'] for r in records]
+    fig, (loss, acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, kind in ((loss, 'loss'), (acc, 'acc')):
+        for split, style in (('train', 'o--'), ('dev', 'o-')):
+            ax.plot(epochs, [r[f'{split}_{kind}'] for r in records], style,
+                    label=split)
+        ax.set_xlabel('epoch')
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title({'loss': 'loss', 'acc': 'accuracy'}[kind])
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if records and 'dev_top5' in records[0]:
+        acc.plot(epochs, [r['dev_top5'] for r in records], 'o:',
+                 label='dev top-5')
+        acc.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
