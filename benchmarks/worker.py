@@ -326,23 +326,8 @@ def task_rss_predictor(a):
     from paddlespeech.cls.exps.panns.deploy.predict import Predictor
     _, exp = export_random(a['arch'], a['out_dir'])
     rss0 = current_rss_mb()
-    pred = Predictor(str(exp), 'cpu', THREADS, True)
-    if a.get('cache_capacity') is not None:  # lever: re-create with capacity
-        from paddle import inference
-        from paddlespeech.cls.export_meta import read_export
-        g, p, _ = read_export(exp)
-        cfg = inference.Config(str(g), str(p))
-        cfg.disable_gpu()
-        cfg.set_cpu_math_library_num_threads(THREADS)
-        cfg.enable_mkldnn()
-        cfg.set_mkldnn_cache_capacity(a['cache_capacity'])
-        cfg.disable_glog_info()
-        cfg.switch_ir_optim(True)
-        pred.predictor = inference.create_predictor(cfg)
-        pred.input = pred.predictor.get_input_handle(
-            pred.predictor.get_input_names()[0])
-        pred.output = pred.predictor.get_output_handle(
-            pred.predictor.get_output_names()[0])
+    pred = Predictor(str(exp), 'cpu', THREADS, True,
+                     mkldnn_cache_capacity=a.get('cache_capacity') or 10)
     rng = np.random.default_rng(1)
     n = a['clips']
     lo, hi = a['min_s'], a['max_s']

@@ -48,7 +48,10 @@ class Predictor:
     """A paddle.inference predictor plus the export's metadata."""
 
     def __init__(self, model_dir, device='cpu', cpu_threads=None,
-                 enable_mkldnn=True, use_tensorrt=False, precision='fp32'):
+                 enable_mkldnn=True, use_tensorrt=False, precision='fp32',
+                 mkldnn_cache_capacity=10):
+        """``mkldnn_cache_capacity`` bounds the input shapes oneDNN keeps
+        compiled kernels for (clips of many lengths would grow it)."""
         graph, params, meta = read_export(model_dir)
         self.labels = meta['label_list']
         self.feature = FeatureConfig.from_dict(meta['feature'])
@@ -72,7 +75,7 @@ class Predictor:
                 cpu_threads or len(os.sched_getaffinity(0)))
             if enable_mkldnn:
                 config.enable_mkldnn()
-                config.set_mkldnn_cache_capacity(10)
+                config.set_mkldnn_cache_capacity(mkldnn_cache_capacity)
             else:
                 config.disable_mkldnn()
         config.disable_glog_info()
