@@ -68,7 +68,7 @@ def evaluate_fold(fold, fold_dir, data_dir, batch_size):
     model, labels, feature = load_classifier(chosen)
     dev = ESC50Dataset(data_dir, 'dev', fold, feature, NumpyLogMel(feature))
     loader = paddle.io.DataLoader(dev, batch_size=batch_size, shuffle=False,
-                                  collate_fn=lambda b: collate(b, -100.0))
+                                  collate_fn=lambda b: collate(b, feature.floor_db))
     scores, target = predict_scores(model, loader)
     metrics = summarize(scores, target)
     return {'fold': fold, 'checkpoint': str(chosen),

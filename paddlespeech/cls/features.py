@@ -89,6 +89,12 @@ class FeatureConfig:
         """``f_max``; None means the Nyquist frequency (as in librosa)."""
         return self.sample_rate / 2 if self.f_max is None else self.f_max
 
+    @property
+    def floor_db(self):
+        """The lowest log-mel value (digital silence): what padding uses."""
+        return 10.0 * float(np.log10(self.amin)) - 10.0 * float(
+            np.log10(max(self.amin, self.ref)))
+
     def num_frames(self, num_samples):
         return 1 + num_samples // self.hop_length
 

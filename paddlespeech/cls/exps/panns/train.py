@@ -147,7 +147,7 @@ def main(argv):
     extractor = NumpyLogMel(cfg.feature) if cfg.feat_backend == 'numpy' \
         else None
     frontend = paddle_logmel(cfg.feature) if extractor is None else None
-    pad_value = -100.0 if extractor is not None else 0.0
+    pad_value = cfg.feature.floor_db if extractor is not None else 0.0
     train_ds = ESC50Dataset(data_dir, 'train', cfg.split, cfg.feature,
                             extractor)
     dev_ds = ESC50Dataset(data_dir, 'dev', cfg.split, cfg.feature,
