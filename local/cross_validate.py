@@ -7,7 +7,8 @@ run wrote none). A finished fold keeps its ``result.json`` and is not
 redone; an interrupted one resumes. The report ``<cv_dir>/RESULTS.md`` has
 per-fold accuracy, top-5 accuracy and macro F1, their mean ± std,
 per-class accuracy and the confusion matrix summed over folds
-(``confusion.png``).
+(``confusion.png``); for a multi-label dataset, per-fold dev mAP and its
+mean ± std.
 """
 import json
 import os
@@ -71,6 +72,10 @@ def evaluate_fold(fold, fold_dir, data_dir, batch_size):
                                   collate_fn=lambda b: collate(b, feature.floor_db))
     scores, target = predict_scores(model, loader)
     metrics = summarize(scores, target)
+    if dev.multi_label:
+        return {'fold': fold, 'checkpoint': str(chosen),
+                'map': metrics['map'],
+                'files': [str(p) for p, _ in dev.items]}
     return {'fold': fold, 'checkpoint': str(chosen),
             'accuracy': metrics['acc'], 'top5': metrics['top5'],
             'macro_f1': metrics['macro_f1'],
@@ -79,7 +84,31 @@ def evaluate_fold(fold, fold_dir, data_dir, batch_size):
             'target': target.tolist()}
 
 
+def headline(result):
+    """The metric a fold is summed up by: accuracy, or mAP (multi-label)."""
+    if 'map' in result:
+        return 'mAP', result['map']
+    return 'accuracy', result['accuracy']
+
+
+def write_map_report(cv_dir, results):
+    """Per-fold dev mAP and its mean ± std (multi-label data)."""
+    maps = np.array([r['map'] for r in results])
+    lines = ['# Cross-validation results', '', '| fold | clips | mAP |',
+             '|---|---|---|']
+    lines += [f'| {r["fold"]} | {len(r["files"])} | {r["map"]:.4f} |'
+              for r in results]
+    lines += ['', f'**Mean mAP: {maps.mean():.4f} ± {maps.std():.4f}** '
+              f'(std over {len(maps)} folds)', '',
+              'Multi-label data: no per-class accuracy or confusion matrix '
+              '(they need one label per clip).', '']
+    (cv_dir / 'RESULTS.md').write_text('\n'.join(lines))
+    return maps.mean(), maps.std()
+
+
 def write_report(cv_dir, results, labels):
+    if 'map' in results[0]:
+        return write_map_report(cv_dir, results)
     accs = np.array([r['accuracy'] for r in results])
     conf = sum(confusion_matrix(r['predicted'], r['target'], len(labels))
                for r in results)
@@ -156,10 +185,10 @@ def main(argv):
             tmp.write_text(json.dumps(result))
             os.replace(tmp, result_file)
         results.append(json.loads(result_file.read_text()))
-        print(f'[cv] fold {fold}: accuracy {results[-1]["accuracy"]:.4f}',
-              flush=True)
+        name, value = headline(results[-1])
+        print(f'[cv] fold {fold}: {name} {value:.4f}', flush=True)
     mean, std = write_report(cv_dir, results, labels)
-    print(f'[cv] {len(results)} folds: accuracy {mean:.4f} ± {std:.4f}; '
+    print(f'[cv] {len(results)} folds: {name} {mean:.4f} ± {std:.4f}; '
           f'report: {cv_dir / "RESULTS.md"}')
     return 0
 

@@ -5,6 +5,9 @@ Each class is a clearly different kind of sound (tones, noise, chirps,
 clicks ...) with random pitch, level, timing and background noise, so a
 CNN trained from scratch can learn it in a minute while the pipeline sees
 exactly what it sees on ESC-50: 44.1 kHz 16-bit wav files in 5 folds.
+
+``--mixtures_per_fold N`` adds N clips per fold that mix two classes and
+are listed on two rows (one per label), which makes a multi-label set.
 """
 import argparse
 import csv
@@ -72,12 +75,23 @@ def make_clip(kind, seconds, sample_rate, rng):
     return np.clip(x, -1, 1)
 
 
+def make_mixture(kinds, seconds, sample_rate, rng):
+    """The sum of one clip of each kind, at a clip's level."""
+    x = sum(make_clip(k, seconds, sample_rate, rng) for k in kinds)
+    return x / (np.abs(x).max() + 1e-9) * rng.uniform(0.2, 0.8)
+
+
 def generate(out_dir, classes=6, clips_per_fold=3, folds=5, seconds=1.0,
-             sample_rate=44100, seed=0):
-    """Write the dataset; returns the dataset root."""
+             sample_rate=44100, seed=0, mixtures_per_fold=0):
+    """Write the dataset; returns the dataset root. ``mixtures_per_fold``
+    two-class mixtures per fold, drawn from their own random stream so
+    the single-class clips stay the same."""
     if not 1 <= classes <= len(CLASSES):
         raise SystemExit(f'classes must be 1..{len(CLASSES)}, got {classes}')
+    if mixtures_per_fold and classes < 2:
+        raise SystemExit('mixtures need at least 2 classes')
     rng = np.random.default_rng(seed)
+    mix_rng = np.random.default_rng([seed, 1])
     root = Path(out_dir)
     (root / 'audio').mkdir(parents=True, exist_ok=True)
     (root / 'meta').mkdir(parents=True, exist_ok=True)
@@ -92,6 +106,16 @@ def generate(out_dir, classes=6, clips_per_fold=3, folds=5, seconds=1.0,
                          subtype='PCM_16')
                 rows.append([fname, fold, target, name, 'False', clip_id,
                              chr(65 + take)])
+        for take in range(mixtures_per_fold):
+            pair = sorted(int(t) for t in
+                          mix_rng.choice(classes, 2, replace=False))
+            clip_id = 1000 * fold + 900 + take
+            fname = f'{fold}-{clip_id}-M-{pair[0]}-{pair[1]}.wav'
+            x = make_mixture([CLASSES[t][1] for t in pair], seconds,
+                             sample_rate, mix_rng)
+            sf.write(root / 'audio' / fname, x, sample_rate, subtype='PCM_16')
+            rows += [[fname, fold, t, CLASSES[t][0], 'False', clip_id, 'M']
+                     for t in pair]
     with open(root / 'meta' / 'esc50.csv', 'w', newline='') as f:
         w = csv.writer(f)
         w.writerow(['filename', 'fold', 'target', 'category', 'esc10',
@@ -112,9 +136,12 @@ def main():
     p.add_argument('--sample_rate', type=int, default=44100,
                    help='sample rate of the written wav files')
     p.add_argument('--seed', type=int, default=0, help='random seed')
+    p.add_argument('--mixtures_per_fold', type=int, default=0,
+                   help='clips per fold mixing two classes, each listed on '
+                   'two rows: a multi-label set (0: single-label)')
     a = p.parse_args()
     root = generate(a.out_dir, a.classes, a.clips_per_fold, a.folds,
-                    a.seconds, a.sample_rate, a.seed)
+                    a.seconds, a.sample_rate, a.seed, a.mixtures_per_fold)
     print(f'wrote {root}')
 
 

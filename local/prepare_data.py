@@ -31,7 +31,8 @@ def main(argv):
     elif cfg.data_dir is None:
         root = prepare_esc50(cfg.data_home)
     rows, labels = read_meta(root)
-    print(f'dataset ready: {root} ({len(rows)} clips, {len(labels)} classes)')
+    clips = len({r['filename'] for r in rows})  # multi-label: several rows
+    print(f'dataset ready: {root} ({clips} clips, {len(labels)} classes)')
     return 0
 
 

@@ -37,7 +37,11 @@ def _tensor(v, dtype):
 
 
 def one_hot(y, num_class, dtype='float32'):
-    """Targets of the no-augmentation path: ``[batch, num_class]``."""
+    """Targets of the no-augmentation path: ``[batch, num_class]``. Float
+    ``y`` are multi-hot targets already and pass through (cast), so mixup
+    mixes label sets the same way as single labels."""
+    if paddle.is_floating_point(y):
+        return y.astype(dtype)
     return F.one_hot(y.reshape([-1]).astype('int64'), num_class).astype(dtype)
 
 

@@ -6,9 +6,11 @@ so a single copied file is enough to predict or export; ``model.pdopt``
 holds the optimizer and training state for resuming. ``epoch_<N>_step_<S>``
 is the same after S steps of epoch N (written when training is
 interrupted). ``best/`` holds the model of the evaluation with the highest
-dev accuracy (``best/metrics.json``: its epoch and metrics) and
-``avg_<N>/`` the average of the last N epoch checkpoints; both have
-``model.pdparams`` only. A checkpoint directory is written under a
+dev accuracy, or dev mAP for multi-label data (``best/metrics.json``: its
+epoch and metrics) and ``avg_<N>/`` the average of the last N epoch
+checkpoints; both have ``model.pdparams`` only. With
+``keep_checkpoint_max`` only the last few ``epoch_<N>/`` stay
+(``prune_checkpoints``). A checkpoint directory is written under a
 temporary name and renamed when complete, so an interrupted save leaves
 the previous checkpoint intact and never a half-written one.
 """
@@ -134,14 +136,18 @@ def load_checkpoint(path):
 
 
 def load_classifier(checkpoint, backbone=None):
-    """Classifier in eval mode, its label list and its feature config."""
+    """Classifier in eval mode, its label list and its feature config.
+
+    The classifier's ``multi_label`` comes from the meta (absent: False,
+    as in checkpoints from before multi-label training)."""
     state, meta = load_checkpoint(checkpoint)
     if backbone and backbone != meta['backbone']:
         raise CheckpointError(f'{checkpoint} holds a {meta["backbone"]} '
                               f'model, not {backbone}: drop --backbone or '
                               f'pass a {backbone} checkpoint')
     model = build_classifier(meta['backbone'], meta['num_class'],
-                             meta.get('dropout', 0.1))
+                             meta.get('dropout', 0.1),
+                             multi_label=meta.get('multi_label', False))
     problems = state_mismatches(model.state_dict(), state)
     if problems:
         raise CheckpointError(f'{checkpoint} does not fit the '
@@ -185,7 +191,7 @@ def latest_checkpoint(checkpoint_dir):
 
 
 def best_checkpoint(checkpoint_dir):
-    """``best/`` (highest dev accuracy) when training wrote one, else the
+    """``best/`` (highest dev score) when training wrote one, else the
     latest epoch checkpoint, else None: what later stages use."""
     best = Path(checkpoint_dir) / 'best'
     if (best / 'model.pdparams').is_file():
@@ -247,3 +253,32 @@ def remove_step_checkpoints(checkpoint_dir):
     """Drop mid-epoch checkpoints once a later epoch checkpoint exists."""
     for d in Path(checkpoint_dir).glob('epoch_*_step_*'):
         shutil.rmtree(d, ignore_errors=True)
+
+
+def prune_checkpoints(checkpoint_dir, keep, current=None):
+    """Delete all but the last ``keep`` ``epoch_<N>`` checkpoints, oldest
+    first (``keep`` 0: keep all); returns the deleted paths.
+
+    A CNN14 checkpoint is about 1 GB, so a long run would otherwise fill
+    the disk. ``current`` (the checkpoint just written) and the newest one
+    always stay, so ``resume_point`` finds what it found before; ``best/``,
+    ``avg_<N>/`` and step checkpoints are not touched. Each directory is
+    renamed to a hidden name before it is deleted: a crash midway leaves
+    either a complete ``epoch_<N>/`` or a hidden leftover (removed by the
+    next call), never a partial one that resuming or averaging could pick.
+    """
+    if keep < 0:
+        raise CheckpointError(f'keep_checkpoint_max must be 0 (keep all) or '
+                              f'positive, got {keep}')
+    root = Path(checkpoint_dir)
+    for leftover in root.glob('.epoch_*.pruned'):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if not keep:
+        return []
+    current = Path(current) if current is not None else None
+    doomed = [d for d in epoch_checkpoints(root)[:-keep] if d != current]
+    for d in doomed:
+        trash = d.with_name(f'.{d.name}.pruned')
+        os.replace(d, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    return doomed

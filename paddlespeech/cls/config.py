@@ -37,8 +37,9 @@ DEFAULTS = {
     'lr_step_epochs': 10,  # step: multiply by lr_gamma every N epochs
     'lr_gamma': 0.1,
     'freeze_backbone_epochs': 0,  # train only the head at first
-    'early_stop_patience': 0,  # evaluations without a better dev_acc; 0: off
+    'early_stop_patience': 0,  # evaluations without a better dev score; 0: off
     'average_last': 0,  # average the last N epoch checkpoints into avg_N/
+    'keep_checkpoint_max': 0,  # last N epoch_N/ kept (>= average_last); 0: all
     'amp': 'off',  # off | fp16 | bf16 (GPU only)
     'visualdl_dir': None,  # VisualDL log directory; None: no VisualDL
     'batch_size': 16,

@@ -26,20 +26,25 @@ class VisualDLLog:
 
 
 def plot_curves(records, path):
-    """Loss (train, dev) and accuracy (train, dev) against the epoch."""
+    """Loss (train, dev) and accuracy (train, dev) against the epoch; dev
+    mAP instead of accuracy for multi-label runs (records with
+    ``dev_map``)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     epochs = [r['epoch'] for r in records]
+    score = 'map' if records and 'dev_map' in records[0] else 'acc'
     fig, (loss, acc) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, kind in ((loss, 'loss'), (acc, 'acc')):
+    for ax, kind in ((loss, 'loss'), (acc, score)):
         for split, style in (('train', 'o--'), ('dev', 'o-')):
+            if records and f'{split}_{kind}' not in records[0]:
+                continue  # no training mAP
             ax.plot(epochs, [r[f'{split}_{kind}'] for r in records], style,
                     label=split)
         ax.set_xlabel('epoch')
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title({'loss': 'loss', 'acc': 'accuracy'}[kind])
+        ax.set_title({'loss': 'loss', 'acc': 'accuracy', 'map': 'mAP'}[kind])
         ax.grid(alpha=0.3)
         ax.legend()
     if records and 'dev_top5' in records[0]:

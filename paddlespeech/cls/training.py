@@ -18,7 +18,9 @@ def collate(batch, pad_value):
     """Stack ``(x, label)`` items, padding ``x`` along time to the longest.
 
     ``pad_value`` is 0 for waveforms and the log-mel floor (-100 dB) for
-    features, so padding looks like silence either way.
+    features, so padding looks like silence either way. Labels become
+    int64 class indices, or float32 ``[batch, num_class]`` when they are
+    multi-hot vectors.
     """
     xs, ys = zip(*batch)
     longest = max(len(x) for x in xs)
@@ -26,13 +28,15 @@ def collate(batch, pad_value):
                   dtype=np.float32)
     for i, x in enumerate(xs):
         out[i, :len(x)] = x
-    return out, np.asarray(ys, dtype=np.int64)
+    multi_hot = np.ndim(ys[0]) == 1
+    return out, np.asarray(ys, dtype=np.float32 if multi_hot else np.int64)
 
 
 @paddle.no_grad()
 def evaluate(model, loader, criterion, frontend=None):
     """``{'loss', 'acc', 'top5', 'macro_f1'}`` of ``model`` over
-    ``loader`` (loss: mean over clips)."""
+    ``loader`` (loss: mean over clips); ``{'loss', 'map'}`` when the
+    targets are multi-hot."""
     model.eval()
     total_loss = seen = 0.0
     scores, targets = [], []
@@ -152,7 +156,8 @@ def write_metrics(path, records):
 
 
 class BestTracker:
-    """Best dev accuracy so far, its epoch, and the evaluations since it
+    """Best dev score so far (accuracy, or mAP for multi-label data; kept
+    as ``dev_acc`` either way), its epoch, and the evaluations since it
     last improved (early stopping). Saved in every checkpoint's
     ``train_state`` so a resumed run keeps selecting and counting where the
     interrupted one was."""

@@ -3,6 +3,8 @@
 Layout: ``<root>/audio/*.wav`` and ``<root>/meta/esc50.csv`` with at least
 the columns ``filename, fold, target, category``. Label names come from
 the csv (``target -> category``), so ``num_class`` follows the data.
+A clip with several labels is listed on several rows (same filename and
+fold, one target each); one such clip makes the dataset multi-label.
 """
 import csv
 import sys
@@ -44,13 +46,30 @@ def read_meta(root):
     if not rows or missing:
         raise DatasetError(f'{meta}: needs columns {list(REQUIRED_COLUMNS)}'
                            f' and at least one row (missing {missing})')
-    names = {}
+    names, fold_of = {}, {}
     for r in rows:
         names.setdefault(int(r['target']), display_name(r['category']))
+        fold = fold_of.setdefault(r['filename'], r['fold'])
+        if int(fold) != int(r['fold']):
+            raise DatasetError(
+                f'{meta}: {r["filename"]} is listed in fold {fold} and in '
+                f'fold {r["fold"]}; a clip belongs to one fold: give all its '
+                f'rows (one per label) the same fold')
     if sorted(names) != list(range(len(names))):
         raise DatasetError(f'{meta}: targets must be 0..N-1, got '
                            f'{sorted(names)}')
     return rows, [names[i] for i in range(len(names))]
+
+
+def clip_labels(rows):
+    """``{filename: (fold, [targets])}`` in csv order: a clip listed on
+    several rows has several targets."""
+    clips = {}
+    for r in rows:
+        _, targets = clips.setdefault(r['filename'], (int(r['fold']), []))
+        if int(r['target']) not in targets:
+            targets.append(int(r['target']))
+    return clips
 
 
 class ESC50Dataset(paddle.io.Dataset):
@@ -59,7 +78,9 @@ class ESC50Dataset(paddle.io.Dataset):
     Items are ``(waveform [samples], label)`` at the feature sample rate,
     or ``(log-mel [frames, n_mels], label)`` when a per-clip ``extractor``
     is given; features are computed once per clip and kept in memory, so
-    epochs after the first do no feature extraction.
+    epochs after the first do no feature extraction. The label is the
+    int64 class index, or for a multi-label dataset (``multi_label``) a
+    float32 multi-hot vector ``[num_class]``.
     """
 
     def __init__(self, root, mode='train', split=1, feature_config=None,
@@ -72,8 +93,17 @@ class ESC50Dataset(paddle.io.Dataset):
                                f'{folds}; dev fold {split} is not one of them')
         keep = (lambda f: f != split) if mode == 'train' else (
             lambda f: f == split)
-        self.items = [(self.root / 'audio' / r['filename'], int(r['target']))
-                      for r in rows if keep(int(r['fold']))]
+        clips = clip_labels(rows)
+        self.multi_label = any(len(t) > 1 for _, t in clips.values())
+        if self.multi_label:
+            eye = np.eye(len(self.label_list), dtype=np.float32)
+            self.items = [(self.root / 'audio' / name, eye[targets].sum(0))
+                          for name, (fold, targets) in clips.items()
+                          if keep(fold)]
+        else:
+            self.items = [(self.root / 'audio' / r['filename'],
+                           int(r['target']))
+                          for r in rows if keep(int(r['fold']))]
         self.feature_config = feature_config
         self.extractor = extractor
         self._cache = {}
@@ -85,12 +115,13 @@ class ESC50Dataset(paddle.io.Dataset):
         if idx in self._cache:
             return self._cache[idx]
         path, label = self.items[idx]
+        y = label if self.multi_label else np.int64(label)
         c = self.feature_config
         x = load_audio(path, c.sample_rate, min_samples=c.n_fft)
         if self.extractor is not None:
             x = self.extractor(x)
-            self._cache[idx] = (x, np.int64(label))
-        return x, np.int64(label)
+            self._cache[idx] = (x, y)
+        return x, y
 
     def precompute(self, desc='features'):
         """Fill the feature cache now, in this process.

@@ -1,6 +1,7 @@
 """Export a trained checkpoint as a static graph for paddle.inference.
 
-The graph outputs class probabilities. By default it takes log-mel
+The graph outputs class probabilities (softmax; sigmoid per class for a
+model trained on multi-label data). By default it takes log-mel
 features ``[batch, frames, n_mels]`` (as in the original recipe); with
 ``--include_frontend`` it takes the raw waveform ``[batch, samples]`` at
 the model's sample rate and computes the features inside the graph.
@@ -22,7 +23,8 @@ from paddlespeech.cls.runtime import run
 
 
 class InferenceModel(nn.Layer):
-    """Classifier + softmax, optionally preceded by the log-mel front end."""
+    """Classifier + softmax (sigmoid when multi-label), optionally preceded
+    by the log-mel front end."""
 
     def __init__(self, classifier, frontend=None):
         super().__init__()
@@ -32,7 +34,7 @@ class InferenceModel(nn.Layer):
     def forward(self, x):
         if self.frontend is not None:
             x = self.frontend(x)
-        return nn.functional.softmax(self.classifier(x), axis=-1)
+        return self.classifier.probabilities(x)
 
 
 def export(checkpoint, output_dir, include_frontend=False):
@@ -48,9 +50,12 @@ def export(checkpoint, output_dir, include_frontend=False):
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     paddle.jit.save(static, str(output_dir / GRAPH_PREFIX))
-    write_export_meta(output_dir, {'input': 'waveform' if include_frontend else 'logmel',
+    meta = {'input': 'waveform' if include_frontend else 'logmel',
             'label_list': labels, 'feature': feature.to_dict(),
-            'checkpoint': str(checkpoint)})
+            'checkpoint': str(checkpoint)}
+    if model.multi_label:  # the graph ends in a sigmoid
+        meta['multi_label'] = True
+    write_export_meta(output_dir, meta)
     return output_dir
 
 

@@ -1,7 +1,9 @@
 """Predict the class of audio files with a trained checkpoint (dynamic graph).
 
-Files longer than --window_seconds are classified window by window and the
-window probabilities averaged, so any length fits in memory. A file that
+Scores are softmax probabilities, or independent sigmoid scores (not
+summing to one) for a model trained on multi-label data. Files longer than
+--window_seconds are classified window by window and the window scores
+averaged, so any length fits in memory. A file that
 cannot be used gets one ``error:`` line on stderr and the others are still
 predicted; the exit status is 0 only if every file was predicted.
 """
@@ -48,7 +50,7 @@ def main(argv):
 
     @paddle.no_grad()
     def score(waves):
-        return paddle.nn.functional.softmax(model(extract(waves)), -1).numpy()
+        return model.probabilities(extract(waves)).numpy()
 
     return print_predictions(
         predict_files(paths, feature, score, cfg.window_seconds),

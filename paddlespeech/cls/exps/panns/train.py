@@ -8,9 +8,13 @@ the current step; --resume continues from the furthest checkpoint (model,
 optimizer, LR schedule, position in the epoch, random state, best dev
 accuracy and early-stopping count), also after a crash or kill.
 
-Besides epoch_N/, the run keeps best/ (highest dev accuracy, used by the
-later stages), optionally avg_N/ (--average_last), and draws curves.png
-from metrics.jsonl at the end.
+Besides epoch_N/ (only the last few with --keep_checkpoint_max), the run
+keeps best/ (highest dev accuracy, used by the later stages), optionally
+avg_N/ (--average_last), and draws curves.png from metrics.jsonl at the end.
+
+Multi-label data (a clip listed on several rows of meta/esc50.csv) trains
+with a sigmoid (binary cross-entropy) loss, and best/ and early stopping
+follow the dev mAP instead of the accuracy.
 """
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
@@ -28,6 +32,7 @@ from tqdm import tqdm
 
 from paddlespeech.cls.augment import Augmenter, soft_cross_entropy
 from paddlespeech.cls.checkpoint import (load_checkpoint,
+                                         prune_checkpoints,
                                          remove_step_checkpoints,
                                          resume_point, save_average,
                                          save_checkpoint, save_model)
@@ -71,10 +76,15 @@ def get_parser():
           'BatchNorm statistics fixed) for the first N epochs')
     p.add('--early_stop_patience', type=int,
           help='stop after N evaluations without a higher dev accuracy '
-          '(0: off)')
+          '(dev mAP on multi-label data) (0: off)')
     p.add('--average_last', type=int,
           help='at the end, average the last N epoch checkpoints into '
           'avg_N/ (0: off)')
+    p.add('--keep_checkpoint_max', type=int,
+          help='after each save, delete all but the last N epoch_N/ '
+          'checkpoints, oldest first (best/ and avg_N/ always stay); at '
+          'least average_last are kept, since the average needs them '
+          '(0: keep all)')
     p.add('--amp', choices=AMP_MODES,
           help='GPU automatic mixed precision (paddle.amp O1); refused on '
           'CPU')
@@ -134,6 +144,8 @@ def main(argv):
     cfg = get_parser().parse_config(argv)
     check_amp(cfg.amp, select_device(cfg.device))
     world = dist.get_world_size()
+    keep = checkpoints_to_keep(cfg.keep_checkpoint_max, cfg.average_last,
+                               verbose=dist.get_rank() == 0)
     if world > 1 and cfg.freeze_backbone_epochs:
         raise UserError('freeze_backbone_epochs is for single-process '
                         'training (data parallel syncs every parameter)')
@@ -153,7 +165,7 @@ def main(argv):
     dev_ds = ESC50Dataset(data_dir, 'dev', cfg.split, cfg.feature,
                           extractor)
     check_readable([train_ds, dev_ds], cfg.skip_bad_files, verbose=rank == 0)
-    labels = train_ds.label_list
+    labels, multi_label = train_ds.label_list, train_ds.multi_label
 
     sampler = ResumableBatchSampler(
         train_ds, batch_size=cfg.batch_size, shuffle=True, drop_last=False)
@@ -169,7 +181,8 @@ def main(argv):
                                       shuffle=False, **loader_kw)
 
     model = build_classifier(cfg.backbone, len(labels), cfg.dropout,
-                             cfg.pretrained, cfg.pretrained_path)
+                             cfg.pretrained, cfg.pretrained_path,
+                             multi_label)
     lr = build_lr(cfg.learning_rate, cfg.lr_schedule, cfg.epochs,
                   len(train_loader), cfg.warmup_epochs, cfg.lr_step_epochs,
                   cfg.lr_gamma)
@@ -179,6 +192,8 @@ def main(argv):
     meta = {'backbone': cfg.backbone, 'num_class': len(labels),
             'label_list': labels, 'dropout': cfg.dropout,
             'feature': cfg.feature.to_dict()}
+    if multi_label:  # absent: single-label, as in older checkpoints
+        meta['multi_label'] = True
     ckpt_dir = Path(cfg.checkpoint_dir)
     tracker = BestTracker(cfg.early_stop_patience)
     precision = MixedPrecision(cfg.amp)
@@ -199,9 +214,10 @@ def main(argv):
     net = model
     if world > 1:
         model = paddle.DataParallel(model)
-    criterion = paddle.nn.CrossEntropyLoss()
+    criterion = (paddle.nn.BCEWithLogitsLoss() if multi_label else
+                 paddle.nn.CrossEntropyLoss())
     extras = dict(augmenter=augmenter if augmenter.active else None,
-                  precision=precision, log=log)
+                  precision=precision, log=log, multi_label=multi_label)
     state = functools.partial(train_state, tracker=tracker,
                               precision=precision)
 
@@ -226,11 +242,11 @@ def main(argv):
                     evaluate_and_save(net, dev_loader, criterion, frontend,
                                       optimizer, meta, ckpt_dir, progress,
                                       train_loss, train_acc, tracker, state,
-                                      log)
+                                      log, keep)
                 stopped = agree(tracker.should_stop, world)
                 if stopped and rank == 0:
-                    print(f'[early stop] no better dev_acc in '
-                          f'{tracker.bad_evals} evaluations; best: epoch '
+                    print(f'[early stop] no better {score_name(multi_label)}'
+                          f' in {tracker.bad_evals} evaluations; best: epoch '
                           f'{tracker.epoch} ({tracker.dev_acc:.4f})',
                           flush=True)
     except Interrupted:
@@ -247,6 +263,26 @@ def main(argv):
     if rank == 0:
         finish(ckpt_dir, cfg.average_last)
     return 0
+
+
+def checkpoints_to_keep(keep_max, average_last, verbose=True):
+    """How many epoch checkpoints pruning keeps (0: all): ``keep_max``,
+    raised to ``average_last`` so the final average finds its checkpoints."""
+    if keep_max < 0:
+        raise UserError(f'--keep_checkpoint_max must be 0 (keep all) or '
+                        f'positive, got {keep_max}')
+    if keep_max and average_last > keep_max:
+        if verbose:
+            print(f'[checkpoints] keeping the last {average_last} epoch '
+                  f'checkpoints, not {keep_max}: average_last '
+                  f'{average_last} needs them', flush=True)
+        return average_last
+    return keep_max
+
+
+def score_name(multi_label):
+    """The dev metric that chooses best/ and drives early stopping."""
+    return 'dev_map' if multi_label else 'dev_acc'
 
 
 def agree(flag, world):
@@ -278,45 +314,54 @@ def new_progress(epoch):
 
 def evaluate_and_save(net, dev_loader, criterion, frontend, optimizer, meta,
                       ckpt_dir, progress, train_loss, train_acc, tracker,
-                      state, log=None):
-    """Evaluate, record the metrics, keep ``best/``, then checkpoint.
+                      state, log=None, keep=0):
+    """Evaluate, record the metrics, keep ``best/``, checkpoint, then
+    delete epoch checkpoints beyond the last ``keep`` (0: keep all).
 
     The metrics line is written first: after a crash in between, resuming
     from the previous checkpoint drops it and evaluates this epoch again,
     so the history never has a gap or a duplicate. ``best/`` goes before
     the epoch checkpoint whose ``train_state`` records it, for the same
-    reason.
+    reason; old checkpoints go only once the new one is complete.
     """
     epoch = progress['epoch']
     dev = evaluate(net, dev_loader, criterion, frontend)
     metrics = ckpt_dir / 'metrics.jsonl'
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     records = [r for r in read_metrics(metrics) if r['epoch'] < epoch]
-    record = {'epoch': epoch, 'dev_acc': round(dev['acc'], 6),
-              'dev_loss': round(dev['loss'], 6),
-              'train_loss': round(train_loss, 6),
-              'train_acc': round(train_acc, 6),
-              'dev_top5': round(dev['top5'], 6),
-              'dev_macro_f1': round(dev['macro_f1'], 6)}
+    multi_label = 'map' in dev
+    if multi_label:  # training accuracy means nothing here: left out
+        record = {'epoch': epoch, 'dev_map': round(dev['map'], 6),
+                  'dev_loss': round(dev['loss'], 6),
+                  'train_loss': round(train_loss, 6)}
+        shown = f'dev_map {dev["map"]:.4f}'
+    else:
+        record = {'epoch': epoch, 'dev_acc': round(dev['acc'], 6),
+                  'dev_loss': round(dev['loss'], 6),
+                  'train_loss': round(train_loss, 6),
+                  'train_acc': round(train_acc, 6),
+                  'dev_top5': round(dev['top5'], 6),
+                  'dev_macro_f1': round(dev['macro_f1'], 6)}
+        shown = (f'dev_acc {dev["acc"]:.4f} top5 {dev["top5"]:.4f} '
+                 f'macro_f1 {dev["macro_f1"]:.4f}')
     write_metrics(metrics, records + [record])
     if log is not None:
-        log.scalars('dev', {k: dev[k] for k in ('loss', 'acc', 'top5',
-                                                'macro_f1')}, epoch)
+        log.scalars('dev', dev, epoch)
     best = ''
-    if tracker.update(epoch, record['dev_acc']):
+    if tracker.update(epoch, record[score_name(multi_label)]):
         save_model(ckpt_dir, 'best', net.state_dict(), meta, record)
         best = ' (best)'
     out = save_checkpoint(ckpt_dir, epoch, net, meta, optimizer,
                           state(dict(progress, complete=True)))
     remove_step_checkpoints(ckpt_dir)
-    print(f'[eval] epoch {epoch}: dev_acc {dev["acc"]:.4f} top5 '
-          f'{dev["top5"]:.4f} macro_f1 {dev["macro_f1"]:.4f} dev_loss '
-          f'{dev["loss"]:.4f} -> saved {out}{best}', flush=True)
+    prune_checkpoints(ckpt_dir, keep, current=out)
+    print(f'[eval] epoch {epoch}: {shown} dev_loss {dev["loss"]:.4f} -> '
+          f'saved {out}{best}', flush=True)
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, criterion, frontend,
                     progress, cfg, rank, stop, augmenter=None, precision=None,
-                    frozen=(), log=None):
+                    frozen=(), log=None, multi_label=False):
     """Train the rest of ``progress['epoch']``, updating ``progress`` after
     every step so an interrupt can save exactly where training stands.
 
@@ -324,6 +369,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, frontend,
     the loss is the soft cross-entropy against its (mixed) targets, while
     the reported accuracy stays against the clips' own labels. Layers in
     ``frozen`` run in eval mode (fixed BatchNorm statistics, no dropout).
+    ``multi_label``: multi-hot targets, the (mixed) targets go to
+    ``criterion`` (binary cross-entropy) and no accuracy is reported
+    (None).
     """
     precision = precision or MixedPrecision('off')
     model.train()
@@ -346,6 +394,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, frontend,
         with precision.autocast():
             logits = model(x)
             loss = (criterion(logits, y) if augmenter is None else
+                    criterion(logits, soft) if multi_label else
                     soft_cross_entropy(logits, soft))
         precision.step(loss, optimizer)
         if scheduler is not None:
@@ -353,30 +402,35 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, frontend,
 
         n = y.shape[0]
         progress['loss_sum'] += float(loss) * n
-        progress['correct'] += float(
-            (logits.argmax(axis=1) == y).astype('float32').sum())
+        if not multi_label:
+            progress['correct'] += float(
+                (logits.argmax(axis=1) == y).astype('float32').sum())
         progress['seen'] += n
         progress['step'] = step
         tick_seen += n
         if step % cfg.log_freq == 0 or step == len(loader):
             seen = progress['seen']
             speed = tick_seen / (time.time() - tick)
-            stats = (f'loss {progress["loss_sum"] / seen:.4f} acc '
-                     f'{progress["correct"] / seen:.4f} '
+            acc = ('' if multi_label else
+                   f'acc {progress["correct"] / seen:.4f} ')
+            stats = (f'loss {progress["loss_sum"] / seen:.4f} {acc}'
                      f'lr {optimizer.get_lr():.2e} {speed:.1f} clips/s')
             bar.set_postfix_str(stats)
             if rank == 0:
                 tqdm.write(f'[train] epoch {epoch}/{cfg.epochs} step '
                            f'{step}/{len(loader)} {stats}', file=sys.stdout)
             if log is not None:
-                log.scalars('train', {
-                    'loss': progress['loss_sum'] / seen,
-                    'acc': progress['correct'] / seen,
-                    'lr': optimizer.get_lr()},
-                    (epoch - 1) * len(loader) + step)
+                scalars = {'loss': progress['loss_sum'] / seen,
+                           'acc': progress['correct'] / seen,
+                           'lr': optimizer.get_lr()}
+                if multi_label:
+                    del scalars['acc']
+                log.scalars('train', scalars,
+                            (epoch - 1) * len(loader) + step)
             tick, tick_seen = time.time(), 0
     seen = max(progress['seen'], 1)
-    return progress['loss_sum'] / seen, progress['correct'] / seen
+    return progress['loss_sum'] / seen, (
+        None if multi_label else progress['correct'] / seen)
 
 
 def num_classes(model):
@@ -403,8 +457,9 @@ def resume(ckpt_dir, model, optimizer, meta, tracker, precision):
     state, saved_meta = load_checkpoint(latest)
     if saved_meta != meta:
         raise DatasetError(f'{latest} was trained with other settings '
-                           f'(backbone, labels or features) than this run; '
-                           f'use another --checkpoint_dir')
+                           f'(backbone, labels, single/multi-label or '
+                           f'features) than this run; use another '
+                           f'--checkpoint_dir')
     model.set_state_dict(state)
     opt = paddle.load(str(latest / 'model.pdopt'))
     optimizer.set_state_dict(opt['optimizer'])
