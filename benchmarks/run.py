@@ -13,7 +13,6 @@ framework per process, sequentially, 2 threads for both frameworks.
 import argparse
 import datetime
 import json
-import math
 import os
 import subprocess
 import sys
@@ -52,6 +51,8 @@ FULL = {
               'seconds': 5.0, 'batch': 16, 'third_epoch': True},
     'fe_clips': 64, 'fe_seconds': 5.0, 'fe_reps': 5,
     'matmul_n': 4096, 'matmul_reps': 7,
+    'conv': {'batch': 16, 'cin': 64, 'cout': 128, 'k': 5, 'h': 250,
+             'w': 32, 'warmup': 2, 'reps': 3},
     'rss': {'arch': 'cnn14', 'clips': 1000, 'min_s': 0.5, 'max_s': 5.0,
             'window': 100},
 }
@@ -178,10 +179,18 @@ def section_infer(P, work):
                                     extra_env={'MKL_DEBUG_CPU_TYPE': ''},
                                     modes=['deploy_plain', 'dygraph'],
                                     **{**common, 'batches': [8]})
-        lv['openblas1'] = worker('infer_paddle', arch=arch,
-                                 extra_env={'OPENBLAS_NUM_THREADS': '1'},
+        lv['openblas_threads'] = worker(
+                                 'infer_paddle', arch=arch,
+                                 extra_env={'OPENBLAS_NUM_THREADS':
+                                            str(THREADS)},
                                  modes=['deploy_onednn', 'dygraph'],
                                  **common)
+        lv['glibc_malloc'] = worker('infer_paddle', GLIBC_MALLOC, arch=arch,
+                                    modes=['deploy_onednn'],
+                                    **{**common, 'batches': [8]})
+        lv['torch_heap_malloc'] = worker('torch_infer', HEAP_MALLOC,
+                                         arch=arch,
+                                         **{**common, 'batches': [8]})
         lv['kmp_blocktime0'] = worker('infer_paddle', arch=arch,
                                       extra_env={'KMP_BLOCKTIME': '0'},
                                       modes=['deploy_onednn'], **common)
@@ -211,6 +220,16 @@ def section_infer(P, work):
                 ['clips_per_s'], 'clips/s',
                 base['deploy_onednn']['e2e']['8']['clips_per_s'],
                 '2 threads'),
+            row('infer', f'lever {A}: deploy oneDNN b8 incl. front end, glibc '
+                'default malloc', lv['glibc_malloc']['deploy_onednn']['e2e']
+                ['8']['clips_per_s'], 'clips/s',
+                base['deploy_onednn']['e2e']['8']['clips_per_s'],
+                'heap (the recipe)'),
+            row('infer', f'lever {A}: PyTorch b8 incl. front end with the '
+                'recipe\'s malloc settings', lv['torch_heap_malloc']['e2e']
+                ['8']['clips_per_s'], 'clips/s', ref8, 'PyTorch default',
+                note='ours / this: '
+                f"{base['deploy_onednn']['e2e']['8']['clips_per_s'] / lv['torch_heap_malloc']['e2e']['8']['clips_per_s']:.2f}x"),
             row('infer', f'lever {A}: PyTorch b8 incl. front end, 1 thread',
                 lv['torch_threads1']['e2e']['8']['clips_per_s'], 'clips/s',
                 ref8, '2 threads'),
@@ -228,17 +247,17 @@ def section_infer(P, work):
         for b in map(str, P['batches']):
             rows += [
                 row('infer', f'lever {A}: deploy oneDNN b{b} incl. front end, '
-                    'OPENBLAS_NUM_THREADS=1', lv['openblas1']['deploy_onednn']
-                    ['e2e'][b]['clips_per_s'], 'clips/s',
+                    f'OPENBLAS_NUM_THREADS={THREADS}',
+                    lv['openblas_threads']['deploy_onednn']['e2e'][b]
+                    ['clips_per_s'], 'clips/s',
                     base['deploy_onednn']['e2e'][b]['clips_per_s'],
-                    'default (numpy BLAS 2 threads)',
-                    1.4 if b == '8' else None,
-                    note=f"vs PyTorch: "
-                    f"{lv['openblas1']['deploy_onednn']['e2e'][b]['clips_per_s'] / raw[arch]['torch']['e2e'][b]['clips_per_s']:.2f}x"),
+                    'default (numpy BLAS 1 thread)'),
                 row('infer', f'lever {A}: dynamic graph b{b} incl. front end, '
-                    'OPENBLAS_NUM_THREADS=1', lv['openblas1']['dygraph']
-                    ['e2e'][b]['clips_per_s'], 'clips/s',
-                    base['dygraph']['e2e'][b]['clips_per_s'], 'default'),
+                    f'OPENBLAS_NUM_THREADS={THREADS}',
+                    lv['openblas_threads']['dygraph']['e2e'][b]
+                    ['clips_per_s'], 'clips/s',
+                    base['dygraph']['e2e'][b]['clips_per_s'],
+                    'default (numpy BLAS 1 thread)'),
                 row('infer', f'lever {A}: deploy oneDNN b{b} incl. front end, '
                     'KMP_BLOCKTIME=0', lv['kmp_blocktime0']['deploy_onednn']
                     ['e2e'][b]['clips_per_s'], 'clips/s',
@@ -294,21 +313,33 @@ def section_folder(P, work):
                                             'predict.py'),
                         '--model_dir', ex['export_dir'], '--wav',
                         str(folder), '--batch_size', '8', *common],
-                       extra_env={'OPENBLAS_NUM_THREADS': '1'})
+                       extra_env={'OPENBLAS_NUM_THREADS': str(THREADS)})
         raw.update(deploy_no_onednn_s=plain_s, predict_dygraph_s=dyn_s,
-                   deploy_openblas1_s=ob_s)
+                   deploy_openblas_threads_s=ob_s)
         rows += [
-            row('folder', f'lever: deploy/predict.py --enable_mkldnn false',
+            row('folder', 'lever: deploy/predict.py --enable_mkldnn false',
                 1 / plain_s, '1/s', 1 / torch_s, 'PyTorch script',
                 note=f'wall {plain_s:.1f} s'),
-            row('folder', 'lever: deploy/predict.py with '
-                'OPENBLAS_NUM_THREADS=1', 1 / ob_s, '1/s', 1 / torch_s,
-                'PyTorch script', 1.5, note=f'wall {ob_s:.1f} s'),
+            row('folder', f'lever: deploy/predict.py with OpenBLAS at '
+                f'{THREADS} threads (numpy default; the recipe sets 1)',
+                1 / ob_s, '1/s', 1 / torch_s, 'PyTorch script',
+                note=f'wall {ob_s:.1f} s'),
             row('folder', 'predict.py (dynamic graph, batch 1)', 1 / dyn_s,
                 '1/s', 1 / deploy_s, 'deploy/predict.py', 0.8,
                 note=f'wall {dyn_s:.1f} s'),
         ]
     return {'raw': raw, 'rows': rows}
+
+
+# glibc's own default for M_MMAP_MAX: undoes runtime.keep_large_buffers
+GLIBC_MALLOC = {'MALLOC_MMAP_MAX_': '65536'}
+# runtime.keep_large_buffers as environment, for the PyTorch side
+HEAP_MALLOC = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(512 << 20)}
+TRAIN_LEVERS = [
+    ('threads1', 'dynamic graph, 1 thread'),
+    ('onednn_flag', 'dynamic graph with FLAGS_use_onednn=1'),
+    ('to_static', 'paddle.jit.to_static forward (full graph), 2 threads'),
+]
 
 
 def section_train(P, work):
@@ -326,6 +357,44 @@ def section_train(P, work):
         rows.append(row('train', f'{A} training peak RSS', pd['peak_rss_mb'],
                         'MB', th['peak_rss_mb'], 'PyTorch reference',
                         note='ratio > 1: we use more memory'))
+        if not P['lever_rows'] or arch != P['train_archs'][0]:
+            continue
+        for lever, what in TRAIN_LEVERS:
+            lv = worker('train_paddle', arch=arch, lever=lever, **args)
+            raw[arch][lever] = lv
+            rows.append(row('train', f'lever {A}: {what}', lv['clips_per_s'],
+                            'clips/s', pd['clips_per_s'],
+                            'dynamic graph, 2 threads'))
+    if P['lever_rows']:
+        for arch in P['train_archs']:
+            A = arch.upper()
+            base = raw[arch]
+            base['glibc_malloc'] = worker('train_paddle', GLIBC_MALLOC,
+                                          arch=arch, **args)
+            base['torch_heap_malloc'] = worker('torch_train', HEAP_MALLOC,
+                                               arch=arch, **args)
+            rows += [
+                row('train', f'lever {A}: glibc default malloc (large '
+                    'buffers mmapped per step)',
+                    base['glibc_malloc']['clips_per_s'], 'clips/s',
+                    base['paddle']['clips_per_s'], 'heap (the recipe)'),
+                row('train', f'lever {A}: PyTorch with the recipe\'s malloc '
+                    'settings', base['torch_heap_malloc']['clips_per_s'],
+                    'clips/s', base['torch']['clips_per_s'],
+                    'PyTorch default', note='ours / this: '
+                    f"{base['paddle']['clips_per_s'] / base['torch_heap_malloc']['clips_per_s']:.2f}x"),
+            ]
+    if P['lever_rows']:
+        pc = worker('conv_paddle', **P['conv'])
+        tc = worker('torch_conv', **P['conv'])
+        raw['conv'] = {'paddle': pc, 'torch': tc}
+        c = P['conv']
+        rows.append(row('train', f"why: one conv layer forward + backward "
+                        f"({c['batch']}x{c['cin']}x{c['h']}x{c['w']} -> "
+                        f"{c['cout']} ch, {c['k']}x{c['k']})",
+                        pc['gflops'], 'GFLOP/s', tc['gflops'],
+                        'PyTorch (oneDNN)', note='Paddle CPU dygraph conv = '
+                        'im2col + MKL GEMM, no oneDNN'))
     ep = worker('epoch_cache', **P['epoch'])
     raw['epoch_cache'] = ep
     rows.append(row('train', f"{P['epoch']['arch'].upper()} epoch 2 (feature "
@@ -341,12 +410,20 @@ def section_train(P, work):
 def section_frontend(P, work):
     args = dict(clips=P['fe_clips'], batch=8, seconds=P['fe_seconds'],
                 reps=P['fe_reps'])
-    pd = worker('frontend_paddle', **args)
+    # numpy's BLAS gets the same threads on both sides (librosa's process
+    # keeps numpy's default); the recipe itself runs it on one thread.
+    pd = worker('frontend_paddle', extra_env={'OPENBLAS_NUM_THREADS':
+                                              str(THREADS)}, **args)
+    pd1 = worker('frontend_paddle', **args)
     th = worker('torch_frontend', **args)
     lib = th['librosa']
     rows = [
-        row('frontend', 'numpy NumpyLogMel (per clip)', pd['numpy'],
-            'clips/s', lib, 'librosa', 0.9, note='target: within 10 %'),
+        row('frontend', f'numpy NumpyLogMel (per clip), OpenBLAS {THREADS} '
+            'threads', pd['numpy'], 'clips/s', lib, 'librosa', 0.9,
+            note='target: within 10 %'),
+        row('frontend', 'numpy NumpyLogMel (per clip), OpenBLAS 1 thread '
+            '(the recipe\'s setting)', pd1['numpy'], 'clips/s', lib,
+            'librosa'),
         row('frontend', 'paddle paddle_logmel (batch 8)',
             pd['paddle_batched'], 'clips/s', lib, 'librosa', 3.0),
         row('frontend', 'torchlibrosa (batch 8)', th['torchlibrosa_batched'],
@@ -354,7 +431,8 @@ def section_frontend(P, work):
         row('frontend', 'librosa melspectrogram + power_to_db (per clip)',
             lib, 'clips/s'),
     ]
-    return {'raw': {'paddle': pd, 'torch': th, **args}, 'rows': rows}
+    return {'raw': {'paddle': pd, 'paddle_openblas1': pd1, 'torch': th,
+                    **args}, 'rows': rows}
 
 
 def section_limit(P, work, infer=None):
@@ -394,16 +472,28 @@ def section_limit(P, work, infer=None):
 def section_rss(P, work):
     r = worker('rss_predictor', out_dir=str(work), **P['rss'])
     k = r['window']
+    rng = f"{r['seconds_range'][0]:g}-{r['seconds_range'][1]:g} s"
+    A = P['rss']['arch'].upper()
     rows = [
-        row('rss', f"{P['rss']['arch'].upper()} deploy Predictor peak RSS, "
-            f"{r['clips']} clips of {r['seconds_range'][0]:g}-"
-            f"{r['seconds_range'][1]:g} s", r['peak_rss_mb'], 'MB',
+        row('rss', f"{A} deploy/predict.py path peak RSS, {r['clips']} "
+            f"files of {rng}", r['peak_rss_mb'], 'MB',
             note=f"{r['clips_per_s']:.1f} clips/s"),
-        row('rss', f'RSS mean over last {k} clips vs first {k} (growth '
-            'ratio; 1.00 = flat)', r['rss_last_mb'], 'MB', r['rss_first_mb'],
+        row('rss', f'RSS mean over last {k} clips vs first {k} (1.00 = '
+            'flat)', r['rss_last_mb'], 'MB', r['rss_first_mb'],
             f'first {k} clips', note=f"growth {r['growth_mb']:+.1f} MB"),
     ]
-    return {'raw': r, 'rows': rows}
+    raw = {'release': r}
+    if P['lever_rows']:
+        off = worker('rss_predictor', out_dir=str(work), release=False,
+                     **P['rss'])
+        raw['no_release'] = off
+        rows.append(row(
+            'rss', f'lever: without the heap release on length change '
+            f'(last {k} vs first {k})', off['rss_last_mb'], 'MB',
+            off['rss_first_mb'], f'first {k} clips',
+            note=f"growth {off['growth_mb']:+.1f} MB, "
+            f"{off['clips_per_s']:.1f} clips/s"))
+    return {'raw': raw, 'rows': rows}
 
 
 # ------------------------------------------------------------------- output
@@ -497,7 +587,7 @@ def main(argv=None):
     # own run keeps ~2 cores busy, so the end load average says little)
     info['other_cpu_cores'] = max(0.0, (busy1 - busy0) - (own1 - own0)) \
         / info['elapsed_s']
-    loaded = info['load_avg_1min'] > 1.0 or info['other_cpu_cores'] > 0.25
+    loaded = info['other_cpu_cores'] > 0.25
     head = (f"{info['cpu']} ({'/'.join(info['isa'])}), {info['cores']} cores, "
             f"{THREADS} threads per framework, MKL_DEBUG_CPU_TYPE="
             f"{info['MKL_DEBUG_CPU_TYPE']}, {info['mode']} run, "

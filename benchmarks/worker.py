@@ -15,7 +15,11 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
+if not sys.argv[1:2] or not sys.argv[1].startswith('torch_'):
+    # As the recipe's scripts get it from paddlespeech/cls/__init__.py,
+    # which comes too late here: numpy is imported first.
+    os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (ROOT, THREADS, current_rss_mb, peak_rss_mb,  # noqa: E402
@@ -239,8 +243,16 @@ def task_peak(a):
 
 def task_train_paddle(a):
     """Forward + backward + Adam step on log-mel batches, as train.py does
-    with the (cached) numpy front end; peak RSS of this process."""
-    paddle = _paddle()
+    with the (cached) numpy front end; peak RSS of this process.
+
+    ``lever``: ``threads1`` (one thread), ``onednn_flag``
+    (``FLAGS_use_onednn``; Paddle 3.3's dynamic graph still picks its
+    plain CPU kernels), ``to_static`` (forward compiled to a static graph).
+    """
+    lever = a.get('lever')
+    paddle = _paddle(1 if lever == 'threads1' else THREADS)
+    if lever == 'onednn_flag':
+        paddle.set_flags({'FLAGS_use_onednn': True})
     from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
     from paddlespeech.cls.models import build_classifier
     paddle.seed(0)
@@ -253,15 +265,40 @@ def task_train_paddle(a):
     opt = paddle.optimizer.Adam(learning_rate=5e-5,
                                 parameters=model.parameters())
     crit = paddle.nn.CrossEntropyLoss()
+    forward = (paddle.jit.to_static(model, full_graph=True)
+               if lever == 'to_static' else model)
 
     def step():
-        loss = crit(model(x), y)
+        loss = crit(forward(x), y)
         loss.backward()
         opt.step()
         opt.clear_grad()
         float(loss)
     t = timeit(step, a['warmup'], a['reps'])
     return {'clips_per_s': b / t, 'step_s': t, 'peak_rss_mb': peak_rss_mb()}
+
+
+def _conv_flops(a):
+    """Forward, input-gradient and weight-gradient convolutions."""
+    return 3 * 2 * a['batch'] * a['h'] * a['w'] * a['cin'] * a['cout'] * \
+        a['k'] ** 2
+
+
+def task_conv_paddle(a):
+    """One 'same' convolution forward + backward in the dynamic graph."""
+    paddle = _paddle()
+    conv = paddle.nn.Conv2D(a['cin'], a['cout'], a['k'], padding=a['k'] // 2,
+                            bias_attr=False)
+    x = paddle.randn([a['batch'], a['cin'], a['h'], a['w']])
+    x.stop_gradient = False
+
+    def step():
+        conv(x).sum().backward()
+        float(x.grad.sum())
+        conv.clear_gradients()
+        x.clear_gradient()
+    t = timeit(step, a['warmup'], a['reps'])
+    return {'step_s': t, 'gflops': _conv_flops(a) / t / 1e9}
 
 
 def task_epoch_cache(a):
@@ -321,32 +358,49 @@ def task_epoch_cache(a):
 
 
 def task_rss_predictor(a):
-    """RSS of the deploy Predictor over many clips of varying length."""
+    """RSS of deploy/predict.py's path (Predictor + predict_files) over
+    files of varying length, measured after every clip. ``release``
+    false turns off predict_files' heap limit (the lever's baseline)."""
+    import soundfile as sf
     _paddle()
+    from paddlespeech.cls import prediction
     from paddlespeech.cls.exps.panns.deploy.predict import Predictor
     _, exp = export_random(a['arch'], a['out_dir'])
+    folder = Path(a['out_dir']) / f"rss_{a['clips']}_{a['min_s']}_{a['max_s']}"
+    rng = np.random.default_rng(1)
+    lengths = rng.uniform(a['min_s'], a['max_s'], a['clips'])
+    if not folder.is_dir():
+        tmp = folder.with_name(folder.name + '.tmp')
+        tmp.mkdir(parents=True, exist_ok=True)
+        for i, secs in enumerate(lengths):
+            sf.write(tmp / f'clip_{i:04d}.wav', waves(1, secs, seed=i)[0],
+                     32000, subtype='PCM_16')
+        tmp.rename(folder)
+    if not a.get('release', True):
+        prediction.HeapLimit.check = lambda self: None
     rss0 = current_rss_mb()
     pred = Predictor(str(exp), 'cpu', THREADS, True,
                      mkldnn_cache_capacity=a.get('cache_capacity') or 10)
-    rng = np.random.default_rng(1)
-    n = a['clips']
-    lo, hi = a['min_s'], a['max_s']
     rss = []
-    t = time.perf_counter()
-    for i in range(n):
-        secs = rng.uniform(lo, hi)
-        w = waves(1, secs, seed=i)[0]
-        pred([w])
+
+    def score(batch):
+        out = pred(batch)
         rss.append(current_rss_mb())
-        if (i + 1) % 100 == 0:
-            log(f'{i + 1} clips, rss {rss[-1]:.0f} MB')
+        if len(rss) % 100 == 0:
+            log(f'{len(rss)} clips, rss {rss[-1]:.0f} MB')
+        return out
+    t = time.perf_counter()
+    results = list(prediction.predict_files(
+        sorted(folder.glob('*.wav')), pred.feature, score, 10.0, 1))
     elapsed = time.perf_counter() - t
+    assert all(err is None for _, _, err in results)
     k = a['window']
     first, last = float(np.mean(rss[:k])), float(np.mean(rss[-k:]))
-    return {'clips': n, 'seconds_range': [lo, hi], 'rss_before_mb': rss0,
-            'rss_first_mb': first, 'rss_last_mb': last,
-            'growth_mb': last - first, 'peak_rss_mb': peak_rss_mb(),
-            'clips_per_s': n / elapsed, 'window': k,
+    return {'clips': len(rss), 'seconds_range': [a['min_s'], a['max_s']],
+            'rss_before_mb': rss0, 'rss_first_mb': first,
+            'rss_last_mb': last, 'growth_mb': last - first,
+            'peak_rss_mb': peak_rss_mb(), 'clips_per_s': len(rss) / elapsed,
+            'window': k, 'release': a.get('release', True),
             'cache_capacity': a.get('cache_capacity', 10)}
 
 
@@ -443,6 +497,22 @@ def task_torch_train(a):
         float(loss)
     t = timeit(step, a['warmup'], a['reps'])
     return {'clips_per_s': b / t, 'step_s': t, 'peak_rss_mb': peak_rss_mb()}
+
+
+def task_torch_conv(a):
+    """task_conv_paddle's convolution in PyTorch."""
+    torch, _ = _torch()
+    conv = torch.nn.Conv2d(a['cin'], a['cout'], a['k'], padding=a['k'] // 2,
+                           bias=False)
+    x = torch.randn(a['batch'], a['cin'], a['h'], a['w'], requires_grad=True)
+
+    def step():
+        conv(x).sum().backward()
+        float(x.grad.sum())
+        conv.zero_grad()
+        x.grad = None
+    t = timeit(step, a['warmup'], a['reps'])
+    return {'step_s': t, 'gflops': _conv_flops(a) / t / 1e9}
 
 
 def main():

@@ -8,6 +8,7 @@ import numpy as np
 
 from .audio import AUDIO_SUFFIXES, AudioError, read_windows
 from .errors import UserError
+from .runtime import HeapLimit
 
 WINDOW_HELP = ('files longer than this are read and classified in '
                'consecutive windows of this many seconds and the window '
@@ -76,10 +77,13 @@ def predict_files(paths, feature, score, window_seconds, batch_size=1):
     ``score(waves)`` maps equal-length waveforms to ``[batch, classes]``.
     Windows of equal length (from one file or several) are batched, so a
     file's result does not depend on its neighbours; at most
-    ``8 * batch_size`` windows are held in memory at once.
+    ``8 * batch_size`` windows are held in memory at once, and freed heap
+    memory goes back to the system (:class:`HeapLimit`), so neither long
+    files nor many files of different lengths grow the process.
     """
     files, groups = deque(), {}
     budget = max(8 * batch_size, 1)
+    heap = HeapLimit()
 
     def run(length):
         batch = groups.pop(length)
@@ -88,6 +92,7 @@ def predict_files(paths, feature, score, window_seconds, batch_size=1):
             if f.error is None and not np.isfinite(s).all():
                 f.error = f'{f.path}: the model gave non-finite scores'
             f.total, f.weight = f.total + len(wav) * s, f.weight + len(wav)
+        heap.check()
 
     def finished():
         while files and files[0].read and files[0].unscored == 0:
