@@ -379,8 +379,9 @@ def task_rss_predictor(a):
     if not a.get('release', True):
         prediction.HeapLimit.check = lambda self: None
     rss0 = current_rss_mb()
-    pred = Predictor(str(exp), 'cpu', THREADS, True,
-                     mkldnn_cache_capacity=a.get('cache_capacity') or 10)
+    capacity = {'mkldnn_cache_capacity': a['cache_capacity']} \
+        if a.get('cache_capacity') else {}
+    pred = Predictor(str(exp), 'cpu', THREADS, True, **capacity)
     rss = []
 
     def score(batch):
@@ -401,7 +402,7 @@ def task_rss_predictor(a):
             'rss_last_mb': last, 'growth_mb': last - first,
             'peak_rss_mb': peak_rss_mb(), 'clips_per_s': len(rss) / elapsed,
             'window': k, 'release': a.get('release', True),
-            'cache_capacity': a.get('cache_capacity', 10)}
+            'cache_capacity': a.get('cache_capacity', 'default')}
 
 
 # ---------------------------------------------------------------- torch side

@@ -71,16 +71,21 @@ def train_args(dataset, checkpoint_dir, *extra):
             '--device', 'cpu', '--cpu_threads', 1, *extra)
 
 
-@pytest.fixture(scope='session')
-def tiny_dataset(tmp_path_factory):
-    """3 classes x 2 clips x 5 folds of 0.5 s in ESC-50 layout (30 files)."""
+def make_synthetic(out_dir, **settings):
+    """``local/make_synthetic_esc50.generate(out_dir, **settings)``."""
     sys.path.insert(0, str(ROOT / 'local'))
     try:
         from make_synthetic_esc50 import generate
     finally:
         sys.path.remove(str(ROOT / 'local'))
-    return generate(tmp_path_factory.mktemp('tiny_esc50'), classes=3,
-                    clips_per_fold=2, folds=5, seconds=0.5)
+    return generate(out_dir, **settings)
+
+
+@pytest.fixture(scope='session')
+def tiny_dataset(tmp_path_factory):
+    """3 classes x 2 clips x 5 folds of 0.5 s in ESC-50 layout (30 files)."""
+    return make_synthetic(tmp_path_factory.mktemp('tiny_esc50'), classes=3,
+                          clips_per_fold=2, folds=5, seconds=0.5)
 
 
 @pytest.fixture(scope='session')

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from sklearn.metrics import average_precision_score  # librosa needs sklearn
 
-from conftest import ROOT, run_script, script_env, train_args
+from conftest import (ROOT, make_synthetic, run_script, script_env,
+                      train_args)
 from paddlespeech.cls.audio import load_audio
 from paddlespeech.cls.augment import mixup
 from paddlespeech.cls.checkpoint import load_checkpoint, load_classifier
@@ -28,14 +29,9 @@ CLASSES = 3
 @pytest.fixture(scope='module')
 def dataset(tmp_path_factory):
     """3 classes x 1 clip + 2 two-class mixtures per fold, 4 folds, 0.5 s."""
-    sys.path.insert(0, str(ROOT / 'local'))
-    try:
-        from make_synthetic_esc50 import generate
-    finally:
-        sys.path.remove(str(ROOT / 'local'))
-    return generate(tmp_path_factory.mktemp('multilabel'), classes=CLASSES,
-                    clips_per_fold=1, folds=4, seconds=0.5,
-                    mixtures_per_fold=2)
+    return make_synthetic(tmp_path_factory.mktemp('multilabel'),
+                          classes=CLASSES, clips_per_fold=1, folds=4,
+                          seconds=0.5, mixtures_per_fold=2)
 
 
 @pytest.fixture(scope='module')
