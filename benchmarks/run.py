@@ -244,26 +244,20 @@ def section_infer(P, work):
                 base['deploy_plain']['net']['8']['clips_per_s'],
                 'MKL_DEBUG_CPU_TYPE=5'),
         ]
+        env_levers = [  # (worker run, mode, what, setting, compared with)
+            ('openblas_threads', 'deploy_onednn', 'deploy oneDNN',
+             f'OPENBLAS_NUM_THREADS={THREADS}', 'default (numpy BLAS 1 thread)'),
+            ('openblas_threads', 'dygraph', 'dynamic graph',
+             f'OPENBLAS_NUM_THREADS={THREADS}', 'default (numpy BLAS 1 thread)'),
+            ('kmp_blocktime0', 'deploy_onednn', 'deploy oneDNN',
+             'KMP_BLOCKTIME=0', 'default'),
+        ]
         for b in map(str, P['batches']):
-            rows += [
-                row('infer', f'lever {A}: deploy oneDNN b{b} incl. front end, '
-                    f'OPENBLAS_NUM_THREADS={THREADS}',
-                    lv['openblas_threads']['deploy_onednn']['e2e'][b]
-                    ['clips_per_s'], 'clips/s',
-                    base['deploy_onednn']['e2e'][b]['clips_per_s'],
-                    'default (numpy BLAS 1 thread)'),
-                row('infer', f'lever {A}: dynamic graph b{b} incl. front end, '
-                    f'OPENBLAS_NUM_THREADS={THREADS}',
-                    lv['openblas_threads']['dygraph']['e2e'][b]
-                    ['clips_per_s'], 'clips/s',
-                    base['dygraph']['e2e'][b]['clips_per_s'],
-                    'default (numpy BLAS 1 thread)'),
-                row('infer', f'lever {A}: deploy oneDNN b{b} incl. front end, '
-                    'KMP_BLOCKTIME=0', lv['kmp_blocktime0']['deploy_onednn']
-                    ['e2e'][b]['clips_per_s'], 'clips/s',
-                    base['deploy_onednn']['e2e'][b]['clips_per_s'],
-                    'default'),
-            ]
+            for key, mode, what, setting, ref in env_levers:
+                rows.append(row(
+                    'infer', f'lever {A}: {what} b{b} incl. front end, '
+                    f'{setting}', lv[key][mode]['e2e'][b]['clips_per_s'],
+                    'clips/s', base[mode]['e2e'][b]['clips_per_s'], ref))
     return {'raw': raw, 'rows': rows}
 
 
