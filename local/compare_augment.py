@@ -6,32 +6,33 @@ The check behind "augmentation on by default only where it helps": the
 augmented run should reach at least the plain run's accuracy.
 """
 import argparse
+import contextlib
+import io
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns' / 'train.py'
-sys.path.insert(0, str(ROOT / 'local'))
-from make_synthetic_esc50 import generate  # noqa: E402
+import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
+from paddlespeech.cls.config import load_config
+from paddlespeech.cls.datasets.synthetic import generate
+from paddlespeech.cls.trainer import Trainer
 
+ROOT = Path(__file__).resolve().parents[1]
 PLAIN = {'mixup_alpha': 0, 'spec_time_masks': 0, 'spec_freq_masks': 0,
          'time_shift_frames': 0, 'gain_db': 0}
 
 
 def run(conf, data_dir, ckpt_dir, epochs, augment, threads):
     """Dev accuracy of the final and of the best evaluation of one run."""
-    cmd = [sys.executable, str(TRAIN), '--config', str(conf), '--data_dir',
-           str(data_dir), '--checkpoint_dir', str(ckpt_dir), '--device',
-           'cpu', '--cpu_threads', str(threads), '--resume']
+    overrides = {'data_dir': str(data_dir), 'checkpoint_dir': str(ckpt_dir),
+                 'device': 'cpu', 'cpu_threads': threads, 'resume': True,
+                 **{f'augment.{k}': v for k, v in augment.items()}}
     if epochs:
-        cmd += ['--epochs', str(epochs)]
-    for key, value in augment.items():
-        cmd += [f'--{key}', str(value)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        overrides['epochs'] = epochs
+    with contextlib.redirect_stdout(io.StringIO()):
+        Trainer(load_config(conf, overrides)).fit()
     records = [json.loads(line) for line in
                (ckpt_dir / 'metrics.jsonl').read_text().splitlines()]
     return records[-1]['dev_acc'], max(r['dev_acc'] for r in records)

@@ -5,17 +5,10 @@
 ``dataset: esc50`` uses ``data_dir`` if given, else downloads ESC-50
 (md5-verified) into ``data_home``.
 """
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import paddlespeech.cls  # noqa: E402,F401
-from make_synthetic_esc50 import generate  # noqa: E402
-from paddlespeech.cls.config import ConfigArgumentParser  # noqa: E402
-from paddlespeech.cls.datasets.esc50 import (dataset_root,  # noqa: E402
-                                             prepare_esc50, read_meta)
-from paddlespeech.cls.runtime import run  # noqa: E402
+from paddlespeech.cls.config import ConfigArgumentParser
+from paddlespeech.cls.datasets import dataset_root, prepare_esc50, read_meta
+from paddlespeech.cls.datasets.synthetic import generate
+from paddlespeech.cls.runtime import run
 
 
 def main(argv):

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 import panns_reference
+from paddlespeech.cls.datasets.synthetic import generate
 from paddlespeech.cls.models.panns.convert import convert
 
 
@@ -72,12 +73,7 @@ def train_args(dataset, checkpoint_dir, *extra):
 
 
 def make_synthetic(out_dir, **settings):
-    """``local/make_synthetic_esc50.generate(out_dir, **settings)``."""
-    sys.path.insert(0, str(ROOT / 'local'))
-    try:
-        from make_synthetic_esc50 import generate
-    finally:
-        sys.path.remove(str(ROOT / 'local'))
+    """:func:`paddlespeech.cls.datasets.synthetic.generate`."""
     return generate(out_dir, **settings)
 
 
@@ -95,3 +91,9 @@ def trained_checkpoint(tiny_dataset, tmp_path_factory):
     run_script('train.py', *train_args(tiny_dataset, ckpt_dir, '--epochs', 2,
                                        '--save_freq', 1))
     return ckpt_dir / 'epoch_2' / 'model.pdparams'
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: end-to-end runs of the scripts; '
+        '`pytest -m "not slow"` leaves them out for a quick edit-test loop')

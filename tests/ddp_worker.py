@@ -1,4 +1,4 @@
-"""Run train.py's main() under paddle.distributed.launch and save this
+"""Train as train.py does, under paddle.distributed.launch, and save this
 rank's final parameters to ``$DDP_OUT/rank<N>.pdparams`` for comparison."""
 import os
 import sys
@@ -7,18 +7,15 @@ import paddlespeech.cls  # noqa: F401
 import paddle
 import paddle.distributed as dist
 
-from paddlespeech.cls.exps.panns import train
+from paddlespeech.cls.config import load_config
+from paddlespeech.cls.trainer import Trainer
 
-models = []
-build = train.build_classifier
-
-
-def capture(*args, **kw):
-    models.append(build(*args, **kw))
-    return models[-1]
-
-
-train.build_classifier = capture
-train.main(sys.argv[1:])
-paddle.save(models[0].state_dict(),
-            os.path.join(os.environ['DDP_OUT'], f'rank{dist.get_rank()}.pdparams'))
+config, *pairs = sys.argv[1:]
+overrides = dict(zip(pairs[::2], pairs[1::2]))
+cfg = load_config(config, {k: (int(v) if v.isdigit() else v)
+                           for k, v in overrides.items()})
+trainer = Trainer(cfg)
+assert trainer.fit() == 0
+paddle.save(trainer.model.state_dict(),
+            os.path.join(os.environ['DDP_OUT'],
+                         f'rank{dist.get_rank()}.pdparams'))

@@ -9,7 +9,8 @@ import pytest
 
 from paddlespeech.cls.augment import (FLOOR_DB, Augmenter, mask_stripes,
                                       mixup, random_gain, sample_beta,
-                                      soft_cross_entropy, time_shift)
+                                      time_shift)
+from paddlespeech.cls.task import Task, soft_cross_entropy
 
 B, T, M = 4, 20, 8
 pytestmark = pytest.mark.filterwarnings(
@@ -26,12 +27,17 @@ def eye(y, c):
     return np.eye(c, dtype=np.float32)[y]
 
 
+def targets(y, c):
+    """The one-hot targets a single-label task hands to augmentation."""
+    return Task().targets(paddle.to_tensor(y), c)
+
+
 # --- mixup ----------------------------------------------------------------
 
 def test_mixup_injected_lambda_and_partner():
     x = np.arange(3 * 2 * 2, dtype=np.float32).reshape(3, 2, 2)
     y = paddle.to_tensor([0, 1, 2])
-    xm, t, lam, perm = mixup(paddle.to_tensor(x), y, 3, alpha=0.2,
+    xm, t, lam, perm = mixup(paddle.to_tensor(x), targets(y, 3), alpha=0.2,
                              lam=0.25, perm=[1, 2, 0])
     # 0.25 * x + 0.75 * x[[1, 2, 0]]: clip 0 is 0.25*[0..3] + 0.75*[4..7]
     np.testing.assert_array_equal(xm.numpy()[0], [[3, 4], [5, 6]])
@@ -46,7 +52,7 @@ def test_mixup_injected_lambda_and_partner():
 def test_mixup_drawn(per_sample):
     paddle.seed(1)
     x, y = logmel(), np.array([0, 3, 3, 1])
-    xm, t, lam, perm = mixup(paddle.to_tensor(x), paddle.to_tensor(y), 5,
+    xm, t, lam, perm = mixup(paddle.to_tensor(x), targets(y, 5),
                              alpha=0.4, per_sample=per_sample)
     lam, perm = lam.numpy(), perm.numpy()
     assert sorted(perm) == list(range(B))
@@ -71,7 +77,7 @@ def test_lambda_is_beta_distributed():
 @pytest.mark.parametrize('alpha', [0, None])
 def test_mixup_disabled_is_identity(alpha):
     x = paddle.to_tensor(logmel())
-    xm, t, lam, _ = mixup(x, paddle.to_tensor([0, 1, 2, 1]), 3, alpha)
+    xm, t, lam, _ = mixup(x, targets([0, 1, 2, 1], 3), alpha)
     assert xm is x
     np.testing.assert_array_equal(t.numpy(), eye([0, 1, 2, 1], 3))
     np.testing.assert_array_equal(lam.numpy(), [1] * B)
@@ -191,31 +197,31 @@ FULL = {'mixup_alpha': 0.2, 'spec_time_masks': 2, 'spec_time_width': 8,
 
 
 def test_augmenter_does_nothing_when_not_training():
-    x, y = paddle.to_tensor(logmel()), paddle.to_tensor([0, 2, 1, 2])
+    x, y = paddle.to_tensor(logmel()), targets([0, 2, 1, 2], 3)
     aug = Augmenter(FULL)
-    out, t = aug(x, y, 3, training=False)
+    out, t = aug(x, y, training=False)
     assert out is x and aug.last == {}
     np.testing.assert_array_equal(t.numpy(), eye([0, 2, 1, 2], 3))
     aug.eval()  # training=None follows the layer's mode
-    out, t = aug(x, y, 3)
+    out, t = aug(x, y)
     assert out is x
     np.testing.assert_array_equal(t.numpy(), eye([0, 2, 1, 2], 3))
-    out, _ = aug(x, y, 3, training=True)  # explicit argument wins
+    out, _ = aug(x, y, training=True)  # explicit argument wins
     assert not np.array_equal(out.numpy(), x.numpy())
 
 
 def test_augmenter_all_disabled_is_identity_in_training():
-    x, y = paddle.to_tensor(logmel()), paddle.to_tensor([0, 2, 1, 2])
-    out, t = Augmenter({'mixup_alpha': None, 'gain_db': 0})(x, y, 3)
+    x, y = paddle.to_tensor(logmel()), targets([0, 2, 1, 2], 3)
+    out, t = Augmenter({'mixup_alpha': None, 'gain_db': 0})(x, y)
     assert out is x
     np.testing.assert_array_equal(t.numpy(), eye([0, 2, 1, 2], 3))
 
 
 def test_augmenter_training_applies_everything_and_records_draws():
     paddle.seed(7)
-    x, y = paddle.to_tensor(logmel()), paddle.to_tensor([0, 2, 1, 2])
+    x, y = paddle.to_tensor(logmel()), targets([0, 2, 1, 2], 3)
     aug = Augmenter(FULL)
-    out, t = aug(x, y, 3)
+    out, t = aug(x, y)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert set(aug.last) == {'gains', 'shifts', 'time_masks', 'freq_masks',
                              'lam', 'perm'}
@@ -253,7 +259,7 @@ def test_training_step_with_soft_targets():
     model = build_classifier('cnn6', 3)
     x = paddle.rand([4, 32, 64]) * 60 - 60  # CNN6 expects 64 mel bins
     y = paddle.to_tensor([0, 2, 1, 2])
-    xa, t = Augmenter(FULL)(x, y, 3, training=model.training)
+    xa, t = Augmenter(FULL)(x, Task().targets(y, 3), training=model.training)
     loss = soft_cross_entropy(model(xa), t)
     loss.backward()
     assert np.isfinite(float(loss))

@@ -17,10 +17,10 @@ def test_two_cpu_processes_stay_in_sync(tiny_dataset, tmp_path):
         [sys.executable, '-m', 'paddle.distributed.launch', '--nproc_per_node',
          '2', '--log_dir', str(tmp_path / 'log'),
          str(ROOT / 'tests' / 'ddp_worker.py'),
-         '--config', str(ROOT / 'conf' / 'demo.yaml'),
-         '--data_dir', str(tiny_dataset), '--checkpoint_dir', str(ckpt_dir),
-         '--epochs', '2', '--save_freq', '2', '--batch_size', '4',
-         '--device', 'cpu'],
+         str(ROOT / 'conf' / 'demo.yaml'),
+         'data_dir', str(tiny_dataset), 'checkpoint_dir', str(ckpt_dir),
+         'epochs', '2', 'save_freq', '2', 'batch_size', '4',
+         'device', 'cpu'],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     logs = '\n'.join(p.read_text() for p in (tmp_path / 'log').glob('work*'))
     assert proc.returncode == 0, proc.stdout[-2000:] + logs[-3000:]

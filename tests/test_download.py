@@ -1,6 +1,7 @@
 """Downloads and the pretrained-weights cache against a local HTTP server."""
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -14,7 +15,9 @@ import paddle
 import pytest
 
 from paddlespeech.cls.download import DownloadError, download
-from paddlespeech.cls.models.panns import cnn6, weights
+from paddlespeech.cls.models.panns import cnn6, registry, weights
+
+CNN6 = registry.BACKBONES['cnn6']
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
@@ -129,8 +132,9 @@ def test_stale_file_is_named_when_the_download_fails(refused_url, tmp_path):
 
 
 def zero_weights(arch):
+    skeleton = registry.BACKBONES[arch].skeleton()
     return {name: np.zeros(shape, 'float32') for name, shape in
-            weights.shapes(weights.skeleton(arch).state_dict()).items()}
+            weights.shapes(skeleton.state_dict()).items()}
 
 
 def pdparams_bytes(state):
@@ -156,10 +160,15 @@ def cache(tmp_path, monkeypatch):
     return tmp_path
 
 
+def set_archive(monkeypatch, url, md5):
+    """Point the registry's cnn6 entry at another weight archive."""
+    monkeypatch.setitem(registry.BACKBONES, 'cnn6', dataclasses.replace(
+        CNN6, archive=url, archive_md5=md5))
+
+
 def serve_archive(server, monkeypatch, archive, md5=None):
     url = server.serve('/panns_cnn6.tar.gz', archive)
-    monkeypatch.setitem(weights.ARCHIVES, 'cnn6',
-                        (url, md5 or hashlib.md5(archive).hexdigest()))
+    set_archive(monkeypatch, url, md5 or hashlib.md5(archive).hexdigest())
     return url
 
 
@@ -170,11 +179,11 @@ def test_fetch_pretrained(server, cache, monkeypatch):
                       'panns_cnn6/panns.yaml': b'{}'})
     serve_archive(server, monkeypatch, archive)
 
-    dest = weights.fetch_pretrained('cnn6')
+    dest = weights.fetch_pretrained(registry.BACKBONES['cnn6'])
     assert dest == cache / 'panns_cnn6.pdparams'
     assert sorted(p.name for p in cache.iterdir()) == [
         'panns_cnn6.pdparams', 'panns_cnn6.tar.gz']
-    assert weights.fetch_pretrained('cnn6') == dest
+    assert weights.fetch_pretrained(registry.BACKBONES['cnn6']) == dest
     model = cnn6(pretrained=True)
     assert server.requests['/panns_cnn6.tar.gz'] == 1
     np.testing.assert_array_equal(model.fc1.bias.numpy(), state['fc1.bias'])
@@ -185,13 +194,13 @@ def test_fetch_pretrained_failures(case, server, refused_url, cache,
                                    monkeypatch):
     if case == 'refused':
         url = refused_url
-        monkeypatch.setitem(weights.ARCHIVES, 'cnn6', (url, '0' * 32))
+        set_archive(monkeypatch, url, '0' * 32)
     else:
         archive = tar_gz({'panns_cnn6/panns.yaml': b'{}'})
         url = serve_archive(server, monkeypatch, archive,
                             '0' * 32 if case == 'checksum' else None)
     with pytest.raises(DownloadError) as e:
-        weights.fetch_pretrained('cnn6')
+        weights.fetch_pretrained(registry.BACKBONES['cnn6'])
     message = str(e.value)
     assert url in message
     assert str(cache / 'panns_cnn6.pdparams') in message
@@ -210,7 +219,7 @@ def test_load_pretrained_refuses_what_does_not_fit(tmp_path):
     path = tmp_path / 'w.pdparams'
     paddle.save(state, str(path))
     with pytest.raises(weights.WeightsError) as e:
-        weights.load_pretrained('cnn6', path)
+        weights.load_pretrained(CNN6, path)
     assert 'missing tensor bn0._variance' in str(e.value)
     assert 'fc1.weight has shape [512, 256]' in str(e.value)
 
@@ -227,4 +236,4 @@ def test_load_pretrained_explains_wrong_files(content, expected, tmp_path):
     elif content is not None:
         paddle.save(content, str(path))
     with pytest.raises(weights.WeightsError, match=expected):
-        weights.load_pretrained('cnn6', path)
+        weights.load_pretrained(CNN6, path)

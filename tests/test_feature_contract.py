@@ -32,8 +32,7 @@ import paddlespeech.cls  # noqa: F401  (MKL setup before paddle)
 import paddle
 
 from paddlespeech.cls.checkpoint import load_checkpoint, save_checkpoint
-from paddlespeech.cls.export_meta import read_export
-from paddlespeech.cls.exps.panns.export_model import export
+from paddlespeech.cls.export import export, read_export
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel, \
     paddle_logmel
 from paddlespeech.cls.models import build_classifier
@@ -175,17 +174,18 @@ def test_contract_is_stored_with_checkpoint_and_exports(art):
 
 @pytest.mark.parametrize('mkldnn', [True, False], ids=['onednn', 'no_onednn'])
 def test_exports_match_dynamic_model(art, mkldnn, monkeypatch):
-    from paddlespeech.cls.exps.panns.deploy import predict as deploy
+    from paddlespeech.cls import inference
 
     batches = [_clips(1.0, 1), _clips(0.7, 2)[:2], _clips(1.5, 3)[:1]]
-    logmel = deploy.Predictor(art['logmel'], 'cpu', 2, enable_mkldnn=mkldnn)
+    logmel = inference.Predictor(art['logmel'], 'cpu', 2,
+                                 enable_mkldnn=mkldnn)
 
     def no_numpy_frontend(*a, **k):
         raise AssertionError('the waveform export used the numpy front end')
 
-    monkeypatch.setattr(deploy, 'NumpyLogMel', no_numpy_frontend)
-    waveform = deploy.Predictor(art['waveform'], 'cpu', 2,
-                                enable_mkldnn=mkldnn)
+    monkeypatch.setattr(inference, 'FrontEnd', no_numpy_frontend)
+    waveform = inference.Predictor(art['waveform'], 'cpu', 2,
+                                   enable_mkldnn=mkldnn)
     assert waveform.takes_waveform and not logmel.takes_waveform
     top1, worst = set(), {}
     for waves in batches:

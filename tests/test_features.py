@@ -198,23 +198,14 @@ def test_paddle_backend_odd_length_and_short_clip():
         assert np.abs(out - ref)[ref > FLOOR_DB].max() <= 0.01
 
 
-def _make_synthetic_esc50():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'make_synthetic_esc50', ROOT / 'local' / 'make_synthetic_esc50.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_dataset_caches_numpy_features(tmp_path):
     """Features of a clip are computed once; later epochs reuse them."""
     import paddle
 
-    from paddlespeech.cls.datasets.esc50 import ESC50Dataset
-    from paddlespeech.cls.training import collate
+    from paddlespeech.cls.datasets import ESC50Dataset, collate
+    from paddlespeech.cls.datasets.synthetic import generate
 
-    root = _make_synthetic_esc50().generate(
+    root = generate(
         tmp_path / 'esc', classes=2, clips_per_fold=2, folds=2, seconds=0.3,
         sample_rate=44100, seed=3)
     config = FeatureConfig()

@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import types
-from types import SimpleNamespace
 
 import numpy as np
 import paddle
@@ -17,11 +16,10 @@ from paddlespeech.cls import checkpoint
 from paddlespeech.cls.config import ConfigError, load_config
 from paddlespeech.cls.curves import VisualDLLog
 from paddlespeech.cls.errors import UserError
-from paddlespeech.cls.exps.panns.train import new_progress, train_one_epoch
 from paddlespeech.cls.metrics import (average_precision, macro_f1,
                                       mean_average_precision, top_k_accuracy)
 from paddlespeech.cls.models import build_classifier
-from paddlespeech.cls.training import BestTracker, build_lr, freeze
+from paddlespeech.cls.trainer import BestTracker, Trainer, build_lr
 
 pytestmark = pytest.mark.filterwarnings(
     'ignore:When training, we now always track global')
@@ -60,37 +58,33 @@ def test_best_tracker_early_stopping_and_state():
     improved = [t.update(e, acc) for e, acc in
                 enumerate([.5, .7, .7, .6], start=1)]
     assert improved == [True, True, False, False]
-    assert (t.epoch, t.dev_acc, t.should_stop) == (2, .7, True)
+    assert (t.epoch, t.score, t.should_stop) == (2, .7, True)
     restored = BestTracker(patience=2)
     restored.load_state_dict(t.state_dict())
     assert restored.state_dict() == t.state_dict() and restored.should_stop
     assert not BestTracker(patience=0).should_stop  # 0: off
 
 
-def test_frozen_backbone_keeps_weights_and_statistics():
-    paddle.seed(0)
-    model = build_classifier('cnn6', 3, pretrained=False)
-    batches = [(paddle.randn([4, 40, 64]) * 10 - 40,
-                paddle.to_tensor([0, 1, 2, 1])) for _ in range(2)]
-    opt = paddle.optimizer.Adam(1e-2, parameters=model.parameters())
-    cfg = SimpleNamespace(epochs=2, log_freq=100)
-    stop = SimpleNamespace(check=lambda: None)
+def test_frozen_backbone_keeps_weights_and_statistics(tiny_dataset,
+                                                      tmp_path):
+    cfg = load_config(ROOT / 'conf' / 'demo.yaml', {
+        'data_dir': str(tiny_dataset), 'checkpoint_dir': str(tmp_path),
+        'epochs': 2, 'freeze_backbone_epochs': 1, 'learning_rate': 1e-2,
+        'device': 'cpu', 'cpu_threads': 1, 'log_freq': 100})
+    trainer = Trainer(cfg)
+    model = trainer.model
 
-    def epoch(n, frozen):
-        freeze(model.backbone, frozen)
+    def epoch(n):
         before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-        train_one_epoch(model, batches, opt, None,
-                        paddle.nn.CrossEntropyLoss(), None, new_progress(n),
-                        cfg, 1, stop,
-                        frozen=[model.backbone] if frozen else [])
+        trainer.train_epoch(n)
         after = model.state_dict()
         return {k: not np.array_equal(before[k], after[k].numpy())
                 for k in before}
 
-    changed = epoch(1, True)
+    changed = epoch(1)
     assert changed['fc.weight'] and changed['fc.bias']
     assert not any(v for k, v in changed.items() if k.startswith('backbone'))
-    changed = epoch(2, False)  # (fc_audioset is unused by the classifier)
+    changed = epoch(2)  # (fc_audioset is unused by the classifier)
     assert all(v for k, v in changed.items()
                if k.endswith('.weight') and 'fc_audioset' not in k)
 

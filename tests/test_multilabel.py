@@ -16,12 +16,14 @@ from conftest import (ROOT, make_synthetic, run_script, script_env,
                       train_args)
 from paddlespeech.cls.audio import load_audio
 from paddlespeech.cls.augment import mixup
-from paddlespeech.cls.checkpoint import load_checkpoint, load_classifier
+from paddlespeech.cls.checkpoint import load_checkpoint
+from paddlespeech.cls.datasets import collate
 from paddlespeech.cls.datasets.esc50 import (DatasetError, ESC50Dataset,
                                              read_meta)
-from paddlespeech.cls.exps.panns.deploy.predict import Predictor
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
-from paddlespeech.cls.training import collate
+from paddlespeech.cls.inference import Predictor
+from paddlespeech.cls.models import load_classifier
+from paddlespeech.cls.task import Task
 
 CLASSES = 3
 
@@ -92,8 +94,9 @@ def test_dataset_yields_multi_hot_vectors(dataset, tiny_dataset):
 
 def test_mixup_mixes_multi_hot_targets():
     y = paddle.to_tensor([[1, 0, 1], [0, 1, 0]], dtype='float32')
-    _, targets, _, _ = mixup(paddle.zeros([2, 4, 64]), y, CLASSES, None,
-                             lam=[0.25], perm=[1, 0])
+    _, targets, _, _ = mixup(paddle.zeros([2, 4, 64]),
+                             Task(multi_label=True).targets(y, CLASSES),
+                             None, lam=[0.25], perm=[1, 0])
     np.testing.assert_allclose(targets.numpy(), [[.25, .75, .25],
                                                  [.75, .25, .75]])
 

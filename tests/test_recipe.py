@@ -129,3 +129,24 @@ def test_stage_0_offline_says_where_to_put_the_archive(tmp_path):
     assert 'ESC-50-master.zip' in message and str(tmp_path) in message
     assert 'https://' in message
     assert not list(tmp_path.iterdir())  # nothing half-downloaded left
+
+
+@pytest.mark.parametrize('what', ['checkpoint', 'dev_clips'])
+def test_locate_imports_no_paddle(what, tiny_dataset, tmp_path):
+    """The stage scripts call local/locate.py several times per stage; it
+    reads the config, the checkpoint layout and the dataset's csv only."""
+    conf = tmp_path / 'c.yaml'
+    conf.write_text(f'data_dir: {tiny_dataset}\ncheckpoint_dir: {tmp_path}\n')
+    proc = subprocess.run(
+        [sys.executable, '-X', 'importtime', str(ROOT / 'local' / 'locate.py'),
+         '--config', str(conf), what], capture_output=True, text=True,
+        env=script_env(), check=True)
+    expected = {'checkpoint': '',
+                'dev_clips': str(sorted((tiny_dataset / 'audio').glob(
+                    '1-*.wav'))[0])}[what]
+    assert proc.stdout.strip() == expected
+    imported = {line.rsplit('|', 1)[-1].strip()
+                for line in proc.stderr.splitlines()
+                if line.startswith('import time:')}
+    assert 'paddlespeech.cls.checkpoint' in imported  # the log is complete
+    assert not {m for m in imported if m.split('.')[0] == 'paddle'}

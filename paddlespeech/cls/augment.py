@@ -24,9 +24,11 @@ Recipe choices (PANNs transfer: SpecAugment with 2 x 64 frames and
   clamped at the floor; floor bins stay (silence scaled is silence).
 """
 import paddle
-import paddle.nn.functional as F
 
-FLOOR_DB = -100.0  # 10 * log10(amin = 1e-10): the front end's silence
+from .config import AUGMENT_DEFAULTS
+from .features import FeatureConfig
+
+FLOOR_DB = FeatureConfig().floor_db  # the default front end's silence
 
 
 def _tensor(v, dtype):
@@ -34,22 +36,6 @@ def _tensor(v, dtype):
     if isinstance(v, paddle.Tensor):
         return v.astype(dtype)
     return paddle.to_tensor(v, dtype=dtype)
-
-
-def one_hot(y, num_class, dtype='float32'):
-    """Targets of the no-augmentation path: ``[batch, num_class]``. Float
-    ``y`` are multi-hot targets already and pass through (cast), so mixup
-    mixes label sets the same way as single labels."""
-    if paddle.is_floating_point(y):
-        return y.astype(dtype)
-    return F.one_hot(y.reshape([-1]).astype('int64'), num_class).astype(dtype)
-
-
-def soft_cross_entropy(logits, soft_targets):
-    """Mean over the batch of ``-sum(t * log_softmax(logits))``; equals
-    ``F.cross_entropy(logits, y)`` for one-hot ``t``."""
-    logp = F.log_softmax(logits.astype('float32'), axis=-1)
-    return -(soft_targets.astype('float32') * logp).sum(axis=-1).mean()
 
 
 def sample_beta(alpha, shape):
@@ -61,14 +47,14 @@ def sample_beta(alpha, shape):
                         paddle.full_like(s, 0.5))
 
 
-def mixup(x, y, num_class, alpha, per_sample=False, lam=None, perm=None):
-    """Mix each clip with a random partner: returns ``(x_mix, targets, lam,
-    perm)`` with ``x_mix = lam*x + (1-lam)*x[perm]`` and ``targets =
-    lam*onehot(y) + (1-lam)*onehot(y[perm])``; ``lam`` is ``[batch]`` (one
-    value repeated when ``per_sample`` is False). ``alpha`` 0/None (and no
-    ``lam`` given) returns the input and one-hot targets, ``lam`` = 1."""
+def mixup(x, targets, alpha, per_sample=False, lam=None, perm=None):
+    """Mix each clip with a random partner: returns ``(x_mix, targets_mix,
+    lam, perm)`` with ``x_mix = lam*x + (1-lam)*x[perm]`` and the float
+    ``[batch, num_class]`` targets mixed the same way (one-hot or multi-hot
+    alike, :meth:`..task.Task.targets`); ``lam`` is ``[batch]`` (one value
+    repeated when ``per_sample`` is False). ``alpha`` 0/None (and no ``lam``
+    given) returns the input and the targets, ``lam`` = 1."""
     n = x.shape[0]
-    targets = one_hot(y, num_class)
     if lam is None:
         if not alpha:
             return x, targets, paddle.ones([n]), paddle.arange(n)
@@ -152,25 +138,18 @@ def random_gain(x, max_db, floor=FLOOR_DB, gains=None):
 class Augmenter(paddle.nn.Layer):
     """All augmentations, chosen by a config dict (0/None disables one).
 
-    ``augmenter(x, y, num_class, training=None) -> (x, soft_targets)``;
-    ``training`` None follows this layer's ``train()``/``eval()`` mode
-    (pass ``training=model.training`` from the loop). Not training: ``x``
-    itself and one-hot targets. Order as in PANNs (SpecAugment, then
+    ``augmenter(x, targets, training=None) -> (x, targets)`` with float
+    ``[batch, num_class]`` targets; ``training`` None follows this layer's
+    ``train()``/``eval()`` mode (pass ``training=model.training`` from the
+    loop). Not training: both unchanged. ``floor_db`` is the front end's
+    silence (:attr:`FeatureConfig.floor_db`), where time shift pads and
+    gain stops. Order as in PANNs (SpecAugment, then
     mixup), with gain and shift first so the mask fill sees the final
     level. What was drawn is kept in ``self.last`` (for logging/tests).
     """
-    DEFAULTS = {
-        'mixup_alpha': None,  # Beta(alpha, alpha); PANNs transfer: 1.0
-        'mixup_per_sample': False,  # one lam per clip (PANNs: per pair)
-        'spec_time_masks': 0, 'spec_time_width': 0,  # PANNs: 2 x 64 frames
-        'spec_freq_masks': 0, 'spec_freq_width': 0,  # PANNs: 2 x 8 bins
-        'spec_fill': 'mean',  # 'mean' (per clip) or a dB value
-        'time_shift_frames': 0, 'time_shift_mode': 'shift',  # or 'roll'
-        'gain_db': 0,
-        'floor_db': FLOOR_DB,
-    }
+    DEFAULTS = AUGMENT_DEFAULTS
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, floor_db=FLOOR_DB):
         super().__init__()
         config = dict(config or {})
         unknown = sorted(set(config) - set(self.DEFAULTS))
@@ -178,6 +157,7 @@ class Augmenter(paddle.nn.Layer):
             raise ValueError(f'unknown augmentation settings {unknown}; '
                              f'known: {sorted(self.DEFAULTS)}')
         self.config = {**self.DEFAULTS, **config}
+        self.floor_db = floor_db
         self.last = {}
 
     @property
@@ -190,17 +170,19 @@ class Augmenter(paddle.nn.Layer):
                     (c['spec_time_masks'] and c['spec_time_width']) or
                     (c['spec_freq_masks'] and c['spec_freq_width']))
 
-    def forward(self, x, y, num_class, training=None):
+    def forward(self, x, targets, training=None):
         c = self.config
         training = self.training if training is None else training
         self.last = {}
         if not training:
-            return x, one_hot(y, num_class)
+            return x, targets
         if c['gain_db']:
-            x, self.last['gains'] = random_gain(x, c['gain_db'], c['floor_db'])
+            x, self.last['gains'] = random_gain(x, c['gain_db'],
+                                                self.floor_db)
         if c['time_shift_frames']:
             x, self.last['shifts'] = time_shift(
-                x, c['time_shift_frames'], c['time_shift_mode'], c['floor_db'])
+                x, c['time_shift_frames'], c['time_shift_mode'],
+                self.floor_db)
         fill = c['spec_fill']
         if c['spec_time_masks'] or c['spec_freq_masks']:
             fill = _fill_value(x, fill)  # one fill for both kinds of mask
@@ -209,7 +191,7 @@ class Augmenter(paddle.nn.Layer):
             if m and w:
                 x, s, wd = mask_stripes(x, axis, m, w, fill)
                 self.last[f'{kind}_masks'] = (s, wd)
-        x, targets, lam, perm = mixup(x, y, num_class, c['mixup_alpha'],
+        x, targets, lam, perm = mixup(x, targets, c['mixup_alpha'],
                                       c['mixup_per_sample'])
         if c['mixup_alpha']:
             self.last['lam'], self.last['perm'] = lam, perm

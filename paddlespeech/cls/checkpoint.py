@@ -11,8 +11,12 @@ epoch and metrics) and ``avg_<N>/`` the average of the last N epoch
 checkpoints; both have ``model.pdparams`` only. With
 ``keep_checkpoint_max`` only the last few ``epoch_<N>/`` stay
 (``prune_checkpoints``). A checkpoint directory is written under a
-temporary name and renamed when complete, so an interrupted save leaves
-the previous checkpoint intact and never a half-written one.
+temporary name and renamed when complete (:mod:`.atomic`), so an
+interrupted save leaves the previous checkpoint intact and never a
+half-written one.
+
+Importing this module does not import Paddle (only reading and writing
+does), so the stage scripts' path lookups (``local/locate.py``) stay fast.
 """
 import json
 import os
@@ -20,11 +24,8 @@ import re
 import shutil
 from pathlib import Path
 
-import paddle
-
+from . import atomic
 from .errors import UserError
-from .features import FeatureConfig
-from .models import build_classifier
 
 META_KEY = '_meta'
 _EPOCH_DIR = re.compile(r'^epoch_(\d+)$')
@@ -35,18 +36,20 @@ class CheckpointError(UserError):
     pass
 
 
-def atomic_save(obj, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    paddle.save(obj, str(tmp))
-    os.replace(tmp, path)
+def model_meta(backbone, label_list, dropout, feature, task):
+    """The ``_meta`` entry: what predicting with or exporting a checkpoint
+    needs besides the weights (``multi_label`` only when true, as in
+    checkpoints written before multi-label training)."""
+    return {'backbone': backbone, 'num_class': len(label_list),
+            'label_list': list(label_list), 'dropout': dropout,
+            'feature': feature.to_dict(), **task.meta()}
 
 
 def save_checkpoint(checkpoint_dir, epoch, model, meta, optimizer=None,
                     train_state=None, step=None):
     """Write ``epoch_<epoch>/`` (``epoch_<epoch>_step_<step>/`` when ``step``
     is given) and return its path."""
+    import paddle
     name = f'epoch_{epoch}' + (f'_step_{step}' if step is not None else '')
 
     def write(folder):
@@ -56,7 +59,7 @@ def save_checkpoint(checkpoint_dir, epoch, model, meta, optimizer=None,
                         str(folder / 'model.pdopt'))
         _save_model(model.state_dict(), meta, folder)
 
-    return _write_dir(Path(checkpoint_dir), name, write)
+    return atomic.write_dir(Path(checkpoint_dir) / name, write)
 
 
 def save_model(checkpoint_dir, name, state, meta, info=None):
@@ -68,47 +71,14 @@ def save_model(checkpoint_dir, name, state, meta, info=None):
         if info is not None:
             (folder / 'metrics.json').write_text(json.dumps(info) + '\n')
 
-    return _write_dir(Path(checkpoint_dir), name, write)
+    return atomic.write_dir(Path(checkpoint_dir) / name, write)
 
 
 def _save_model(state, meta, folder):
+    import paddle
     state = dict(state)
     state[META_KEY] = json.dumps(meta)
     paddle.save(state, str(folder / 'model.pdparams'))
-
-
-def _write_dir(root, name, write):
-    """Call ``write(folder)`` on a hidden directory that is renamed to
-    ``root/name`` once complete, so a crash leaves either the new
-    directory or the old one, never a mix."""
-    out, tmp, old = root / name, root / f'.{name}.tmp', root / f'.{name}.old'
-    for leftover in (tmp, old):
-        shutil.rmtree(leftover, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        write(tmp)
-        _fsync_dir(tmp)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        _fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return out
-
-
-def _fsync_dir(folder):
-    """Flush ``folder``'s files and entries, so a rename is never ahead of
-    the data it points at after a power loss."""
-    for p in [*Path(folder).iterdir(), Path(folder)]:
-        if p.is_file() or p == Path(folder):
-            fd = os.open(p, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
 
 
 def load_checkpoint(path):
@@ -116,6 +86,7 @@ def load_checkpoint(path):
 
     Only load checkpoints you trust: ``paddle.load`` unpickles the file.
     """
+    import paddle
     path = Path(path)
     if path.is_dir():
         path = path / 'model.pdparams'
@@ -133,44 +104,6 @@ def load_checkpoint(path):
             f'by train.py (backbone-only weights go to --pretrained_path)')
     meta = json.loads(state.pop(META_KEY))
     return state, meta
-
-
-def load_classifier(checkpoint, backbone=None):
-    """Classifier in eval mode, its label list and its feature config.
-
-    The classifier's ``multi_label`` comes from the meta (absent: False,
-    as in checkpoints from before multi-label training)."""
-    state, meta = load_checkpoint(checkpoint)
-    if backbone and backbone != meta['backbone']:
-        raise CheckpointError(f'{checkpoint} holds a {meta["backbone"]} '
-                              f'model, not {backbone}: drop --backbone or '
-                              f'pass a {backbone} checkpoint')
-    model = build_classifier(meta['backbone'], meta['num_class'],
-                             meta.get('dropout', 0.1),
-                             multi_label=meta.get('multi_label', False))
-    problems = state_mismatches(model.state_dict(), state)
-    if problems:
-        raise CheckpointError(f'{checkpoint} does not fit the '
-                              f'{meta["backbone"]} classifier with '
-                              f'{meta["num_class"]} classes its metadata '
-                              f'describes: {problems}')
-    model.set_state_dict(state)
-    model.eval()
-    return model, meta['label_list'], FeatureConfig.from_dict(meta['feature'])
-
-
-def state_mismatches(expected, state):
-    """What keeps ``state`` from loading into a model with ``expected``
-    parameters ('' when it fits), checked before Paddle warns and skips."""
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [f'{k} {list(state[k].shape)} instead of {list(v.shape)}'
-              for k, v in expected.items()
-              if k in state and list(state[k].shape) != list(v.shape)]
-    return '; '.join(
-        [f'missing {missing[:3]}'] * bool(missing) +
-        [f'unexpected {unexpected[:3]}'] * bool(unexpected) +
-        [f'shape {", ".join(shapes[:3])}'] * bool(shapes))
 
 
 def epoch_checkpoints(checkpoint_dir):
@@ -203,6 +136,7 @@ def average_checkpoints(paths):
     """Element-wise mean of the models in ``paths`` (and their common
     meta). Averaging the last few checkpoints of a run smooths the noise of
     the final steps; tensors keep their dtype."""
+    import paddle
     if not paths:
         raise CheckpointError('no checkpoints to average')
     total, meta = None, None

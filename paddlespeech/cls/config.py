@@ -1,11 +1,16 @@
 """The one configuration object: defaults < ``conf/*.yaml`` < command line.
 
-Keys are flat and named like the flags that override them (``--epochs`` ->
-``epochs``); two nested sections: the front end ``feature`` (see
+Every script reads the same object. Keys are flat and named like the flags
+that override them (``--epochs`` -> ``epochs``); where a seed flag name
+would mean two things, the key says which (``predict.py --backbone`` is
+``expected_backbone``, ``deploy/predict.py --batch_size`` is
+``infer_batch_size``, ``tag.py --arch`` is ``tag_arch``). Two nested
+sections: the front end ``feature`` (see
 :class:`paddlespeech.cls.features.FeatureConfig`) and the training-time
 ``augment`` (see :class:`paddlespeech.cls.augment.Augmenter`), whose keys
 are overridden by flags of the same name (``--mixup_alpha``). Unknown keys
-are an error, so a typo never silently trains with a default.
+are an error, so a typo never silently trains with a default. Importing
+this module does not import Paddle.
 """
 import argparse
 from pathlib import Path
@@ -13,7 +18,6 @@ from types import SimpleNamespace
 
 import yaml
 
-from .augment import Augmenter
 from .errors import UserError
 from .features import FeatureConfig
 
@@ -42,21 +46,48 @@ DEFAULTS = {
     'keep_checkpoint_max': 0,  # last N epoch_N/ kept (>= average_last); 0: all
     'amp': 'off',  # off | fp16 | bf16 (GPU only)
     'visualdl_dir': None,  # VisualDL log directory; None: no VisualDL
-    'batch_size': 16,
+    'batch_size': 16,  # clips per training step (per process)
     'num_workers': 0,
     'checkpoint_dir': './checkpoint',
     'save_freq': 10,
     'log_freq': 10,
     'seed': 0,
     'skip_bad_files': False,  # train without unreadable clips (listed)
+    'resume': False,  # continue from the furthest checkpoint
+    # cross-validation (stage 5)
+    'folds': None,  # e.g. '1,3'; None: every fold
+    'cv_dir': None,  # None: <checkpoint_dir>/../cv
     # runtime
     'device': None,  # None: gpu when available, else cpu
     'cpu_threads': None,  # None: all cores
     'feat_backend': 'numpy',
-    # export / deploy
-    'export_dir': './export',
+    # prediction (predict.py, tag.py, deploy/predict.py)
+    'wav': None,  # audio files or directories to classify
+    'checkpoint': None,  # a train.py checkpoint (predict.py, export)
+    'expected_backbone': None,  # predict.py --backbone: only checked
+    'expected_sample_rate': None,  # --sample_rate: only checked
+    'expected_n_mels': None,  # --n_mels: only checked
     'top_k': 1,
     'window_seconds': 10.0,  # long files are classified in windows
+    'tag_arch': 'cnn14',  # tag.py --arch: the AudioSet model to tag with
+    # export / deploy
+    'export_dir': './export',
+    'include_frontend': False,  # exported graph takes waveforms
+    'infer_batch_size': 16,  # deploy/predict.py --batch_size
+    'enable_mkldnn': True,
+    'use_tensorrt': False,
+    'trt_precision': 'fp32',  # deploy/predict.py --precision (TensorRT)
+}
+
+# Training-time augmentation (the ``augment:`` section); 0/None: off.
+AUGMENT_DEFAULTS = {
+    'mixup_alpha': None,  # Beta(alpha, alpha); PANNs transfer: 1.0
+    'mixup_per_sample': False,  # one lam per clip (PANNs: per pair)
+    'spec_time_masks': 0, 'spec_time_width': 0,  # PANNs: 2 x 64 frames
+    'spec_freq_masks': 0, 'spec_freq_width': 0,  # PANNs: 2 x 8 bins
+    'spec_fill': 'mean',  # 'mean' (per clip) or a dB value
+    'time_shift_frames': 0, 'time_shift_mode': 'shift',  # or 'roll'
+    'gain_db': 0,
 }
 
 
@@ -90,8 +121,10 @@ def load_config(path=None, overrides=None):
     for key, value in (overrides or {}).items():
         if key.startswith('augment.'):
             augment[key.split('.', 1)[1]] = value
-        elif key != 'config':
+        elif key in DEFAULTS:
             values[key] = value
+        elif key not in ('config', 'debug'):
+            raise ValueError(f'override {key!r} has no entry in DEFAULTS')
     if values['amp'] is False:  # YAML 1.1 reads an unquoted off as false
         values['amp'] = 'off'
     values['config'] = str(path) if path is not None else None
@@ -99,11 +132,11 @@ def load_config(path=None, overrides=None):
         values['feature'] = FeatureConfig.from_dict(feature)
     except (TypeError, ValueError) as e:
         raise ConfigError(f'{path}: feature section: {e}') from e
-    unknown = sorted(set(augment) - set(Augmenter.DEFAULTS))
+    unknown = sorted(set(augment) - set(AUGMENT_DEFAULTS))
     if unknown:
         raise ConfigError(f'{path}: augment section: unknown keys {unknown}; '
-                          f'known keys: {sorted(Augmenter.DEFAULTS)}')
-    values['augment'] = {**Augmenter.DEFAULTS, **augment}
+                          f'known keys: {sorted(AUGMENT_DEFAULTS)}')
+    values['augment'] = {**AUGMENT_DEFAULTS, **augment}
     return SimpleNamespace(**values)
 
 
@@ -135,7 +168,7 @@ class ConfigArgumentParser(argparse.ArgumentParser):
     def add(self, flag, key=None, help='', **kw):
         key = key or flag.lstrip('-')
         section, _, name = key.rpartition('.')
-        default = (Augmenter.DEFAULTS if section == 'augment' else
+        default = (AUGMENT_DEFAULTS if section == 'augment' else
                    DEFAULTS).get(name, '-')
         if section or name in DEFAULTS:
             where = f'{section}: {name}' if section else name

@@ -1,6 +1,8 @@
-"""Training curves: optional VisualDL scalars while training, and a PNG of
-loss and accuracy per evaluated epoch drawn from ``metrics.jsonl`` (so it
-covers resumed runs whole)."""
+"""Plots: optional VisualDL scalars while training, a PNG of loss and
+accuracy per evaluated epoch drawn from ``metrics.jsonl`` (so it covers
+resumed runs whole), and the cross-validation confusion matrix."""
+import numpy as np
+
 from .errors import UserError
 
 
@@ -25,16 +27,15 @@ class VisualDLLog:
         self.writer.close()
 
 
-def plot_curves(records, path):
-    """Loss (train, dev) and accuracy (train, dev) against the epoch; dev
-    mAP instead of accuracy for multi-label runs (records with
-    ``dev_map``)."""
+def plot_curves(records, path, score='acc'):
+    """Loss (train, dev) and the dev score (:attr:`..task.Task.score`:
+    accuracy with the training accuracy and dev top-5, or mAP) against the
+    epoch."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     epochs = [r['epoch'] for r in records]
-    score = 'map' if records and 'dev_map' in records[0] else 'acc'
     fig, (loss, acc) = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, kind in ((loss, 'loss'), (acc, score)):
         for split, style in (('train', 'o--'), ('dev', 'o-')):
@@ -51,6 +52,26 @@ def plot_curves(records, path):
         acc.plot(epochs, [r['dev_top5'] for r in records], 'o:',
                  label='dev top-5')
         acc.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(conf, labels, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    size = max(4, 0.25 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(conf, cmap='Blues')
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel('predicted')
+    ax.set_ylabel('true')
+    ax.set_title('confusion matrix, summed over folds')
+    if len(labels) <= 15:
+        for (t, p), n in np.ndenumerate(conf):
+            ax.text(p, t, int(n), ha='center', va='center', fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -11,6 +11,8 @@ every script builds its front end from the stored copy.
   model's device, and the front end that is exported inside a static
   graph (``export_model.py --include_frontend``).
 
+:class:`FrontEnd` chooses between them for every caller.
+
 Both reproduce the front end the PANNs weights were trained with
 (torchlibrosa): centred STFT with reflect padding, periodic Hann window,
 power spectrum, Slaney mel filters, ``10*log10(max(x, amin))`` with
@@ -249,18 +251,48 @@ def paddle_logmel(config: FeatureConfig):
     return PaddleLogMel()
 
 
-def batch_frontend(config: FeatureConfig, backend):
-    """Equal-length waveforms -> ``[batch, frames, n_mels]`` paddle tensor.
+FEAT_BACKENDS = ('numpy', 'paddle')
 
-    The prediction scripts' front end: ``numpy`` computes each clip on the
-    CPU, ``paddle`` the whole batch on the current device.
+
+class FrontEnd:
+    """The one place a log-mel back end is chosen, for training,
+    prediction, deployment and export alike.
+
+    ``numpy``: per clip where the audio is read (the data loader caches the
+    result; :attr:`per_clip` is what a dataset applies), so batches arrive
+    as log-mel. ``paddle``: batches arrive as waveforms and :meth:`batch`
+    computes the log-mel on the model's device. Either way ``batch(x)``
+    turns what the loader yields into model input, and :attr:`pad_value`
+    is what the loader pads shorter clips with: digital silence in that
+    domain.
     """
-    import paddle
-    if backend == 'numpy':
-        logmel = NumpyLogMel(config)
-        return lambda waves: paddle.to_tensor(
-            np.stack([logmel(w) for w in waves]))
-    if backend == 'paddle':
-        layer = paddle_logmel(config)
-        return lambda waves: layer(paddle.to_tensor(np.stack(waves)))
-    raise ValueError(f'feat_backend must be numpy or paddle, got {backend!r}')
+
+    def __init__(self, config: FeatureConfig, backend='numpy'):
+        if backend not in FEAT_BACKENDS:
+            raise ValueError(f'feat_backend must be one of {FEAT_BACKENDS}, '
+                             f'got {backend!r}')
+        self.config, self.backend = config, backend
+        self.per_clip = NumpyLogMel(config) if backend == 'numpy' else None
+        self.layer = paddle_logmel(config) if backend == 'paddle' else None
+
+    @property
+    def pad_value(self):
+        return self.config.floor_db if self.per_clip is not None else 0.0
+
+    def batch(self, x):
+        """A loader batch (log-mel, or waveforms) -> log-mel tensor."""
+        return x if self.layer is None else self.layer(x)
+
+    def __call__(self, waves):
+        """Equal-length waveforms -> ``[batch, frames, n_mels]`` tensor."""
+        import paddle
+        if self.layer is not None:
+            return self.layer(paddle.to_tensor(np.stack(waves)))
+        return paddle.to_tensor(self.numpy(waves))
+
+    def numpy(self, waves):
+        """Equal-length waveforms -> ``[batch, frames, n_mels]`` float32
+        array, without Paddle (the numpy back end only)."""
+        if self.per_clip is None:
+            raise ValueError('FrontEnd.numpy needs the numpy back end')
+        return np.stack([self.per_clip(w) for w in waves])

@@ -1,21 +1,8 @@
-"""Classification metrics from scores and predictions, for evaluation
-reports. Plain numpy so they can be checked by hand (and against sklearn
-where it is installed) without adding a dependency."""
+"""Classification metrics from scores and predictions. Plain numpy, so
+they can be checked by hand (and against sklearn where it is installed)
+without adding a dependency; :class:`..task.Task` picks the ones a task
+reports."""
 import numpy as np
-import paddle
-
-
-@paddle.no_grad()
-def predict_scores(model, loader, frontend=None):
-    """``(logits, target)`` over ``loader``, in order."""
-    model.eval()
-    scores, targets = [], []
-    for x, y in loader:
-        if frontend is not None:
-            x = frontend(x)
-        scores.append(model(x).astype('float32').numpy())
-        targets.append(np.asarray(y))
-    return np.concatenate(scores), np.concatenate(targets)
 
 
 def confusion_matrix(predicted, target, num_class):
@@ -78,15 +65,3 @@ def mean_average_precision(scores, targets):
     ap = [average_precision(scores[:, c], targets[:, c])
           for c in range(targets.shape[1])]
     return float(np.nanmean(ap))
-
-
-def summarize(scores, target):
-    """The dev metrics of a run: accuracy, top-5 accuracy and macro F1 for
-    class indices, mAP for multi-hot ``[clips, classes]`` targets."""
-    scores, target = np.asarray(scores), np.asarray(target)
-    if target.ndim == 2:
-        return {'map': mean_average_precision(scores, target)}
-    predicted = scores.argmax(axis=1)
-    return {'acc': float((predicted == target).mean()),
-            'top5': top_k_accuracy(scores, target, 5),
-            'macro_f1': macro_f1(predicted, target, scores.shape[1])}

@@ -1,5 +1,5 @@
-"""What predict.py, tag.py and deploy/predict.py share: inputs, windowed
-scoring of whole files, and output."""
+"""Prediction output and what predict.py, tag.py and deploy/predict.py
+share: inputs, windowed scoring of whole files, the printed blocks."""
 import sys
 from collections import deque
 from pathlib import Path
@@ -49,10 +49,12 @@ def add_prediction_args(parser):
                help='CPU threads (default: all cores)')
     parser.add('--top_k', type=int, help='number of labels printed per file')
     parser.add('--window_seconds', type=float, help=WINDOW_HELP)
-    parser.add_argument('--sample_rate', type=int, help='only checked: must '
-                        'equal the sample rate stored with the model')
-    parser.add_argument('--n_mels', type=int, help='only checked: must '
-                        'equal the number of mel bins stored with the model')
+    parser.add('--sample_rate', key='expected_sample_rate', type=int,
+               help='only checked: must equal the sample rate stored with '
+               'the model')
+    parser.add('--n_mels', key='expected_n_mels', type=int,
+               help='only checked: must equal the number of mel bins '
+               'stored with the model')
 
 
 def check_prediction_args(cfg):
@@ -143,8 +145,8 @@ def format_block(path, scores, labels, top_k):
 
 def check_contract(feature, cfg, source):
     """Refuse front-end settings that contradict the model's own."""
-    bad = feature.mismatches(sample_rate=getattr(cfg, 'sample_rate', None),
-                             n_mels=getattr(cfg, 'n_mels', None))
+    bad = feature.mismatches(sample_rate=cfg.expected_sample_rate,
+                             n_mels=cfg.expected_n_mels)
     if bad:
         raise UserError(f'{source} was trained with other features: '
                         f'{", ".join(bad)}; the stored settings are used '

@@ -7,25 +7,17 @@ A clip with several labels is listed on several rows (same filename and
 fold, one target each); one such clip makes the dataset multi-label.
 """
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
-import paddle
-from tqdm import tqdm
 
-from ..audio import AudioError, load_audio, probe_audio
-from ..errors import UserError
 from ..download import download, extract
+from .clips import ClipDataset, DatasetError
 
 ESC50_URL = 'https://paddleaudio.bj.bcebos.com/datasets/ESC-50-master.zip'
 ESC50_MD5 = '7771e4b9d86d0945acce719c7a59305a'
 ESC50_GITHUB = 'https://github.com/karolpiczak/ESC-50/archive/master.zip'
 REQUIRED_COLUMNS = ('filename', 'fold', 'target', 'category')
-
-
-class DatasetError(UserError):
-    pass
 
 
 def display_name(category):
@@ -72,21 +64,14 @@ def clip_labels(rows):
     return clips
 
 
-class ESC50Dataset(paddle.io.Dataset):
-    """Clips of the training folds (``mode='train'``) or of fold ``split``.
-
-    Items are ``(waveform [samples], label)`` at the feature sample rate,
-    or ``(log-mel [frames, n_mels], label)`` when a per-clip ``extractor``
-    is given; features are computed once per clip and kept in memory, so
-    epochs after the first do no feature extraction. The label is the
-    int64 class index, or for a multi-label dataset (``multi_label``) a
-    float32 multi-hot vector ``[num_class]``.
-    """
+class ESC50Dataset(ClipDataset):
+    """Clips of the training folds (``mode='train'``) or of fold ``split``
+    (:class:`.clips.ClipDataset` says what an item is)."""
 
     def __init__(self, root, mode='train', split=1, feature_config=None,
                  extractor=None):
         self.root, self.mode = Path(root), mode
-        rows, self.label_list = read_meta(self.root)
+        rows, label_list = read_meta(self.root)
         folds = sorted({int(r['fold']) for r in rows})
         if split not in folds:
             raise DatasetError(f'{self.root}/meta/esc50.csv has folds '
@@ -94,65 +79,17 @@ class ESC50Dataset(paddle.io.Dataset):
         keep = (lambda f: f != split) if mode == 'train' else (
             lambda f: f == split)
         clips = clip_labels(rows)
-        self.multi_label = any(len(t) > 1 for _, t in clips.values())
-        if self.multi_label:
-            eye = np.eye(len(self.label_list), dtype=np.float32)
-            self.items = [(self.root / 'audio' / name, eye[targets].sum(0))
-                          for name, (fold, targets) in clips.items()
-                          if keep(fold)]
+        multi_label = any(len(t) > 1 for _, t in clips.values())
+        if multi_label:
+            eye = np.eye(len(label_list), dtype=np.float32)
+            items = [(self.root / 'audio' / name, eye[targets].sum(0))
+                     for name, (fold, targets) in clips.items()
+                     if keep(fold)]
         else:
-            self.items = [(self.root / 'audio' / r['filename'],
-                           int(r['target']))
-                          for r in rows if keep(int(r['fold']))]
-        self.feature_config = feature_config
-        self.extractor = extractor
-        self._cache = {}
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, idx):
-        if idx in self._cache:
-            return self._cache[idx]
-        path, label = self.items[idx]
-        y = label if self.multi_label else np.int64(label)
-        c = self.feature_config
-        x = load_audio(path, c.sample_rate, min_samples=c.n_fft)
-        if self.extractor is not None:
-            x = self.extractor(x)
-            self._cache[idx] = (x, y)
-        return x, y
-
-    def precompute(self, desc='features'):
-        """Fill the feature cache now, in this process.
-
-        Data loader workers are forked with a copy of the cache; without
-        this each worker would compute (and hold) its own.
-        """
-        if self.extractor is None:
-            return
-        for i in tqdm(range(len(self)), desc=desc, leave=False,
-                      disable=None, file=sys.stdout):
-            self[i]
-
-    def unreadable_files(self):
-        """``[(path, reason)]`` of clips that cannot be read.
-
-        Header only (fast even for all of ESC-50): missing, empty, non-audio
-        and zero-length files; bad samples are caught when read.
-        """
-        bad = []
-        for path, _ in self.items:
-            try:
-                probe_audio(path)
-            except AudioError as e:
-                bad.append((path, e.reason))
-        return bad
-
-    def drop(self, paths):
-        """Leave out the clips at ``paths`` (e.g. unreadable ones)."""
-        self.items = [item for item in self.items if item[0] not in paths]
-        self._cache.clear()
+            items = [(self.root / 'audio' / r['filename'], int(r['target']))
+                     for r in rows if keep(int(r['fold']))]
+        super().__init__(items, label_list, multi_label, feature_config,
+                         extractor)
 
 
 def dataset_root(cfg):

@@ -1,5 +1,7 @@
-from .classifier import BACKBONES, SoundClassifier, build_classifier
+from .classifier import SoundClassifier, build_classifier, load_classifier
 from .panns import CNN6, CNN10, CNN14, cnn6, cnn10, cnn14
+from .panns.registry import BACKBONES, get_backbone
 
-__all__ = ['SoundClassifier', 'build_classifier', 'BACKBONES', 'CNN14',
-           'CNN10', 'CNN6', 'cnn14', 'cnn10', 'cnn6']
+__all__ = ['SoundClassifier', 'build_classifier', 'load_classifier',
+           'BACKBONES', 'get_backbone', 'CNN14', 'CNN10', 'CNN6', 'cnn14',
+           'cnn10', 'cnn6']

@@ -13,9 +13,9 @@ import argparse
 
 import paddle
 
-from paddlespeech.cls.checkpoint import load_classifier
 from paddlespeech.cls.config import ConfigArgumentParser
-from paddlespeech.cls.features import batch_frontend
+from paddlespeech.cls.features import FEAT_BACKENDS, FrontEnd
+from paddlespeech.cls.models import BACKBONES, load_classifier
 from paddlespeech.cls.prediction import (add_prediction_args, check_contract,
                                          check_prediction_args, expand_inputs,
                                          predict_files, print_predictions)
@@ -26,12 +26,12 @@ def get_parser():
     p = ConfigArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add('--feat_backend', choices=['numpy', 'paddle'],
+    p.add('--feat_backend', choices=FEAT_BACKENDS,
           help='front end used to compute log-mel features')
     p.add('--checkpoint', required=True,
           help='model.pdparams written by train.py (or its epoch_N dir)')
     p.add('--backbone', key='expected_backbone',
-          choices=['cnn14', 'cnn10', 'cnn6'],
+          choices=sorted(BACKBONES),
           help='only checked: must match the checkpoint')
     add_prediction_args(p)
     return p
@@ -42,11 +42,11 @@ def main(argv):
     check_prediction_args(cfg)
     select_device(cfg.device)
     set_cpu_threads(cfg.cpu_threads)
-    model, labels, feature = load_classifier(
-        cfg.checkpoint, getattr(cfg, 'expected_backbone', None))
+    model, labels, feature = load_classifier(cfg.checkpoint,
+                                             cfg.expected_backbone)
     check_contract(feature, cfg, cfg.checkpoint)
     paths = expand_inputs(cfg.wav)
-    extract = batch_frontend(feature, cfg.feat_backend)
+    extract = FrontEnd(feature, cfg.feat_backend)
 
     @paddle.no_grad()
     def score(waves):

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import paddle
 
-from ...checkpoint import atomic_save
+from ... import atomic
 from ...errors import UserError
 from ...runtime import run
-from .weights import ARCHIVES, ORIGINAL_CKPT, describe, mismatches, shapes, \
-    skeleton
+from .registry import BACKBONES, get_backbone
+from .weights import describe, mismatches, shapes
 
 FRONT_END_PREFIXES = ('spectrogram_extractor.', 'logmel_extractor.')
 DROPPED_SUFFIXES = ('.num_batches_tracked', )
@@ -37,7 +37,7 @@ class ConversionError(UserError):
 
 def torch_layout(arch):
     """``{torch name: (paddle name, torch shape, transpose)}`` of ``arch``."""
-    model = skeleton(arch)
+    model = get_backbone(arch).skeleton()
     linear_weights = {f'{name}.weight'
                       for name, layer in model.named_sublayers()
                       if isinstance(layer, paddle.nn.Linear)}
@@ -112,7 +112,7 @@ def convert(arch, input_path, output_path):
     state = convert_state_dict(arch, load_torch_checkpoint(input_path),
                                source=str(input_path))
     cpu = paddle.CPUPlace()
-    atomic_save({name: paddle.to_tensor(value, place=cpu)
+    atomic.save({name: paddle.to_tensor(value, place=cpu)
                  for name, value in state.items()}, output_path)
     return state
 
@@ -125,9 +125,10 @@ def get_parser():
         epilog='The output loads with --pretrained_path, or goes into the '
         'cache as $PADDLESPEECH_CLS_HOME/panns_<arch>.pdparams (default '
         '~/.cache/paddlespeech/cls) to replace the download.')
-    p.add_argument('--arch', required=True, choices=sorted(ARCHIVES),
+    p.add_argument('--arch', required=True, choices=sorted(BACKBONES),
                    help='architecture of the checkpoint (' + ', '.join(
-                       f'{a}: {c}' for a, c in ORIGINAL_CKPT.items()) + ')')
+                       f'{b.name}: {b.original}' for b in BACKBONES.values())
+                   + ')')
     p.add_argument('--input', required=True, metavar='CKPT.pth',
                    help="original PyTorch checkpoint: {'model': state_dict} "
                    'as released, or a plain state dict')

@@ -6,14 +6,13 @@ checkpoint maps one to one: ``bn0``, ``conv_block{i}.conv{j}``,
 ``conv_block{i}.bn{j}``, ``fc1``, ``fc_audioset``.
 
 The models take log-mel features shaped ``[batch, 1, frames, mel_bins]``;
-the front end lives in :mod:`paddlespeech.cls.features`.
+the front end lives in :mod:`paddlespeech.cls.features`, the registry
+of names, weight archives and factories in :mod:`.registry`.
 """
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .weights import load_pretrained
-
-__all__ = ['CNN14', 'CNN10', 'CNN6', 'cnn14', 'cnn10', 'cnn6']
+__all__ = ['CNN14', 'CNN10', 'CNN6']
 
 AUDIOSET_CLASSES = 527
 
@@ -122,25 +121,3 @@ class CNN6(_PANN):
     """4 single 5x5 conv layers, 512-d embedding."""
     block = ConvBlock5x5
     channels = (64, 128, 256, 512)
-
-
-def _factory(cls, name, pretrained, extract_embedding, pretrained_path):
-    model = cls(extract_embedding=extract_embedding)
-    if pretrained:
-        model.set_state_dict(load_pretrained(name, pretrained_path))
-    return model
-
-
-def cnn14(pretrained=False, extract_embedding=True, pretrained_path=None):
-    return _factory(CNN14, 'cnn14', pretrained, extract_embedding,
-                    pretrained_path)
-
-
-def cnn10(pretrained=False, extract_embedding=True, pretrained_path=None):
-    return _factory(CNN10, 'cnn10', pretrained, extract_embedding,
-                    pretrained_path)
-
-
-def cnn6(pretrained=False, extract_embedding=True, pretrained_path=None):
-    return _factory(CNN6, 'cnn6', pretrained, extract_embedding,
-                    pretrained_path)

@@ -20,20 +20,7 @@ from ...download import DownloadError, download, extract
 from ...errors import UserError
 
 CACHE_ENV = 'PADDLESPEECH_CLS_HOME'
-ARCHIVES = {
-    'cnn14': ('https://paddlespeech.bj.bcebos.com/cls/panns_cnn14.tar.gz',
-              'e3b9b5614a1595001161d0ab95edee97'),
-    'cnn10': ('https://paddlespeech.bj.bcebos.com/cls/panns_cnn10.tar.gz',
-              'cb8427b22176cc2116367d14847f5413'),
-    'cnn6': ('https://paddlespeech.bj.bcebos.com/cls/panns_cnn6.tar.gz',
-             '4cf09194a95df024fd12f84712cf0f9c'),
-}
 PDPARAMS_URL = 'https://bj.bcebos.com/paddleaudio/models/panns_{}.pdparams'
-ORIGINAL_CKPT = {
-    'cnn14': 'Cnn14_mAP=0.431.pth',
-    'cnn10': 'Cnn10_mAP=0.380.pth',
-    'cnn6': 'Cnn6_mAP=0.343.pth',
-}
 ORIGINAL_URL = 'https://zenodo.org/record/3987831/files/{}'
 CONVERT_CMD = 'python -m paddlespeech.cls.models.panns.convert'
 
@@ -47,22 +34,23 @@ def cache_dir():
                 'paddlespeech' / 'cls').expanduser()
 
 
-def cached_weights_path(arch):
-    return cache_dir() / f'panns_{arch}.pdparams'
+def cached_weights_path(backbone):
+    return cache_dir() / f'panns_{backbone.name}.pdparams'
 
 
-def archive_path(arch):
-    return cache_dir() / Path(ARCHIVES[arch][0]).name
+def archive_path(backbone):
+    return cache_dir() / Path(backbone.archive).name
 
 
-def offline_help(arch):
+def offline_help(backbone):
     """Where the weights belong and how to get them there without network."""
-    dest, (url, md5) = cached_weights_path(arch), ARCHIVES[arch]
-    original = ORIGINAL_CKPT[arch]
+    arch, dest = backbone.name, cached_weights_path(backbone)
+    url, md5, original = backbone.archive, backbone.archive_md5, \
+        backbone.original
     return (f'The weights are expected at {dest}. Alternatives: place them '
             f'there (e.g. {PDPARAMS_URL.format(arch)} downloaded '
             f'elsewhere), or place '
-            f'{url} (md5 {md5}) at {archive_path(arch)}, or convert the '
+            f'{url} (md5 {md5}) at {archive_path(backbone)}, or convert the '
             f'original PyTorch checkpoint {original} '
             f'({ORIGINAL_URL.format(quote(original))}) with `{CONVERT_CMD} '
             f'--arch {arch} --input {original} --output {dest}`, or pass '
@@ -70,14 +58,16 @@ def offline_help(arch):
             f'local .pdparams; {CACHE_ENV} moves the cache directory.')
 
 
-def fetch_pretrained(arch):
-    """Path of the cached AudioSet weights of ``arch``; downloads if needed."""
-    dest = cached_weights_path(arch)
+def fetch_pretrained(backbone):
+    """Path of the cached AudioSet weights of a registry entry
+    (:class:`.registry.Backbone`); downloads them if needed."""
+    dest = cached_weights_path(backbone)
     if dest.is_file():
         return dest
-    url, md5 = ARCHIVES[arch]
-    hint = offline_help(arch)
-    archive = download(url, archive_path(arch), md5=md5, hint=hint)
+    arch, url = backbone.name, backbone.archive
+    hint = offline_help(backbone)
+    archive = download(url, archive_path(backbone), md5=backbone.archive_md5,
+                       hint=hint)
     # A private directory per process: concurrent ranks never see each
     # other's half-extracted files, and the rename into place is atomic.
     with tempfile.TemporaryDirectory(dir=dest.parent,
@@ -90,17 +80,20 @@ def fetch_pretrained(arch):
     return dest
 
 
-def load_pretrained(arch, pretrained_path=None):
-    """State dict of the AudioSet-pretrained ``arch``, checked to fit it."""
+def load_pretrained(backbone, pretrained_path=None):
+    """State dict of the AudioSet-pretrained ``backbone``, checked to fit."""
     path = (Path(pretrained_path).expanduser() if pretrained_path else
-            fetch_pretrained(arch))
+            fetch_pretrained(backbone))
     if not path.is_file():
         raise WeightsError(f'pretrained weights {path} not found: fix '
                            f'--pretrained_path (config key pretrained_path), '
                            f'or leave it unset to use the cached or '
-                           f'downloaded {cached_weights_path(arch)}')
-    state = read_weights(path, arch)
-    check_fits(arch, state, path)
+                           f'downloaded {cached_weights_path(backbone)}')
+    state = read_weights(path, backbone.name)
+    problems = fit_problems(backbone.skeleton().state_dict(), state)
+    if problems:
+        raise WeightsError(f'{path} does not fit {backbone.name}: '
+                           f'{describe(problems)}')
     return state
 
 
@@ -124,22 +117,18 @@ def read_weights(path, arch):
     return state
 
 
-def skeleton(arch):
-    """``arch`` with its layers but no allocated weights: names and shapes."""
-    import paddle
-    from .panns import CNN6, CNN10, CNN14
-    models = {'cnn14': CNN14, 'cnn10': CNN10, 'cnn6': CNN6}
-    if arch not in models:
-        raise WeightsError(f'unknown arch {arch!r}; choose one of '
-                           f'{sorted(models)}')
-    with paddle.LazyGuard():
-        return models[arch]()
-
-
 def shapes(state):
     """``{name: shape}``; entries that are no tensors get shape None."""
     return {name: tuple(value.shape) if hasattr(value, 'shape') else None
             for name, value in state.items()}
+
+
+def fit_problems(expected, given):
+    """What keeps the state dict ``given`` from loading into a model whose
+    state dict is ``expected``: missing, unexpected and mis-shaped tensors
+    (``[]`` when it fits). Checked before loading because
+    ``set_state_dict`` merely warns about tensors it skips."""
+    return mismatches(shapes(expected), shapes(given))
 
 
 def mismatches(expected, given):
@@ -162,11 +151,3 @@ def describe(problems, limit=6):
     shown = '; '.join(problems[:limit])
     more = len(problems) - limit
     return shown + (f'; and {more} more' if more > 0 else '')
-
-
-def check_fits(arch, state, source):
-    """Refuse ``state`` unless it has exactly the tensors of ``arch``."""
-    problems = mismatches(shapes(skeleton(arch).state_dict()), shapes(state))
-    if problems:
-        raise WeightsError(f'{source} does not fit {arch}: '
-                           f'{describe(problems)}')

@@ -1,0 +1,68 @@
+"""Atomic writes: a file or directory is written under a hidden temporary
+name and renamed into place once complete, so a crash or Ctrl-C leaves the
+previous version or the new one, never a half-written mix.
+
+Every file the project writes that a later run reads back (checkpoints,
+``metrics.jsonl``, ``model.json``, cross-validation results) goes through
+here.
+"""
+import os
+import shutil
+from pathlib import Path
+
+
+def _tmp(path):
+    return path.with_name(f'.{path.name}.tmp')
+
+
+def write_text(path, text):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    tmp.write_text(text, encoding='utf-8')
+    os.replace(tmp, path)
+
+
+def save(obj, path):
+    """``paddle.save(obj, path)``, atomically."""
+    import paddle
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    paddle.save(obj, str(tmp))
+    os.replace(tmp, path)
+
+
+def write_dir(path, write):
+    """Call ``write(folder)`` on a hidden directory renamed to ``path`` once
+    complete (replacing an older ``path``); returns ``path``. The files and
+    entries are flushed before each rename, so a rename is never ahead of
+    the data it points at after a power loss."""
+    out = Path(path)
+    tmp, old = _tmp(out), out.with_name(f'.{out.name}.old')
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        _fsync_dir(tmp)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        _fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def _fsync_dir(folder):
+    folder = Path(folder)
+    for p in [*folder.iterdir(), folder]:
+        if p.is_file() or p == folder:
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
