@@ -3,6 +3,7 @@
 #   ./run.sh                      stages 0-4 with conf/panns.yaml
 #   ./run.sh N                    stage N only (e.g. CUDA_VISIBLE_DEVICES=0 ./run.sh 1)
 #   ./run.sh --conf conf/demo.yaml [--stage A] [--stop_stage B] [--nproc N]
+#   ./run.sh 1 --nnodes 2 --master HOST:PORT [--node_rank R]   (on each machine)
 # Stages: 0 data, 1 train, 2 predict, 3 export, 4 deploy (paddle.inference);
 # 5 (only when asked): 5-fold cross-validation with a report, extra flags
 # after -- go to local/cross_validate.py (e.g. -- --folds 1,3).
@@ -13,14 +14,16 @@ stage=0
 stop_stage=4
 conf=conf/panns.yaml
 nproc=1
+nodes=()
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stage) stage="$2"; shift 2 ;;
     --stop_stage) stop_stage="$2"; shift 2 ;;
     --conf) conf="$2"; shift 2 ;;
     --nproc) nproc="$2"; shift 2 ;;
+    --nnodes|--master|--node_rank) nodes+=("$1" "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; break ;;
     [0-9]*) stage="$1"; stop_stage="$1"; shift ;;
@@ -35,7 +38,7 @@ if [[ ${stage} -le 0 && ${stop_stage} -ge 0 ]]; then
   local/data.sh "${conf}"
 fi
 if [[ ${stage} -le 1 && ${stop_stage} -ge 1 ]]; then
-  local/train.sh "${conf}" "${nproc}"
+  local/train.sh "${conf}" "${nproc}" ${nodes[@]+"${nodes[@]}"}
 fi
 if [[ ${stage} -le 2 && ${stop_stage} -ge 2 ]]; then
   local/infer.sh "${conf}"
