@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Set up the recipe's environment (as run.sh does) plus the test-only
-# packages, then run the whole test suite. Extra arguments go to pytest.
+# packages, then run the test suite. Extra arguments go to pytest, e.g.
+#   tests/run.sh -m "not slow"     the fast tier (edit-test loop)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source path.sh
 # torch 2.13.0 CPU is the wheel on local disk; panns-inference and
 # torchlibrosa without dependencies so that pip never pulls another torch.
-python -m pip install --quiet -r tests/requirements.txt
-python -m pip install --quiet --no-deps panns-inference==0.1.1 torchlibrosa==0.1.0
+# pip runs only when this file or tests/requirements.txt changed.
+stamp="${VIRTUAL_ENV}/.test-requirements.sha256"
+want="$(cat tests/requirements.txt tests/run.sh | sha256sum | cut -d' ' -f1)"
+if [[ ! -f "${stamp}" || "$(cat "${stamp}")" != "${want}" ]]; then
+  python -m pip install --quiet -r tests/requirements.txt
+  python -m pip install --quiet --no-deps panns-inference==0.1.1 torchlibrosa==0.1.0
+  echo "${want}" > "${stamp}"
+fi
 python -m pytest tests "$@"

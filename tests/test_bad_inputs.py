@@ -153,6 +153,7 @@ def test_tag_corpus(corpus, tmp_path):
     check_corpus_run(proc, good, bad, num_class=527, sums_to_one=False)
 
 
+@pytest.mark.slow
 def test_ten_minutes_in_bounded_memory(dynamic_run, trained_checkpoint,
                                        ten_minutes):
     """60000 frames through a CNN at once would need gigabytes; windows of
@@ -280,6 +281,7 @@ def damaged_dataset(tiny_dataset, tmp_path):
     return root, [root / 'audio' / names[i] for i in (0, 7, -1)]
 
 
+@pytest.mark.slow
 def test_training_lists_all_unreadable_files(damaged_dataset, tmp_path):
     root, bad = damaged_dataset
     proc = run_script('train.py', *train_args(root, tmp_path / 'ckpt',

@@ -72,6 +72,7 @@ def test_crash_while_pruning_leaves_only_complete_checkpoints(
     assert names(tmp_path) == ['avg_2', 'best', 'epoch_3', 'epoch_4']
 
 
+@pytest.mark.slow
 def test_training_keeps_the_last_k_and_resumes(tiny_dataset, tmp_path):
     """keep 1 is raised to average_last 2; resuming after pruning continues
     from the newest checkpoint and prunes again."""

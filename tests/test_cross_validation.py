@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import yaml
 
 from conftest import ROOT, script_env
@@ -38,6 +39,7 @@ def run_cv(conf_path, cv_dir, *extra):
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
 
 
+@pytest.mark.slow
 def test_cross_validation_report_and_rerun(tiny_dataset, tmp_path):
     conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
     conf.update(data_dir=str(tiny_dataset), epochs=1, save_freq=1,

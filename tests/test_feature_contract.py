@@ -258,6 +258,7 @@ runpy.run_path(sys.argv[0], run_name='__main__')
 '''
 
 
+@pytest.mark.slow
 def test_other_rates_and_channels_predict_like_their_conversion(art):
     files = [p for src, dst, _ in art['pairs'] for p in (src, dst)]
     common = ['--wav', *files, '--top_k', len(LABELS), '--device', 'cpu',

@@ -205,6 +205,7 @@ def augmented_run(tiny_dataset, tmp_path_factory):
     return ckpt_dir
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_max_dev_acc_epoch(augmented_run, tmp_path):
     history = records(augmented_run)
     assert {'dev_top5', 'dev_macro_f1'} <= set(history[0])
@@ -224,12 +225,14 @@ def test_best_checkpoint_is_the_max_dev_acc_epoch(augmented_run, tmp_path):
     assert located == str(augmented_run / 'best' / 'model.pdparams')
 
 
+@pytest.mark.slow
 def test_run_writes_average_and_curves(augmented_run):
     assert json.loads((augmented_run / 'avg_2' / 'metrics.json').read_text()
                       ) == {'averaged': ['epoch_3', 'epoch_4']}
     assert (augmented_run / 'curves.png').read_bytes().startswith(b'\x89PNG')
 
 
+@pytest.mark.slow
 def test_resume_keeps_best_tracking(tiny_dataset, augmented_run, tmp_path):
     ckpt_dir = tmp_path / 'ckpt'
     args = train_args(tiny_dataset, ckpt_dir, '--save_freq', 1,
@@ -242,6 +245,7 @@ def test_resume_keeps_best_tracking(tiny_dataset, augmented_run, tmp_path):
             augmented_run / name / 'metrics.json').read_text()
 
 
+@pytest.mark.slow
 def test_early_stopping_after_patience_and_on_resume(tiny_dataset, tmp_path):
     """Head-only training at learning rate 0 never improves: with patience
     2 the run stops after evaluations 1 (best), 2 and 3, and a resumed run
@@ -269,6 +273,7 @@ def test_amp_is_refused_on_cpu(tiny_dataset, tmp_path):
     assert not (tmp_path / 'c').exists()
 
 
+@pytest.mark.slow
 def test_augmented_recipe_reaches_plain_accuracy(tmp_path):
     """local/compare_augment.py on a smaller data set than its default (the
     default's numbers are in the README): conf/demo.yaml with its augment

@@ -62,6 +62,7 @@ def test_output_shapes(factory, emb):
     assert clf(paddle.randn([3, 50, 64])).shape == [3, 7]
 
 
+@pytest.mark.slow
 def test_seed_snippet_runs_verbatim(tmp_path):
     """The seed's snippet with pretrained=False, then with pretrained=True
     offline: the latter must fail with a one-line message naming the URL."""

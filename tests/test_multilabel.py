@@ -161,6 +161,7 @@ def test_predict_and_export_give_sigmoid_scores(run, dataset, tmp_path):
     np.testing.assert_allclose(deployed, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cross_validation_reports_map(dataset, tmp_path):
     conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
     conf.update(data_dir=str(dataset), epochs=1, save_freq=1, batch_size=8,

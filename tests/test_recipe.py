@@ -83,6 +83,7 @@ def test_deployed_model_equals_dynamic_model(trained_checkpoint, tiny_dataset,
                       np.array(list(s.values()))).max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_run_sh_chains_all_stages(tmp_path):
     """``./run.sh --conf X`` generates data, trains, predicts, exports and
     deploys with no paths passed between the stages."""

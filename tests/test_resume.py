@@ -82,6 +82,7 @@ def test_failed_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     assert_same_weights({k: v.numpy() for k, v in state.items()}, saved)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tiny_dataset, reference, tmp_path):
     ckpt_dir = tmp_path / 'ckpt'
     cmd = train_cmd(tiny_dataset, ckpt_dir, '--save_freq', 1)
@@ -105,6 +106,7 @@ def test_resume_after_sigkill(tiny_dataset, reference, tmp_path):
     assert_same_weights(weights(ckpt_dir), weights(reference))
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_resume_continues_mid_epoch(tiny_dataset, reference,
                                                      tmp_path):
     ckpt_dir = tmp_path / 'ckpt'
@@ -136,6 +138,7 @@ def test_ctrl_c_saves_and_resume_continues_mid_epoch(tiny_dataset, reference,
     assert_same_weights(weights(ckpt_dir), weights(reference))
 
 
+@pytest.mark.slow
 def test_stage_1_resumes_an_existing_checkpoint(tiny_dataset, reference,
                                                 tmp_path):
     """``local/train.sh`` (``./run.sh 1``) continues a finished run when
