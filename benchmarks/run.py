@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speed and memory of the recipe, measured side by side with PyTorch PANNs.
 
-    cd /work/main && PYTHONPATH=. MKL_DEBUG_CPU_TYPE=5 python benchmarks/run.py \
+    PYTHONPATH=. MKL_DEBUG_CPU_TYPE=5 python benchmarks/run.py \
         [--quick] [--json out.json] [--only SECTION[,SECTION]]
 
 Sections: infer, folder, train, frontend, limit, rss (see README.md).
@@ -9,6 +9,8 @@ Prints a markdown table; --json writes the same figures (plus the raw
 measurements). Every figure comes from this one invocation: each
 measurement runs in its own worker process (benchmarks/worker.py), one
 framework per process, sequentially, 2 threads for both frameworks.
+Rows named ``lever: ...`` come from the LEVERS table: one setting changed
+in a default measurement.
 """
 import argparse
 import datetime
@@ -18,19 +20,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (ROOT, THREADS, busy_cpu_seconds, machine,  # noqa: E402
                     model_flops)
 
 HERE = Path(__file__).resolve().parent
+SCRIPTS = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns'
 SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss')
-RETRIES, RETRY_WAIT = 6, 30
 
 QUICK = {
     'archs': ['cnn6'], 'seconds': 1.0, 'batches': [1, 8], 'warmup': 1,
-    'reps': 2, 'lever_rows': False,
+    'reps': 2, 'levers': 'quick',
     'folder_files': 8, 'folder_seconds': 1.0, 'folder_arch': 'cnn6',
     'train_archs': ['cnn6'], 'train_batch': 4, 'train_seconds': 1.0,
     'train_warmup': 1, 'train_reps': 2,
@@ -43,7 +47,7 @@ QUICK = {
 }
 FULL = {
     'archs': ['cnn14', 'cnn10', 'cnn6'], 'seconds': 5.0, 'batches': [1, 8],
-    'warmup': 2, 'reps': 5, 'lever_rows': True,
+    'warmup': 2, 'reps': 5, 'levers': 'all',
     'folder_files': 200, 'folder_seconds': 5.0, 'folder_arch': 'cnn14',
     'train_archs': ['cnn6', 'cnn14'], 'train_batch': 16,
     'train_seconds': 5.0, 'train_warmup': 2, 'train_reps': 4,
@@ -68,39 +72,48 @@ def env():
 
 
 def worker(task, extra_env=None, **args):
-    # Others may be editing the repository while this runs: a worker that
-    # dies of an ImportError / SyntaxError in the recipe's code is retried
-    # a few times (a half-saved file is usually fixed within minutes).
-    for attempt in range(RETRIES + 1):
-        t = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, str(HERE / 'worker.py'), task, json.dumps(args)],
-            capture_output=True, text=True,
-            env={**env(), **(extra_env or {})})
-        transient = any(e in proc.stderr for e in (
-            'SyntaxError', 'ImportError', 'IndentationError',
-            'ModuleNotFoundError', 'NameError'))
-        if not proc.returncode or not transient or attempt == RETRIES:
-            break
-        print(f'  [{task}] failed ({proc.stderr.strip().splitlines()[-1]}); '
-              f'retrying in {RETRY_WAIT} s', file=sys.stderr, flush=True)
-        time.sleep(RETRY_WAIT)
+    """Result of ``worker.py task args`` run in a new process; a worker
+    that fails raises RuntimeError with its whole stderr."""
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(HERE / 'worker.py'), task, json.dumps(args)],
+        capture_output=True, text=True, env={**env(), **(extra_env or {})})
     if proc.returncode:
-        raise RuntimeError(f'worker {task} failed:\n{proc.stderr[-3000:]}')
+        raise RuntimeError(f'worker {task} {json.dumps(args)} failed (exit '
+                           f'{proc.returncode}):\n{proc.stderr}')
     print(f'  [{task} {args.get("arch", "")}] {time.perf_counter() - t:.1f} s',
           file=sys.stderr, flush=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def wall(cmd, extra_env=None):
-    """Wall time of a command (s); it must succeed."""
+    """Wall time of a command (s) and its stdout; it must succeed."""
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True,
                           env={**env(), **(extra_env or {})})
     elapsed = time.perf_counter() - t
     if proc.returncode:
-        raise RuntimeError(f'{cmd} failed:\n{proc.stderr[-3000:]}')
+        raise RuntimeError(f'{cmd} failed (exit {proc.returncode}):\n'
+                           f'{proc.stderr}')
     return elapsed, proc.stdout
+
+
+def deploy_folder(model_dir, folder, files, cli=(), extra_env=None, **_):
+    """deploy/predict.py --batch_size 8 over a folder, from interpreter
+    start: {'wall_s', 'per_s' = 1 / wall_s}."""
+    s, out = wall([sys.executable, str(SCRIPTS / 'deploy' / 'predict.py'),
+                   '--model_dir', model_dir, '--wav', folder,
+                   '--batch_size', '8', '--device', 'cpu', '--cpu_threads',
+                   str(THREADS), *cli], extra_env)
+    assert out.count('[') >= files, out[-500:]
+    return {'wall_s': s, 'per_s': 1 / s}
+
+
+def measure(task, args, extra_env=None):
+    """A worker task, or deploy_folder (a script run, not a worker)."""
+    if task == 'deploy_folder':
+        return deploy_folder(extra_env=extra_env, **args)
+    return worker(task, extra_env, **args)
 
 
 def row(section, what, value, unit, ref=None, ref_what=None, target=None,
@@ -115,6 +128,179 @@ def row(section, what, value, unit, ref=None, ref_what=None, target=None,
     if note:
         r['note'] = note
     return r
+
+
+# -------------------------------------------------------------------- levers
+
+# glibc's own default for M_MMAP_MAX: undoes runtime.keep_large_buffers
+GLIBC_MALLOC = {'MALLOC_MMAP_MAX_': '65536'}
+# runtime.keep_large_buffers as environment, for the PyTorch side
+HEAP_MALLOC = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(512 << 20)}
+OPENBLAS = {'OPENBLAS_NUM_THREADS': str(THREADS)}
+
+
+@dataclass(frozen=True)
+class Lever:
+    """A default measurement of ``section`` re-run with ``args`` (worker
+    arguments) and ``env`` (environment variables) changed; one row
+    ``lever: <name>`` per lever (per batch if ``value`` contains ``{b}``).
+
+    ``value`` and ``ref`` are '/'-separated paths: ``lever/...`` into this
+    run's result, ``<name>/...`` into the section's default results for
+    the same architecture (``paddle``, ``torch``, ``default``). ``name``
+    and ``ref_what`` may use ``{A}`` (architecture), ``{b}`` (batch) and
+    ``{lever[key]}``; ``note(get)`` formats a note from paths. Levers run
+    on the section's first architecture unless ``all_archs``; runs with
+    identical task, arguments and environment are measured once.
+    ``quick``: also measured by --quick (the full run measures all).
+    """
+    section: str
+    name: str
+    task: str
+    args: dict
+    env: dict
+    value: str
+    ref: str
+    ref_what: str
+    note: Optional[Callable] = None
+    all_archs: bool = False
+    quick: bool = False
+
+
+def _ours_over_this(ours):
+    return lambda g: f"ours / this: {g(ours) / g('value'):.2f}x"
+
+
+def _wall(g):
+    return f"wall {g('lever/wall_s'):.1f} s"
+
+
+def _growth(g):
+    return (f"growth {g('lever/growth_mb'):+.1f} MB, "
+            f"{g('lever/clips_per_s'):.1f} clips/s")
+
+
+B8, ONEDNN = {'batches': [8]}, {'modes': ['deploy_onednn']}
+WAVE = {**B8, 'modes': ['deploy_onednn_wave', 'dygraph'],
+        'paddle_frontend_row': True}
+NO_MKL = {**B8, 'modes': ['deploy_plain', 'dygraph']}
+E2E8 = 'paddle/deploy_onednn/e2e/8/clips_per_s'
+LEVERS = [
+    Lever('infer', '{A} deploy oneDNN batch 16 incl. front end',
+          'infer_paddle', {**ONEDNN, 'batches': [16]}, {},
+          'lever/deploy_onednn/e2e/16/clips_per_s', E2E8, 'same, batch 8'),
+    Lever('infer', '{A} deploy oneDNN b8, front end inside the graph '
+          '(export --include_frontend)', 'infer_paddle', WAVE, {},
+          'lever/deploy_onednn_wave/e2e/8/clips_per_s', E2E8,
+          'numpy front end + graph'),
+    Lever('infer', '{A} dynamic graph b8 with paddle front end (predict.py '
+          '--feat_backend paddle)', 'infer_paddle', WAVE, {},
+          'lever/dygraph_paddle_fe/e2e/8/clips_per_s',
+          'lever/dygraph/e2e/8/clips_per_s', 'numpy front end'),
+    Lever('infer', '{A} deploy oneDNN b8 incl. front end, 1 thread',
+          'infer_paddle', {**ONEDNN, **B8, 'threads': 1}, {},
+          'lever/deploy_onednn/e2e/8/clips_per_s', E2E8, '2 threads'),
+    Lever('infer', '{A} deploy oneDNN b8 incl. front end, glibc default '
+          'malloc', 'infer_paddle', {**ONEDNN, **B8}, GLIBC_MALLOC,
+          'lever/deploy_onednn/e2e/8/clips_per_s', E2E8, 'heap (the recipe)'),
+    Lever('infer', "{A} PyTorch b8 incl. front end with the recipe's malloc "
+          'settings', 'torch_infer', B8, HEAP_MALLOC,
+          'lever/e2e/8/clips_per_s', 'torch/e2e/8/clips_per_s',
+          'PyTorch default', note=_ours_over_this(E2E8)),
+    Lever('infer', '{A} PyTorch b8 incl. front end, 1 thread', 'torch_infer',
+          {**B8, 'threads': 1}, {}, 'lever/e2e/8/clips_per_s',
+          'torch/e2e/8/clips_per_s', '2 threads'),
+    Lever('infer', '{A} dynamic graph b8 network, MKL_DEBUG_CPU_TYPE unset',
+          'infer_paddle', NO_MKL, {'MKL_DEBUG_CPU_TYPE': ''},
+          'lever/dygraph/net/8/clips_per_s',
+          'paddle/dygraph/net/8/clips_per_s', 'MKL_DEBUG_CPU_TYPE=5'),
+    Lever('infer', '{A} deploy no oneDNN b8 network, MKL_DEBUG_CPU_TYPE unset',
+          'infer_paddle', NO_MKL, {'MKL_DEBUG_CPU_TYPE': ''},
+          'lever/deploy_plain/net/8/clips_per_s',
+          'paddle/deploy_plain/net/8/clips_per_s', 'MKL_DEBUG_CPU_TYPE=5'),
+    *[Lever('infer', f'{{A}} {what} b{{b}} incl. front end, '
+            f'OPENBLAS_NUM_THREADS={THREADS}', 'infer_paddle',
+            {'modes': ['deploy_onednn', 'dygraph']}, OPENBLAS,
+            f'lever/{mode}/e2e/{{b}}/clips_per_s',
+            f'paddle/{mode}/e2e/{{b}}/clips_per_s',
+            'default (numpy BLAS 1 thread)')
+      for mode, what in (('deploy_onednn', 'deploy oneDNN'),
+                         ('dygraph', 'dynamic graph'))],
+    Lever('infer', '{A} deploy oneDNN b{b} incl. front end, KMP_BLOCKTIME=0',
+          'infer_paddle', ONEDNN, {'KMP_BLOCKTIME': '0'},
+          'lever/deploy_onednn/e2e/{b}/clips_per_s',
+          'paddle/deploy_onednn/e2e/{b}/clips_per_s', 'default', quick=True),
+
+    Lever('folder', 'deploy/predict.py --enable_mkldnn false',
+          'deploy_folder', {'cli': ['--enable_mkldnn', 'false']}, {},
+          'lever/per_s', 'torch/per_s', 'PyTorch script', note=_wall,
+          quick=True),
+    Lever('folder', f'deploy/predict.py with OpenBLAS at {THREADS} threads '
+          '(numpy default; the recipe sets 1)', 'deploy_folder', {}, OPENBLAS,
+          'lever/per_s', 'torch/per_s', 'PyTorch script', note=_wall),
+
+    *[Lever('train', f'{{A}} {what}', 'train_paddle', {'lever': key}, {},
+            'lever/clips_per_s', 'paddle/clips_per_s',
+            'dynamic graph, 2 threads', quick=key == 'threads1')
+      for key, what in (
+          ('threads1', 'dynamic graph, 1 thread'),
+          ('onednn_flag', 'dynamic graph with FLAGS_use_onednn=1'),
+          ('to_static', 'paddle.jit.to_static forward (full graph), '
+           '2 threads'))],
+    Lever('train', '{A} glibc default malloc (large buffers mmapped per '
+          'step)', 'train_paddle', {}, GLIBC_MALLOC, 'lever/clips_per_s',
+          'paddle/clips_per_s', 'heap (the recipe)', all_archs=True),
+    Lever('train', "{A} PyTorch with the recipe's malloc settings",
+          'torch_train', {}, HEAP_MALLOC, 'lever/clips_per_s',
+          'torch/clips_per_s', 'PyTorch default',
+          note=_ours_over_this('paddle/clips_per_s'), all_archs=True),
+
+    Lever('rss', 'without the heap limit (runtime.HeapLimit; last '
+          '{lever[window]} vs first {lever[window]})', 'rss_predictor',
+          {'release': False}, {}, 'lever/rss_last_mb', 'lever/rss_first_mb',
+          'first {lever[window]} clips', note=_growth, quick=True),
+    Lever('rss', 'oneDNN cache of 10 input shapes instead of 2 (peak RSS)',
+          'rss_predictor', {'cache_capacity': 10}, {}, 'lever/peak_rss_mb',
+          'default/peak_rss_mb', 'cache of 2 (the default)', note=_growth),
+]
+UNITS = {'infer': 'clips/s', 'folder': '1/s', 'train': 'clips/s',
+         'rss': 'MB'}
+
+
+def run_levers(section, P, defaults, base_args):
+    """Rows of ``section``'s levers and their raw runs.
+
+    ``defaults``: {arch: {name: result}}, the section's default
+    measurements (first key = first architecture); ``base_args``:
+    {task: arguments} of the default measurement each lever changes.
+    """
+    runs, rows = {}, []
+    for lv in LEVERS:
+        if lv.section != section or not (P['levers'] == 'all' or lv.quick):
+            continue
+        for arch in list(defaults)[:None if lv.all_archs else 1]:
+            args = {**base_args[lv.task], 'arch': arch, **lv.args}
+            key = json.dumps([lv.task, args, lv.env], sort_keys=True)
+            if key not in runs:
+                runs[key] = {'task': lv.task, 'args': args, 'env': lv.env,
+                             'result': measure(lv.task, args, lv.env)}
+            res = runs[key]['result']
+            for b in (args['batches'] if '{b}' in lv.value else [None]):
+                ns = {**defaults[arch], 'lever': res}
+
+                def get(path, ns=ns, b=b):
+                    v = ns
+                    for k in path.format(b=b).split('/'):
+                        v = v[k]
+                    return v
+                ns['value'] = get(lv.value)
+                fields = dict(A=arch.upper(), b=b, lever=res)
+                rows.append(row(
+                    section, 'lever: ' + lv.name.format(**fields),
+                    ns['value'], UNITS[section], get(lv.ref),
+                    lv.ref_what.format(**fields),
+                    note=lv.note(get) if lv.note else ''))
+    return rows, list(runs.values())
 
 
 # ------------------------------------------------------------------ sections
@@ -160,105 +346,9 @@ def section_infer(P, work):
         rows.append(row('infer', f'{A} Predictor creation, oneDNN',
                         pd['deploy_onednn']['create_s'], 's',
                         note=f"no oneDNN {pd['deploy_plain']['create_s']:.2f} s"))
-    if P['lever_rows']:
-        arch = P['archs'][0]
-        lv = {}
-        lv['batch16'] = worker('infer_paddle', arch=arch,
-                               modes=['deploy_onednn'],
-                               **{**common, 'batches': [16]})
-        lv['wave_graph'] = worker('infer_paddle', arch=arch,
-                                  modes=['deploy_onednn_wave', 'dygraph'],
-                                  paddle_frontend_row=True,
-                                  **{**common, 'batches': [8]})
-        lv['threads1'] = worker('infer_paddle', arch=arch, threads=1,
-                                modes=['deploy_onednn'],
-                                **{**common, 'batches': [8]})
-        lv['torch_threads1'] = worker('torch_infer', arch=arch, threads=1,
-                                      **{**common, 'batches': [8]})
-        lv['no_mkl_debug'] = worker('infer_paddle', arch=arch,
-                                    extra_env={'MKL_DEBUG_CPU_TYPE': ''},
-                                    modes=['deploy_plain', 'dygraph'],
-                                    **{**common, 'batches': [8]})
-        lv['openblas_threads'] = worker(
-                                 'infer_paddle', arch=arch,
-                                 extra_env={'OPENBLAS_NUM_THREADS':
-                                            str(THREADS)},
-                                 modes=['deploy_onednn', 'dygraph'],
-                                 **common)
-        lv['glibc_malloc'] = worker('infer_paddle', GLIBC_MALLOC, arch=arch,
-                                    modes=['deploy_onednn'],
-                                    **{**common, 'batches': [8]})
-        lv['torch_heap_malloc'] = worker('torch_infer', HEAP_MALLOC,
-                                         arch=arch,
-                                         **{**common, 'batches': [8]})
-        lv['kmp_blocktime0'] = worker('infer_paddle', arch=arch,
-                                      extra_env={'KMP_BLOCKTIME': '0'},
-                                      modes=['deploy_onednn'], **common)
-        raw['levers'] = lv
-        A = arch.upper()
-        base = raw[arch]['paddle']
-        ref8 = raw[arch]['torch']['e2e']['8']['clips_per_s']
-        rows += [
-            row('infer', f'lever {A}: deploy oneDNN batch 16 incl. front end',
-                lv['batch16']['deploy_onednn']['e2e']['16']['clips_per_s'],
-                'clips/s', base['deploy_onednn']['e2e']['8']['clips_per_s'],
-                'same, batch 8'),
-            row('infer', f'lever {A}: deploy oneDNN b8, front end inside the '
-                'graph (export --include_frontend)',
-                lv['wave_graph']['deploy_onednn_wave']['e2e']['8']
-                ['clips_per_s'], 'clips/s',
-                base['deploy_onednn']['e2e']['8']['clips_per_s'],
-                'numpy front end + graph'),
-            row('infer', f'lever {A}: dynamic graph b8 with paddle front end '
-                '(predict.py --feat_backend paddle)',
-                lv['wave_graph']['dygraph_paddle_fe']['e2e']['8']
-                ['clips_per_s'], 'clips/s',
-                lv['wave_graph']['dygraph']['e2e']['8']['clips_per_s'],
-                'numpy front end'),
-            row('infer', f'lever {A}: deploy oneDNN b8 incl. front end, '
-                '1 thread', lv['threads1']['deploy_onednn']['e2e']['8']
-                ['clips_per_s'], 'clips/s',
-                base['deploy_onednn']['e2e']['8']['clips_per_s'],
-                '2 threads'),
-            row('infer', f'lever {A}: deploy oneDNN b8 incl. front end, glibc '
-                'default malloc', lv['glibc_malloc']['deploy_onednn']['e2e']
-                ['8']['clips_per_s'], 'clips/s',
-                base['deploy_onednn']['e2e']['8']['clips_per_s'],
-                'heap (the recipe)'),
-            row('infer', f'lever {A}: PyTorch b8 incl. front end with the '
-                'recipe\'s malloc settings', lv['torch_heap_malloc']['e2e']
-                ['8']['clips_per_s'], 'clips/s', ref8, 'PyTorch default',
-                note='ours / this: '
-                f"{base['deploy_onednn']['e2e']['8']['clips_per_s'] / lv['torch_heap_malloc']['e2e']['8']['clips_per_s']:.2f}x"),
-            row('infer', f'lever {A}: PyTorch b8 incl. front end, 1 thread',
-                lv['torch_threads1']['e2e']['8']['clips_per_s'], 'clips/s',
-                ref8, '2 threads'),
-            row('infer', f'lever {A}: dynamic graph b8 network, '
-                'MKL_DEBUG_CPU_TYPE unset', lv['no_mkl_debug']['dygraph']
-                ['net']['8']['clips_per_s'], 'clips/s',
-                base['dygraph']['net']['8']['clips_per_s'],
-                'MKL_DEBUG_CPU_TYPE=5'),
-            row('infer', f'lever {A}: deploy no oneDNN b8 network, '
-                'MKL_DEBUG_CPU_TYPE unset', lv['no_mkl_debug']['deploy_plain']
-                ['net']['8']['clips_per_s'], 'clips/s',
-                base['deploy_plain']['net']['8']['clips_per_s'],
-                'MKL_DEBUG_CPU_TYPE=5'),
-        ]
-        env_levers = [  # (worker run, mode, what, setting, compared with)
-            ('openblas_threads', 'deploy_onednn', 'deploy oneDNN',
-             f'OPENBLAS_NUM_THREADS={THREADS}', 'default (numpy BLAS 1 thread)'),
-            ('openblas_threads', 'dygraph', 'dynamic graph',
-             f'OPENBLAS_NUM_THREADS={THREADS}', 'default (numpy BLAS 1 thread)'),
-            ('kmp_blocktime0', 'deploy_onednn', 'deploy oneDNN',
-             'KMP_BLOCKTIME=0', 'default'),
-        ]
-        for b in map(str, P['batches']):
-            for key, mode, what, setting, ref in env_levers:
-                rows.append(row(
-                    'infer', f'lever {A}: {what} b{b} incl. front end, '
-                    f'{setting}', lv[key][mode]['e2e'][b]['clips_per_s'],
-                    'clips/s', base[mode]['e2e'][b]['clips_per_s'], ref))
-    return {'raw': raw, 'rows': rows}
+    lever_rows, raw['levers'] = run_levers(
+        'infer', P, raw, {'infer_paddle': common, 'torch_infer': common})
+    return {'raw': raw, 'rows': rows + lever_rows}
 
 
 def section_folder(P, work):
@@ -276,64 +366,33 @@ def section_folder(P, work):
             2 * np.pi * rng.uniform(100, 4000) * t)
         sf.write(folder / f'clip_{i:04d}.wav', x.clip(-1, 1), sr,
                  subtype='PCM_16')
-    scripts = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns'
-    common = ['--device', 'cpu', '--cpu_threads', str(THREADS)]
-    deploy_s, out = wall([sys.executable, str(scripts / 'deploy' /
-                                              'predict.py'),
-                          '--model_dir', ex['export_dir'], '--wav',
-                          str(folder), '--batch_size', '8', *common])
-    assert out.count('[') >= n, out[-500:]
-    torch_s, out = wall([sys.executable, str(HERE / 'torch_classify_folder.py'),
+    args = {'model_dir': ex['export_dir'], 'folder': str(folder), 'files': n}
+    deploy = deploy_folder(**args)
+    torch_s, out = wall([sys.executable,
+                         str(HERE / 'torch_classify_folder.py'),
                          '--wav', str(folder), '--arch', arch,
                          '--batch_size', '8', '--threads', str(THREADS)])
     assert len(out.splitlines()) == n, out[-500:]
+    dyn_s, _ = wall([sys.executable, str(SCRIPTS / 'predict.py'),
+                     '--checkpoint', ex['checkpoint'], '--wav', str(folder),
+                     '--device', 'cpu', '--cpu_threads', str(THREADS)])
+    deploy_s = deploy['wall_s']
     raw = {'files': n, 'seconds': secs, 'sample_rate': sr, 'arch': arch,
-           'deploy_s': deploy_s, 'torch_s': torch_s}
+           'deploy_s': deploy_s, 'torch_s': torch_s,
+           'predict_dygraph_s': dyn_s}
     A = arch.upper()
     rows = [row('folder', f'{n} x {secs:g} s 44.1 kHz wav, {A}: deploy/'
                 'predict.py --batch_size 8 (speed = 1 / wall time)',
                 1 / deploy_s, '1/s', 1 / torch_s, 'PyTorch script', 1.5,
-                note=f'wall {deploy_s:.1f} s vs {torch_s:.1f} s')]
-    if P['lever_rows']:
-        plain_s, _ = wall([sys.executable, str(scripts / 'deploy' /
-                                               'predict.py'),
-                           '--model_dir', ex['export_dir'], '--wav',
-                           str(folder), '--batch_size', '8',
-                           '--enable_mkldnn', 'false', *common])
-        dyn_s, _ = wall([sys.executable, str(scripts / 'predict.py'),
-                         '--checkpoint', ex['checkpoint'], '--wav',
-                         str(folder), *common])
-        ob_s, _ = wall([sys.executable, str(scripts / 'deploy' /
-                                            'predict.py'),
-                        '--model_dir', ex['export_dir'], '--wav',
-                        str(folder), '--batch_size', '8', *common],
-                       extra_env={'OPENBLAS_NUM_THREADS': str(THREADS)})
-        raw.update(deploy_no_onednn_s=plain_s, predict_dygraph_s=dyn_s,
-                   deploy_openblas_threads_s=ob_s)
-        rows += [
-            row('folder', 'lever: deploy/predict.py --enable_mkldnn false',
-                1 / plain_s, '1/s', 1 / torch_s, 'PyTorch script',
-                note=f'wall {plain_s:.1f} s'),
-            row('folder', f'lever: deploy/predict.py with OpenBLAS at '
-                f'{THREADS} threads (numpy default; the recipe sets 1)',
-                1 / ob_s, '1/s', 1 / torch_s, 'PyTorch script',
-                note=f'wall {ob_s:.1f} s'),
+                note=f'wall {deploy_s:.1f} s vs {torch_s:.1f} s'),
             row('folder', 'predict.py (dynamic graph, batch 1)', 1 / dyn_s,
                 '1/s', 1 / deploy_s, 'deploy/predict.py', 0.8,
-                note=f'wall {dyn_s:.1f} s'),
-        ]
-    return {'raw': raw, 'rows': rows}
-
-
-# glibc's own default for M_MMAP_MAX: undoes runtime.keep_large_buffers
-GLIBC_MALLOC = {'MALLOC_MMAP_MAX_': '65536'}
-# runtime.keep_large_buffers as environment, for the PyTorch side
-HEAP_MALLOC = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(512 << 20)}
-TRAIN_LEVERS = [
-    ('threads1', 'dynamic graph, 1 thread'),
-    ('onednn_flag', 'dynamic graph with FLAGS_use_onednn=1'),
-    ('to_static', 'paddle.jit.to_static forward (full graph), 2 threads'),
-]
+                note=f'wall {dyn_s:.1f} s')]
+    lever_rows, raw['levers'] = run_levers(
+        'folder', P, {arch: {'deploy': deploy, 'torch': {'per_s': 1 / torch_s,
+                                                        'wall_s': torch_s}}},
+        {'deploy_folder': args})
+    return {'raw': raw, 'rows': rows + lever_rows}
 
 
 def section_train(P, work):
@@ -351,34 +410,12 @@ def section_train(P, work):
         rows.append(row('train', f'{A} training peak RSS', pd['peak_rss_mb'],
                         'MB', th['peak_rss_mb'], 'PyTorch reference',
                         note='ratio > 1: we use more memory'))
-        if not P['lever_rows'] or arch != P['train_archs'][0]:
-            continue
-        for lever, what in TRAIN_LEVERS:
-            lv = worker('train_paddle', arch=arch, lever=lever, **args)
-            raw[arch][lever] = lv
-            rows.append(row('train', f'lever {A}: {what}', lv['clips_per_s'],
-                            'clips/s', pd['clips_per_s'],
-                            'dynamic graph, 2 threads'))
-    if P['lever_rows']:
-        for arch in P['train_archs']:
-            A = arch.upper()
-            base = raw[arch]
-            base['glibc_malloc'] = worker('train_paddle', GLIBC_MALLOC,
-                                          arch=arch, **args)
-            base['torch_heap_malloc'] = worker('torch_train', HEAP_MALLOC,
-                                               arch=arch, **args)
-            rows += [
-                row('train', f'lever {A}: glibc default malloc (large '
-                    'buffers mmapped per step)',
-                    base['glibc_malloc']['clips_per_s'], 'clips/s',
-                    base['paddle']['clips_per_s'], 'heap (the recipe)'),
-                row('train', f'lever {A}: PyTorch with the recipe\'s malloc '
-                    'settings', base['torch_heap_malloc']['clips_per_s'],
-                    'clips/s', base['torch']['clips_per_s'],
-                    'PyTorch default', note='ours / this: '
-                    f"{base['paddle']['clips_per_s'] / base['torch_heap_malloc']['clips_per_s']:.2f}x"),
-            ]
-    if P['lever_rows']:
+    lever_rows, levers = run_levers(
+        'train', P, {a: raw[a] for a in P['train_archs']},
+        {'train_paddle': args, 'torch_train': args})
+    rows += lever_rows
+    raw['levers'] = levers
+    if 'conv' in P:
         pc = worker('conv_paddle', **P['conv'])
         tc = worker('torch_conv', **P['conv'])
         raw['conv'] = {'paddle': pc, 'torch': tc}
@@ -402,31 +439,43 @@ def section_train(P, work):
 
 
 def section_frontend(P, work):
+    import numpy as np
     args = dict(clips=P['fe_clips'], batch=8, seconds=P['fe_seconds'],
                 reps=P['fe_reps'])
     # numpy's BLAS gets the same threads on both sides (librosa's process
     # keeps numpy's default); the recipe itself runs it on one thread.
-    pd = worker('frontend_paddle', extra_env={'OPENBLAS_NUM_THREADS':
-                                              str(THREADS)}, **args)
+    ours, theirs = work / 'frontend_paddle.npz', work / 'frontend_torch.npz'
+    pd = worker('frontend_paddle', OPENBLAS, save=str(ours), **args)
     pd1 = worker('frontend_paddle', **args)
-    th = worker('torch_frontend', **args)
+    th = worker('torch_frontend', save=str(theirs), **args)
+    # the same clips through every front end, compared in dB with librosa
+    with np.load(ours) as a, np.load(theirs) as b:
+        assert np.array_equal(a['waves'], b['waves'])
+        lib_db = b['librosa']
+        diff = {k: float(np.abs(f[k] - lib_db).max())
+                for f, k in ((a, 'numpy'), (a, 'paddle'),
+                             (b, 'torchlibrosa'))}
     lib = th['librosa']
+
+    def same(k):
+        return f'max |dB - librosa| {diff[k]:.1e}'
     rows = [
         row('frontend', f'numpy NumpyLogMel (per clip), OpenBLAS {THREADS} '
             'threads', pd['numpy'], 'clips/s', lib, 'librosa', 0.9,
-            note='target: within 10 %'),
+            note='target: within 10 %; ' + same('numpy')),
         row('frontend', 'numpy NumpyLogMel (per clip), OpenBLAS 1 thread '
             '(the recipe\'s setting)', pd1['numpy'], 'clips/s', lib,
             'librosa'),
         row('frontend', 'paddle paddle_logmel (batch 8)',
-            pd['paddle_batched'], 'clips/s', lib, 'librosa', 3.0),
+            pd['paddle_batched'], 'clips/s', lib, 'librosa', 3.0,
+            note=same('paddle')),
         row('frontend', 'torchlibrosa (batch 8)', th['torchlibrosa_batched'],
-            'clips/s', lib, 'librosa'),
+            'clips/s', lib, 'librosa', note=same('torchlibrosa')),
         row('frontend', 'librosa melspectrogram + power_to_db (per clip)',
             lib, 'clips/s'),
     ]
     return {'raw': {'paddle': pd, 'paddle_openblas1': pd1, 'torch': th,
-                    **args}, 'rows': rows}
+                    'max_abs_db_vs_librosa': diff, **args}, 'rows': rows}
 
 
 def section_limit(P, work, infer=None):
@@ -476,26 +525,10 @@ def section_rss(P, work):
             'flat)', r['rss_last_mb'], 'MB', r['rss_first_mb'],
             f'first {k} clips', note=f"growth {r['growth_mb']:+.1f} MB"),
     ]
-    raw = {'release': r}
-    if P['lever_rows']:
-        off = worker('rss_predictor', out_dir=str(work), release=False,
-                     **P['rss'])
-        raw['no_release'] = off
-        rows.append(row(
-            'rss', f'lever: without the heap limit (runtime.HeapLimit; '
-            f'last {k} vs first {k})', off['rss_last_mb'], 'MB',
-            off['rss_first_mb'], f'first {k} clips',
-            note=f"growth {off['growth_mb']:+.1f} MB, "
-            f"{off['clips_per_s']:.1f} clips/s"))
-        big = worker('rss_predictor', out_dir=str(work), cache_capacity=10,
-                     **P['rss'])
-        raw['cache_capacity_10'] = big
-        rows.append(row(
-            'rss', 'lever: oneDNN cache of 10 input shapes instead of 2 '
-            '(peak RSS)', big['peak_rss_mb'], 'MB', r['peak_rss_mb'],
-            'cache of 2 (the default)', note=f"growth "
-            f"{big['growth_mb']:+.1f} MB, {big['clips_per_s']:.1f} clips/s"))
-    return {'raw': raw, 'rows': rows}
+    lever_rows, levers = run_levers(
+        'rss', P, {P['rss']['arch']: {'default': r}},
+        {'rss_predictor': dict(out_dir=str(work), **P['rss'])})
+    return {'raw': {'release': r, 'levers': levers}, 'rows': rows + lever_rows}
 
 
 # ------------------------------------------------------------------- output

@@ -13,7 +13,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 if not sys.argv[1:2] or not sys.argv[1].startswith('torch_'):
     # As the recipe's scripts get it from paddlespeech/cls/__init__.py,
@@ -45,21 +44,20 @@ def _paddle(threads=THREADS):
 
 def export_random(arch, out_dir, include_frontend=False, num_class=50):
     """A random-weight classifier checkpoint (as train.py writes it),
-    exported with export_model.export; returns (checkpoint, export_dir)."""
+    exported with paddlespeech.cls.export; returns (checkpoint, export_dir)."""
     paddle = _paddle()
-    from paddlespeech.cls.checkpoint import save_checkpoint
-    from paddlespeech.cls.exps.panns.export_model import export
+    from paddlespeech.cls.checkpoint import model_meta, save_checkpoint
+    from paddlespeech.cls.export import export
     from paddlespeech.cls.features import FeatureConfig
     from paddlespeech.cls.models import build_classifier
+    from paddlespeech.cls.task import Task
     out_dir = Path(out_dir)
     ckpt = out_dir / f'ckpt_{arch}' / 'epoch_1' / 'model.pdparams'
     if not ckpt.is_file():
         paddle.seed(0)
         model = build_classifier(arch, num_class, 0.1)
         labels = [f'class_{i}' for i in range(num_class)]
-        meta = {'backbone': arch, 'num_class': num_class,
-                'label_list': labels, 'dropout': 0.1,
-                'feature': FeatureConfig().to_dict()}
+        meta = model_meta(arch, labels, 0.1, FeatureConfig(), Task())
         save_checkpoint(out_dir / f'ckpt_{arch}', 1, model, meta)
     exp = out_dir / (f'export_{arch}' + ('_wave' if include_frontend else ''))
     if not (exp / 'model.json').is_file():
@@ -87,8 +85,8 @@ def task_infer_paddle(a):
     """Deploy Predictor (oneDNN on/off) and dynamic graph, with and
     without the front end, for one architecture."""
     paddle = _paddle(a.get('threads', THREADS))
-    from paddlespeech.cls.checkpoint import load_classifier
-    from paddlespeech.cls.exps.panns.deploy.predict import Predictor
+    from paddlespeech.cls.inference import Predictor
+    from paddlespeech.cls.models import load_classifier
     from paddlespeech.cls.features import FeatureConfig, NumpyLogMel, \
         paddle_logmel
     arch, seconds = a['arch'], a['seconds']
@@ -184,6 +182,11 @@ def task_frontend_paddle(a):
             for x in batches:
                 fe(x).numpy()
     t_pd = timeit(run_paddle, 1, a['reps'])
+    if a.get('save'):  # [clips, frames, n_mels] log-mel of each front end
+        with paddle.no_grad():
+            np.savez(a['save'], waves=W,
+                     numpy=np.stack([numpy_fe(w) for w in W]),
+                     paddle=np.concatenate([fe(x).numpy() for x in batches]))
     return {'numpy': n / t_np, 'paddle_batched': n / t_pd}
 
 
@@ -303,43 +306,30 @@ def task_conv_paddle(a):
 
 def task_epoch_cache(a):
     """Epoch 1 (decode + resample + NumpyLogMel per clip) against epoch 2
-    (ESC50Dataset's in-memory feature cache), with train.py's own
-    train_one_epoch, data set from make_synthetic_esc50.generate()."""
-    paddle = _paddle()
-    sys.path.insert(0, str(ROOT / 'local'))
-    from make_synthetic_esc50 import generate
-    from paddlespeech.cls.datasets.esc50 import ESC50Dataset
-    from paddlespeech.cls.exps.panns.train import new_progress, \
-        train_one_epoch
-    from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
-    from paddlespeech.cls.models import build_classifier
-    from paddlespeech.cls.training import ResumableBatchSampler, collate
-    paddle.seed(0)
-    np.random.seed(0)
+    (the dataset's in-memory feature cache): ``Trainer.train_epoch`` (what
+    train.py runs) on a data set from ``datasets.synthetic.generate``."""
+    _paddle()
+    from paddlespeech.cls.config import load_config
+    from paddlespeech.cls.datasets.synthetic import generate
+    from paddlespeech.cls.features import NumpyLogMel
+    from paddlespeech.cls.trainer import Trainer
     with tempfile.TemporaryDirectory() as tmp:
         root = generate(Path(tmp) / 'esc', classes=a['classes'],
                         clips_per_fold=a['clips_per_fold'], folds=5,
                         seconds=a['seconds'])
-        feature = FeatureConfig()
-        ds = ESC50Dataset(root, 'train', 1, feature, NumpyLogMel(feature))
-        sampler = ResumableBatchSampler(ds, batch_size=a['batch'],
-                                        shuffle=True, drop_last=False)
-        loader = paddle.io.DataLoader(ds, batch_sampler=sampler,
-                                      num_workers=0,
-                                      collate_fn=lambda b: collate(b, -100.0))
-        model = build_classifier(a['arch'], len(ds.label_list), 0.1)
-        opt = paddle.optimizer.Adam(learning_rate=5e-5,
-                                    parameters=model.parameters())
-        crit = paddle.nn.CrossEntropyLoss()
-        cfg = SimpleNamespace(epochs=3, log_freq=10 ** 6)
-        stop = SimpleNamespace(check=lambda: None)
+        cfg = load_config(None, {
+            'data_dir': str(root), 'checkpoint_dir': str(Path(tmp) / 'ckpt'),
+            'backbone': a['arch'], 'pretrained': False,
+            'batch_size': a['batch'], 'learning_rate': 5e-5, 'epochs': 3,
+            'log_freq': 10 ** 6, 'device': 'cpu', 'cpu_threads': THREADS})
+        with contextlib.redirect_stdout(io.StringIO()):
+            trainer = Trainer(cfg)
+        ds, feature = trainer.train_set, cfg.feature
         times = []
         for epoch in (1, 2, 3):
-            sampler.set_epoch(epoch)
             t = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
-                train_one_epoch(model, loader, opt, None, crit, None,
-                                new_progress(epoch), cfg, 0, stop)
+                trainer.train_epoch(epoch)
             times.append(time.perf_counter() - t)
             log(f'epoch {epoch}: {times[-1]:.2f} s')
             if epoch == 2 and not a.get('third_epoch'):
@@ -364,7 +354,7 @@ def task_rss_predictor(a):
     import soundfile as sf
     _paddle()
     from paddlespeech.cls import prediction
-    from paddlespeech.cls.exps.panns.deploy.predict import Predictor
+    from paddlespeech.cls.inference import Predictor
     _, exp = export_random(a['arch'], a['out_dir'])
     folder = Path(a['out_dir']) / f"rss_{a['clips']}_{a['min_s']}_{a['max_s']}"
     rng = np.random.default_rng(1)
@@ -450,21 +440,27 @@ def task_torch_frontend(a):
     W = waves(n, seconds)
 
     def lib():
+        out = []
         for w in W:
             S = librosa.feature.melspectrogram(
                 y=w, sr=32000, n_fft=1024, hop_length=320, win_length=1024,
                 window='hann', center=True, pad_mode='reflect', power=2.0,
                 n_mels=64, fmin=50, fmax=14000, htk=False, norm='slaney')
-            librosa.power_to_db(S, ref=1.0, amin=1e-10, top_db=None)
+            out.append(librosa.power_to_db(S, ref=1.0, amin=1e-10,
+                                           top_db=None).T)
+        return out
     fe = ref._front_end()
     batches = [torch.from_numpy(W[i:i + b]) for i in range(0, n, b)]
 
     def tl():
         with torch.inference_mode():
-            for x in batches:
-                fe(x).numpy()
-    return {'librosa': n / timeit(lib, 1, a['reps']),
-            'torchlibrosa_batched': n / timeit(tl, 1, a['reps'])}
+            return [fe(x).numpy()[:, 0] for x in batches]
+    res = {'librosa': n / timeit(lib, 1, a['reps']),
+           'torchlibrosa_batched': n / timeit(tl, 1, a['reps'])}
+    if a.get('save'):  # [clips, frames, n_mels] log-mel of each front end
+        np.savez(a['save'], waves=W, librosa=np.stack(lib()),
+                 torchlibrosa=np.concatenate(tl()))
+    return res
 
 
 def task_torch_train(a):
