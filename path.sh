@@ -8,5 +8,3 @@ VENV="${VENV:-${MAIN_ROOT}/.venv}"
 source "${VENV}/bin/activate"
 export PYTHONPATH="${MAIN_ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
 export PYTHONIOENCODING=UTF-8
-# Paddle's bundled MKL takes a slow non-AVX2 path on AMD CPUs without this.
-export MKL_DEBUG_CPU_TYPE="${MKL_DEBUG_CPU_TYPE:-5}"

@@ -53,23 +53,32 @@ def current_rss_mb():
     return float('nan')
 
 
-def machine():
-    cpu = 'unknown'
+def _cpuinfo(key):
+    """The first ``key`` line's value in /proc/cpuinfo ('' if none)."""
     try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-        flags = next((l for l in Path('/proc/cpuinfo').read_text()
-                      .splitlines() if l.startswith('flags')), '')
-        isa = [f for f in ('avx2', 'fma', 'avx512f') if f' {f}' in flags]
+        lines = Path('/proc/cpuinfo').read_text().splitlines()
     except OSError:
-        isa = []
-    return {'cpu': cpu, 'isa': isa, 'cores': os.cpu_count(),
+        return ''
+    return next((line.split(':', 1)[1].strip() for line in lines
+                 if line.startswith(key)), '')
+
+
+# paddlespeech.cls sets MKL_DEBUG_CPU_TYPE=5 in the workers on AMD only
+AMD = _cpuinfo('vendor_id') == 'AuthenticAMD'
+
+
+def machine():
+    flags = f" {_cpuinfo('flags')} "
+    isa = [f for f in ('avx2', 'fma', 'avx512f') if f' {f} ' in flags]
+    return {'cpu': _cpuinfo('model name') or 'unknown', 'isa': isa,
+            'cpu_flags': sorted(f for f in flags.split()
+                                if f.startswith(('avx', 'amx', 'fma'))),
+            'cores': os.cpu_count(),
             'affinity': len(os.sched_getaffinity(0)),
             'python': platform.python_version(),
             'load_avg_1min': os.getloadavg()[0],
-            'MKL_DEBUG_CPU_TYPE': os.environ.get('MKL_DEBUG_CPU_TYPE')}
+            'MKL_DEBUG_CPU_TYPE': os.environ.get(
+                'MKL_DEBUG_CPU_TYPE', '5' if AMD else 'unset')}
 
 
 def conv_flops(cin, cout, k, h, w):

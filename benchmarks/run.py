@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speed and memory of the recipe, measured side by side with PyTorch PANNs.
 
-    PYTHONPATH=. MKL_DEBUG_CPU_TYPE=5 python benchmarks/run.py \
+    PYTHONPATH=. python benchmarks/run.py \
         [--quick] [--json out.json] [--only SECTION[,SECTION]]
 
 Sections: infer, folder, train, frontend, limit, rss (see README.md).
@@ -20,12 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, THREADS, busy_cpu_seconds, machine,  # noqa: E402
+from common import (AMD, ROOT, THREADS, busy_cpu_seconds, machine,  # noqa: E402
                     model_flops)
 
 HERE = Path(__file__).resolve().parent
@@ -66,7 +66,6 @@ def env():
     e = dict(os.environ)
     e['PYTHONPATH'] = os.pathsep.join(
         [str(ROOT)] + [p for p in [e.get('PYTHONPATH')] if p])
-    e.setdefault('MKL_DEBUG_CPU_TYPE', '5')
     e.setdefault('MPLBACKEND', 'Agg')
     return e
 
@@ -137,6 +136,12 @@ GLIBC_MALLOC = {'MALLOC_MMAP_MAX_': '65536'}
 # runtime.keep_large_buffers as environment, for the PyTorch side
 HEAP_MALLOC = {'MALLOC_MMAP_MAX_': '0', 'MALLOC_TRIM_THRESHOLD_': str(512 << 20)}
 OPENBLAS = {'OPENBLAS_NUM_THREADS': str(THREADS)}
+# the MKL hint the recipe does not set on this CPU: (row name, environment,
+# what the default is)
+MKL_FLIP = (('MKL_DEBUG_CPU_TYPE unset', {'MKL_DEBUG_CPU_TYPE': ''},
+             'MKL_DEBUG_CPU_TYPE=5 (AMD)') if AMD else
+            ('MKL_DEBUG_CPU_TYPE=5', {'MKL_DEBUG_CPU_TYPE': '5'},
+             'unset (the recipe, on this Intel CPU)'))
 
 
 @dataclass(frozen=True)
@@ -210,14 +215,14 @@ LEVERS = [
     Lever('infer', '{A} PyTorch b8 incl. front end, 1 thread', 'torch_infer',
           {**B8, 'threads': 1}, {}, 'lever/e2e/8/clips_per_s',
           'torch/e2e/8/clips_per_s', '2 threads'),
-    Lever('infer', '{A} dynamic graph b8 network, MKL_DEBUG_CPU_TYPE unset',
-          'infer_paddle', NO_MKL, {'MKL_DEBUG_CPU_TYPE': ''},
+    Lever('infer', f'{{A}} dynamic graph b8 network, {MKL_FLIP[0]}',
+          'infer_paddle', NO_MKL, MKL_FLIP[1],
           'lever/dygraph/net/8/clips_per_s',
-          'paddle/dygraph/net/8/clips_per_s', 'MKL_DEBUG_CPU_TYPE=5'),
-    Lever('infer', '{A} deploy no oneDNN b8 network, MKL_DEBUG_CPU_TYPE unset',
-          'infer_paddle', NO_MKL, {'MKL_DEBUG_CPU_TYPE': ''},
+          'paddle/dygraph/net/8/clips_per_s', MKL_FLIP[2]),
+    Lever('infer', f'{{A}} deploy no oneDNN b8 network, {MKL_FLIP[0]}',
+          'infer_paddle', NO_MKL, MKL_FLIP[1],
           'lever/deploy_plain/net/8/clips_per_s',
-          'paddle/deploy_plain/net/8/clips_per_s', 'MKL_DEBUG_CPU_TYPE=5'),
+          'paddle/deploy_plain/net/8/clips_per_s', MKL_FLIP[2]),
     *[Lever('infer', f'{{A}} {what} b{{b}} incl. front end, '
             f'OPENBLAS_NUM_THREADS={THREADS}', 'infer_paddle',
             {'modes': ['deploy_onednn', 'dygraph']}, OPENBLAS,
@@ -629,6 +634,7 @@ def main(argv=None):
             f"{info['date']}, {info['elapsed_s']:.0f} s"
             + (f", paddle {info['paddle']}, torch {info['torch']}"
                if 'paddle' in info else '')
+            + f"\n\nCPU flags: {' '.join(info['cpu_flags'])}"
             + (f"\n\n**Measured under load** (1-min load average "
                f"{info['load_avg_1min']:.2f} at start, "
                f"{info['load_avg_1min_end']:.2f} at end; other processes "

@@ -51,7 +51,6 @@ def script_env():
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         [str(ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])
-    env.setdefault('MKL_DEBUG_CPU_TYPE', '5')
     return env
 
 

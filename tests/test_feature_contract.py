@@ -47,7 +47,6 @@ TOL = 1e-4
 def _env():
     env = dict(os.environ)
     env['PYTHONPATH'] = str(ROOT) + os.pathsep + env.get('PYTHONPATH', '')
-    env.setdefault('MKL_DEBUG_CPU_TYPE', '5')
     return env
 
 

@@ -69,6 +69,16 @@ def check_amp(amp, device):
                         f'{device}; use --amp off (the default) on CPU')
 
 
+def amd_cpu():
+    """Whether the CPU is AMD's (Linux; False where it cannot be told)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            return any(line.startswith('vendor_id') and 'AuthenticAMD' in line
+                       for line in f)
+    except OSError:
+        return False
+
+
 def _libc_function(name):
     import ctypes
     import ctypes.util
