@@ -11,12 +11,16 @@ from paddlespeech.cls.datasets.synthetic import generate
 from paddlespeech.cls.runtime import run
 
 
-def main(argv):
-    p = ConfigArgumentParser(description=__doc__.splitlines()[0])
+def get_parser():
+    p = ConfigArgumentParser(description=__doc__)
     p.add('--data_dir', help='dataset root in ESC-50 layout')
     p.add('--data_home', help='where ESC-50 is downloaded and extracted '
           'when data_dir is not set')
-    cfg = p.parse_config(argv)
+    return p
+
+
+def main(argv):
+    cfg = get_parser().parse_config(argv)
     root = dataset_root(cfg)
     if cfg.dataset == 'synthetic':
         if not (root / 'meta' / 'esc50.csv').is_file():

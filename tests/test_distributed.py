@@ -1,7 +1,6 @@
 """Data-parallel training with paddle.distributed.launch: two CPU processes
 under one launcher, and two launchers ("nodes") on 127.0.0.1 with one
 process each."""
-import os
 import random
 import socket
 import subprocess

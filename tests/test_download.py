@@ -160,15 +160,16 @@ def cache(tmp_path, monkeypatch):
     return tmp_path
 
 
-def set_archive(monkeypatch, url, md5):
-    """Point the registry's cnn6 entry at another weight archive."""
+def set_sources(monkeypatch, url, md5, pdparams):
+    """Point the registry's cnn6 entry at other weight sources."""
     monkeypatch.setitem(registry.BACKBONES, 'cnn6', dataclasses.replace(
-        CNN6, archive=url, archive_md5=md5))
+        CNN6, archive=url, archive_md5=md5, pdparams=pdparams))
 
 
 def serve_archive(server, monkeypatch, archive, md5=None):
     url = server.serve('/panns_cnn6.tar.gz', archive)
-    set_archive(monkeypatch, url, md5 or hashlib.md5(archive).hexdigest())
+    set_sources(monkeypatch, url, md5 or hashlib.md5(archive).hexdigest(),
+                server.url('/none.pdparams'))
     return url
 
 
@@ -194,7 +195,7 @@ def test_fetch_pretrained_failures(case, server, refused_url, cache,
                                    monkeypatch):
     if case == 'refused':
         url = refused_url
-        set_archive(monkeypatch, url, '0' * 32)
+        set_sources(monkeypatch, url, '0' * 32, server.url('/none.pdparams'))
     else:
         archive = tar_gz({'panns_cnn6/panns.yaml': b'{}'})
         url = serve_archive(server, monkeypatch, archive,
@@ -202,7 +203,8 @@ def test_fetch_pretrained_failures(case, server, refused_url, cache,
     with pytest.raises(DownloadError) as e:
         weights.fetch_pretrained(registry.BACKBONES['cnn6'])
     message = str(e.value)
-    assert url in message
+    assert len(message.splitlines()) == 1
+    assert url in message and server.url('/none.pdparams') in message
     assert str(cache / 'panns_cnn6.pdparams') in message
     assert 'paddlespeech.cls.models.panns.convert --arch cnn6' in message
     assert 'Cnn6_mAP=0.343.pth' in message and '--pretrained_path' in message
@@ -210,6 +212,33 @@ def test_fetch_pretrained_failures(case, server, refused_url, cache,
         assert_nothing_cached(cache)
     assert not (cache / 'panns_cnn6.pdparams').exists()
     assert not list(cache.glob('.*'))
+
+
+@pytest.mark.parametrize('second', ['good', 'does not fit'])
+def test_fetch_pretrained_falls_back_to_the_pdparams(second, server,
+                                                     refused_url, cache,
+                                                     monkeypatch):
+    """The archive's host refuses: the plain .pdparams (upstream recipe's
+    source, no md5) is used when it loads and fits, else refused."""
+    state = zero_weights('cnn6')
+    state['fc1.bias'] = np.full(512, 0.25, 'float32')
+    if second == 'does not fit':
+        state['fc1.bias'] = np.zeros(3, 'float32')
+    url = server.serve('/panns_cnn6.pdparams', pdparams_bytes(state))
+    set_sources(monkeypatch, refused_url, '0' * 32, url)
+    if second == 'does not fit':
+        with pytest.raises(DownloadError) as e:
+            weights.fetch_pretrained(registry.BACKBONES['cnn6'])
+        assert refused_url in str(e.value) and url in str(e.value)
+        assert 'fc1.bias has shape [3], expected [512]' in str(e.value)
+        assert_nothing_cached(cache)
+        return
+    dest = weights.fetch_pretrained(registry.BACKBONES['cnn6'])
+    assert dest == cache / 'panns_cnn6.pdparams'
+    assert [p.name for p in cache.iterdir()] == ['panns_cnn6.pdparams']
+    model = cnn6(pretrained=True)
+    np.testing.assert_array_equal(model.fc1.bias.numpy(), state['fc1.bias'])
+    assert server.requests['/panns_cnn6.pdparams'] == 1
 
 
 def test_load_pretrained_refuses_what_does_not_fit(tmp_path):

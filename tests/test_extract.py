@@ -38,14 +38,39 @@ def make_tar(path, members):
     return path
 
 
+@pytest.fixture(params=['data filter', 'no filter'])
+def python_tarfile(request, monkeypatch):
+    """Both paths of extract(): a Python whose tarfile has the ``data``
+    filter, and an older one (before 3.9.17 / 3.10.12 / 3.11.4) whose
+    ``extractall`` takes no ``filter`` argument. Returns the filters that
+    extractall was called with."""
+    calls = []
+    original = tarfile.TarFile.extractall
+
+    def extractall(self, path='.', members=None, **kw):
+        calls.append(kw.get('filter'))
+        if request.param == 'no filter' and 'filter' in kw:
+            raise TypeError("extractall() got an unexpected keyword argument "
+                            "'filter'")
+        return original(self, path, members, **kw)
+
+    if request.param == 'no filter':
+        monkeypatch.delattr(tarfile, 'data_filter')
+    monkeypatch.setattr(tarfile.TarFile, 'extractall', extractall)
+    return calls
+
+
 GOOD = [('ESC-50-master/meta/esc50.csv', b'filename\n'),
         ('ESC-50-master/audio/1-1-A-0.wav', b'RIFF')]
 
 
 @pytest.mark.parametrize('make', [make_zip, make_tar])
-def test_ordinary_archive_extracts(tmp_path, make):
+def test_ordinary_archive_extracts(tmp_path, make, python_tarfile):
     archive = make(tmp_path / 'ok.archive', GOOD)
     out = extract(archive, tmp_path / 'data')
+    if make is make_tar:
+        assert python_tarfile == ['data' if hasattr(tarfile, 'data_filter')
+                                  else None]
     assert (out / 'ESC-50-master' / 'meta' / 'esc50.csv').read_bytes() == \
         b'filename\n'
     assert (out / 'ESC-50-master' / 'audio' / '1-1-A-0.wav').is_file()
@@ -67,7 +92,8 @@ TAR_LINKS = {'symlink': ('ESC-50-master/link', '/etc', 'sym'),
     *[(make_tar, m) for m in {**EVIL, **TAR_LINKS}.values()],
 ], ids=[f'zip-{k}' for k in {**EVIL, **ZIP_LINKS}] +
        [f'tar-{k}' for k in {**EVIL, **TAR_LINKS}])
-def test_unsafe_member_is_refused_before_writing(tmp_path, make, member):
+def test_unsafe_member_is_refused_before_writing(tmp_path, make, member,
+                                                python_tarfile):
     root = tmp_path / 'sandbox'
     target = root / 'data' / 'inner'
     archive = make(tmp_path / 'evil.archive', GOOD + [member])

@@ -63,6 +63,9 @@ def test_best_tracker_early_stopping_and_state():
     restored.load_state_dict(t.state_dict())
     assert restored.state_dict() == t.state_dict() and restored.should_stop
     assert not BestTracker(patience=0).should_stop  # 0: off
+    older = BestTracker(patience=2)  # checkpoints before the rename
+    older.load_state_dict({'epoch': 2, 'dev_acc': .7, 'bad_evals': 2})
+    assert older.state_dict() == t.state_dict()
 
 
 def test_frozen_backbone_keeps_weights_and_statistics(tiny_dataset,

@@ -82,10 +82,22 @@ def _save_model(state, meta, folder):
 
 
 def load_checkpoint(path):
-    """``(state_dict, meta)`` of a ``model.pdparams`` file (or its directory).
+    """``(state_dict, meta)`` of a ``model.pdparams`` file (or its directory)
+    written by train.py.
 
     Only load checkpoints you trust: ``paddle.load`` unpickles the file.
     """
+    state, meta = read_state(path)
+    if meta is None:
+        raise CheckpointError(
+            f'{path}: no {META_KEY} entry; this is not a checkpoint written '
+            f'by train.py (backbone-only weights go to --pretrained_path)')
+    return state, meta
+
+
+def read_state(path):
+    """``(state_dict, meta)``; meta is None for a plain state dict (as
+    upstream PaddleSpeech's train.py writes)."""
     import paddle
     path = Path(path)
     if path.is_dir():
@@ -98,12 +110,11 @@ def load_checkpoint(path):
         state = paddle.load(str(path))
     except Exception as e:
         raise CheckpointError(f'{path}: not a Paddle checkpoint ({e})') from e
-    if not isinstance(state, dict) or META_KEY not in state:
-        raise CheckpointError(
-            f'{path}: no {META_KEY} entry; this is not a checkpoint written '
-            f'by train.py (backbone-only weights go to --pretrained_path)')
-    meta = json.loads(state.pop(META_KEY))
-    return state, meta
+    if not isinstance(state, dict):
+        raise CheckpointError(f'{path} holds a {type(state).__name__}, not a '
+                              f'state dict')
+    meta = state.pop(META_KEY, None)
+    return state, json.loads(meta) if meta is not None else None
 
 
 def epoch_checkpoints(checkpoint_dir):

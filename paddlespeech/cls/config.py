@@ -27,6 +27,7 @@ DEFAULTS = {
     'data_home': './data',
     'data_dir': None,  # an existing dataset in ESC-50 layout
     'split': 1,  # dev fold; training uses the other folds
+    'val_fraction': 0.0,  # > 0: best/ is chosen on this share of the training folds
     'synthetic': {},  # generator settings when dataset == synthetic
     # model
     'backbone': 'cnn14',
@@ -64,6 +65,7 @@ DEFAULTS = {
     # prediction (predict.py, tag.py, deploy/predict.py)
     'wav': None,  # audio files or directories to classify
     'checkpoint': None,  # a train.py checkpoint (predict.py, export)
+    'label_file': None,  # class names of a checkpoint/export without metadata
     'expected_backbone': None,  # predict.py --backbone: only checked
     'expected_sample_rate': None,  # --sample_rate: only checked
     'expected_n_mels': None,  # --n_mels: only checked
@@ -154,10 +156,12 @@ class ConfigArgumentParser(argparse.ArgumentParser):
     """argparse where unset flags fall back to the config, not to argparse.
 
     ``add(flag, key=..., help=...)`` shows the built-in default in
-    ``--help``; ``parse_config()`` returns the merged configuration.
+    ``--help``; ``parse_config()`` returns the merged configuration. The
+    description (a script's docstring) is shown as written.
     """
 
     def __init__(self, **kw):
+        kw.setdefault('formatter_class', argparse.RawDescriptionHelpFormatter)
         super().__init__(argument_default=argparse.SUPPRESS, **kw)
         self.add_argument('--config', metavar='YAML',
                           help='configuration file (conf/*.yaml); flags '

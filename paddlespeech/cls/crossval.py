@@ -2,12 +2,15 @@
 report.
 
 Each fold trains (:class:`..trainer.Trainer`, resuming an interrupted fold)
-into ``<cv_dir>/fold_k/`` and is evaluated on fold k with its ``best``
-checkpoint (the latest when the run wrote none). A finished fold keeps its
+into ``<cv_dir>/fold_k/`` and is scored on fold k with a checkpoint chosen
+without fold k's labels (:func:`fold_checkpoints`): the last epoch, the
+``avg_N/`` average, or ``best/`` chosen on a validation split of the
+training folds (``val_fraction``). ``best/`` chosen on fold k itself is
+reported beside it, labelled optimistic. A finished fold keeps its
 ``result.json`` and is not redone. The report ``<cv_dir>/RESULTS.md`` has
 per-fold accuracy, top-5 accuracy and macro F1, their mean ± std,
 per-class accuracy and the confusion matrix summed over folds
-(``confusion.png``); for a multi-label dataset, per-fold dev mAP and its
+(``confusion.png``); for a multi-label dataset, per-fold mAP and its
 mean ± std.
 """
 import json
@@ -18,7 +21,7 @@ import numpy as np
 import paddle
 
 from . import atomic
-from .checkpoint import best_checkpoint
+from .checkpoint import latest_checkpoint
 from .curves import plot_confusion
 from .datasets import ESC50Dataset, collate, dataset_root, read_meta
 from .errors import UserError
@@ -49,7 +52,7 @@ def cross_validate(cfg):
             print(f'[cv] fold {fold}: done before, skipping ({result_file})')
         else:
             train_fold(cfg, fold, fold_dir, data_dir)
-            result = evaluate_fold(fold, fold_dir, data_dir, cfg.batch_size)
+            result = evaluate_fold(fold, fold_dir, data_dir, cfg)
             atomic.write_text(result_file, json.dumps(result))
         results.append(json.loads(result_file.read_text()))
         name, value = headline(results[-1])
@@ -73,18 +76,50 @@ def train_fold(cfg, fold, fold_dir, data_dir):
                         f'it')
 
 
-def evaluate_fold(fold, fold_dir, data_dir, batch_size):
-    """Metrics and predictions of the fold's best checkpoint on its fold."""
-    chosen = best_checkpoint(fold_dir / 'checkpoint')
+SELECTIONS = {
+    'final': "the last epoch's checkpoint (`epoch_N/`)",
+    'average': 'the average of the last epoch checkpoints (`avg_N/`)',
+    'validation': '`best/`, chosen on a validation split carved from the '
+                  'training folds (`val_fraction`)',
+}
+OPTIMISTIC = ('best/ on the test fold (optimistic: chosen on the clips it '
+              'is scored on)')
+
+
+def fold_checkpoints(ckpt_dir, val_fraction, average_last):
+    """``(selection, checkpoint)`` scored as the fold's result: one chosen
+    without the test fold's labels; and ``best/`` when it was chosen on the
+    test fold itself (reported apart, as optimistic), else None."""
+    best = ckpt_dir / 'best'
+    best = best if (best / 'model.pdparams').is_file() else None
+    if val_fraction and best is not None:
+        return ('validation', best), None
+    avg = ckpt_dir / f'avg_{average_last}'
+    if average_last and (avg / 'model.pdparams').is_file():
+        return ('average', avg), best
+    return ('final', latest_checkpoint(ckpt_dir)), best
+
+
+def evaluate_fold(fold, fold_dir, data_dir, cfg):
+    """Metrics and predictions on fold ``fold`` of the checkpoint that
+    :func:`fold_checkpoints` selects, and the optimistic ``best/`` score."""
+    (selection, chosen), optimistic = fold_checkpoints(
+        fold_dir / 'checkpoint', cfg.val_fraction, cfg.average_last)
     model, labels, feature = load_classifier(chosen)
     frontend = FrontEnd(feature, 'numpy')
     dev = ESC50Dataset(data_dir, 'dev', fold, feature, frontend.per_clip)
     loader = paddle.io.DataLoader(
-        dev, batch_size=batch_size, shuffle=False,
+        dev, batch_size=cfg.batch_size, shuffle=False,
         collate_fn=lambda b: collate(b, frontend.pad_value))
     metrics, scores, target = evaluate(model, loader, model.task)
-    result = {'fold': fold, 'checkpoint': str(chosen),
+    result = {'fold': fold, 'selection': selection, 'checkpoint': str(chosen),
               'files': [str(p) for p, _ in dev.items]}
+    if optimistic is not None:
+        best_metrics = evaluate(load_classifier(optimistic)[0], loader,
+                                model.task)[0]
+        result['optimistic'] = {'checkpoint': str(optimistic),
+                                model.task.score: best_metrics[
+                                    model.task.score]}
     if model.task.multi_label:
         return {**result, 'map': metrics['map']}
     return {**result, 'accuracy': metrics['acc'], 'top5': metrics['top5'],
@@ -100,48 +135,48 @@ def headline(result):
     return 'accuracy', result['accuracy']
 
 
-def write_map_report(cv_dir, results):
-    """Per-fold dev mAP and its mean ± std (multi-label data)."""
-    maps = np.array([r['map'] for r in results])
-    lines = ['# Cross-validation results', '', '| fold | clips | mAP |',
-             '|---|---|---|']
-    lines += [f'| {r["fold"]} | {len(r["files"])} | {r["map"]:.4f} |'
-              for r in results]
-    lines += ['', f'**Mean mAP: {maps.mean():.4f} ± {maps.std():.4f}** '
-              f'(std over {len(maps)} folds)', '',
-              'Multi-label data: no per-class accuracy or confusion matrix '
-              '(they need one label per clip).', '']
-    (cv_dir / 'RESULTS.md').write_text('\n'.join(lines))
-    return maps.mean(), maps.std()
-
-
 def write_report(cv_dir, results, labels):
-    if 'map' in results[0]:
-        return write_map_report(cv_dir, results)
-    accs = np.array([r['accuracy'] for r in results])
+    """``RESULTS.md`` (and ``confusion.png`` for single-label data); returns
+    the mean and std of the headline metric over the folds."""
+    name, _ = headline(results[0])
+    key = {'mAP': 'map', 'accuracy': 'acc'}[name]
+    columns = [(name, lambda r: r['map' if key == 'map' else 'accuracy'])]
+    if key == 'acc':
+        columns += [('top-5 accuracy', lambda r: r.get('top5')),
+                    ('macro F1', lambda r: r.get('macro_f1'))]
+    if all('optimistic' in r for r in results):
+        columns.append((OPTIMISTIC, lambda r: r['optimistic'][key]))
+    columns = [(t, get) for t, get in columns
+               if all(get(r) is not None for r in results)]
+    selections = sorted({r.get('selection', 'best') for r in results})
+    what = '; '.join(SELECTIONS.get(s, '`best/`') for s in selections)
+    lines = ['# Cross-validation results', '',
+             f'Each fold is scored with {what}: a checkpoint chosen without '
+             f'the labels of the fold it is scored on. ' + (
+                 f'The last column, {OPTIMISTIC}, is not comparable with '
+                 f'published 5-fold figures.' if columns[-1][0] ==
+                 OPTIMISTIC else ''), '',
+             '| fold | clips | ' + ' | '.join(t for t, _ in columns) + ' |',
+             '|---|---|' + '---|' * len(columns)]
+    lines += [f'| {r["fold"]} | {len(r["files"])} | ' + ' | '.join(
+        f'{get(r):.4f}' for _, get in columns) + ' |' for r in results]
+    values = {t: np.array([get(r) for r in results]) for t, get in columns}
+    head = values[name]
+    lines += ['', f'**Mean {name}: {head.mean():.4f} ± {head.std():.4f}** '
+              f'(std over {len(head)} folds)']
+    lines += [f'\nMean {t}: {v.mean():.4f} ± {v.std():.4f}'
+              for t, v in values.items() if t != name]
+    if key == 'map':
+        lines += ['', 'Multi-label data: no per-class accuracy or confusion '
+                  'matrix (they need one label per clip).', '']
+        atomic.write_text(cv_dir / 'RESULTS.md', '\n'.join(lines))
+        return head.mean(), head.std()
     conf = sum(confusion_matrix(r['predicted'], r['target'], len(labels))
                for r in results)
-    per_class = per_class_accuracy(conf)
-    extra = [k for k in ('top5', 'macro_f1')  # absent from older results
-             if all(k in r for r in results)]
-    title = {'top5': 'top-5 accuracy', 'macro_f1': 'macro F1'}
-    lines = ['# Cross-validation results', '',
-             '| fold | clips | accuracy |' + ''.join(
-                 f' {title[k]} |' for k in extra),
-             '|---|---|---|' + '---|' * len(extra)]
-    lines += [f'| {r["fold"]} | {len(r["target"])} | {r["accuracy"]:.4f} |'
-              + ''.join(f' {r[k]:.4f} |' for k in extra) for r in results]
-    lines += ['', f'**Mean accuracy: {accs.mean():.4f} ± {accs.std():.4f}** '
-              f'(std over {len(accs)} folds)']
-    for k in extra:
-        v = np.array([r[k] for r in results])
-        lines += ['', f'Mean {title[k]}: {v.mean():.4f} ± {v.std():.4f}']
     lines += ['', '| class | accuracy | clips |', '|---|---|---|']
-    lines += [f'| {name} | {acc:.4f} | {n} |' for name, acc, n in
-              zip(labels, per_class, conf.sum(axis=1))]
+    lines += [f'| {label} | {acc:.4f} | {n} |' for label, acc, n in
+              zip(labels, per_class_accuracy(conf), conf.sum(axis=1))]
     lines += ['', '![confusion matrix](confusion.png)', '']
-    (cv_dir / 'RESULTS.md').write_text('\n'.join(lines))
+    atomic.write_text(cv_dir / 'RESULTS.md', '\n'.join(lines))
     plot_confusion(conf, labels, cv_dir / 'confusion.png')
-    return accs.mean(), accs.std()
-
-
+    return head.mean(), head.std()

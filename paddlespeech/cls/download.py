@@ -94,7 +94,10 @@ def extract(archive, target):
                 if not (m.isfile() or m.isdir()):
                     _check_member(m.name, target, is_link=True)
                 _check_member(m.name, target)
-            t.extractall(target, filter='data')
+            if hasattr(tarfile, 'data_filter'):  # Python 3.9.17+, 3.11.4+
+                t.extractall(target, filter='data')
+            else:  # the checks above are the whole defence here
+                t.extractall(target)
     else:
         raise DownloadError(f'{archive} is neither a zip nor a tar archive')
     return target

@@ -25,14 +25,17 @@ class Predictor:
 
     def __init__(self, model_dir, device='cpu', cpu_threads=None,
                  enable_mkldnn=True, use_tensorrt=False, precision='fp32',
-                 mkldnn_cache_capacity=2):
+                 mkldnn_cache_capacity=2, label_file=None):
         """``mkldnn_cache_capacity``: input shapes oneDNN keeps compiled
         kernels for. Each holds its own copy of reordered weights (about
         300 MB for CNN14): over 300 files of random length a CNN14
         predictor held 3.8 GB with 10 shapes and 1.3 GB with 2, and was
         faster (14.5 vs 12.3 clips/s), since every length was new anyway.
-        Two cover a folder's full batches and its last, shorter one."""
-        graph, params, meta = read_export(model_dir)
+        Two cover a folder's full batches and its last, shorter one.
+        ``label_file``: class names of an export without ``model.json``."""
+        graph, params, meta = read_export(model_dir, label_file)
+        self.model_dir = model_dir
+        self.logits = meta.get('logits', False)
         self.labels = meta['label_list']
         self.feature = FeatureConfig.from_dict(meta['feature'])
         self.task = Task.from_meta(meta)
@@ -77,7 +80,15 @@ class Predictor:
         self.input.copy_from_cpu(x)
         with _stdout_silenced():
             self.predictor.run()
-        return self.output.copy_to_cpu()
+        out = self.output.copy_to_cpu()
+        if out.shape[-1] != len(self.labels):
+            raise UserError(f'{self.model_dir} gives {out.shape[-1]} scores '
+                            f'per clip but names {len(self.labels)} classes: '
+                            f'pass --label_file (one class name per line)')
+        if self.logits:
+            e = np.exp(out - out.max(axis=-1, keepdims=True))
+            out = e / e.sum(axis=-1, keepdims=True)
+        return out
 
 
 @contextlib.contextmanager

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from .audio import AUDIO_SUFFIXES, AudioError, read_windows
+from .config import ConfigArgumentParser
 from .errors import UserError
-from .runtime import HeapLimit
+from .features import FEAT_BACKENDS
+from .runtime import HeapLimit, select_device, set_cpu_threads
 
 WINDOW_HELP = ('files longer than this are read and classified in '
                'consecutive windows of this many seconds and the window '
@@ -38,23 +40,50 @@ def expand_inputs(inputs):
     return paths
 
 
-def add_prediction_args(parser):
-    """Flags every prediction script shares (inputs, device, output, and the
-    front-end settings that may only confirm the model's own)."""
-    parser.add('--wav', nargs='+', required=True,
-               help='audio file(s) or directories to classify')
-    parser.add('--device', help='cpu, gpu or gpu:N (default: gpu if '
-               'available)')
-    parser.add('--cpu_threads', type=int,
-               help='CPU threads (default: all cores)')
-    parser.add('--top_k', type=int, help='number of labels printed per file')
-    parser.add('--window_seconds', type=float, help=WINDOW_HELP)
-    parser.add('--sample_rate', key='expected_sample_rate', type=int,
-               help='only checked: must equal the sample rate stored with '
-               'the model')
-    parser.add('--n_mels', key='expected_n_mels', type=int,
-               help='only checked: must equal the number of mel bins '
-               'stored with the model')
+OUTPUT_HELP = """\
+Output: per file a [path] line, then the top_k "Label: score" lines, best
+first. Files longer than --window_seconds are scored window by window and
+the window scores averaged, so any length fits in memory. A file that
+cannot be used gets one "error:" line on stderr and the others are still
+scored; the exit status is 0 only if every file was scored."""
+
+
+LABEL_FILE_HELP = ('class names, one per line, for a model without '
+                   'metadata (upstream PaddleSpeech); default: ESC-50\'s')
+
+
+def prediction_parser(description, feat_backend=True):
+    """The parser of a prediction script with the flags they all share
+    (inputs, device, output, and the front-end settings that may only
+    confirm the model's own); ``feat_backend`` for the dynamic-graph ones.
+    The script adds its own flags."""
+    p = ConfigArgumentParser(description=description, epilog=OUTPUT_HELP)
+    p.add('--wav', nargs='+', required=True,
+          help='audio file(s) or directories to classify')
+    p.add('--device', help='cpu, gpu or gpu:N (default: gpu if available)')
+    p.add('--cpu_threads', type=int, help='CPU threads (default: all cores)')
+    p.add('--top_k', type=int, help='number of labels printed per file')
+    p.add('--window_seconds', type=float, help=WINDOW_HELP)
+    p.add('--sample_rate', key='expected_sample_rate', type=int,
+          help='only checked: must equal the sample rate stored with the '
+          'model')
+    p.add('--n_mels', key='expected_n_mels', type=int,
+          help='only checked: must equal the number of mel bins stored '
+          'with the model')
+    if feat_backend:
+        p.add('--feat_backend', choices=FEAT_BACKENDS,
+              help='front end used to compute log-mel features')
+    return p
+
+
+def start(cfg, dynamic_graph=True):
+    """Check the shared flags and select the device (and, for the dynamic
+    graph, its CPU threads); returns the device."""
+    check_prediction_args(cfg)
+    device = select_device(cfg.device)
+    if dynamic_graph:
+        set_cpu_threads(cfg.cpu_threads)
+    return device
 
 
 def check_prediction_args(cfg):

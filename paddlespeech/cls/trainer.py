@@ -73,7 +73,8 @@ class Trainer:
         data_dir = dataset_root(cfg)
         self.train_set, self.dev_set = (
             ESC50Dataset(data_dir, mode, cfg.split, cfg.feature,
-                         self.frontend.per_clip) for mode in ('train', 'dev'))
+                         self.frontend.per_clip, cfg.val_fraction, cfg.seed)
+            for mode in ('train', 'val' if cfg.val_fraction else 'dev'))
         check_readable([self.train_set, self.dev_set], cfg.skip_bad_files,
                        verbose=self.rank == 0)
         self.task = Task(self.train_set.multi_label)

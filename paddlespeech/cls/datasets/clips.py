@@ -1,6 +1,7 @@
 """A labelled list of audio clips as model input, and how clips become
 batches. Every dataset layout (:mod:`.esc50`) lists its clips here."""
 import sys
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -76,6 +77,38 @@ class ClipDataset:
         """Leave out the clips at ``paths`` (e.g. unreadable ones)."""
         self.items = [item for item in self.items if item[0] not in paths]
         self._cache.clear()
+
+
+def holdout(labels, fraction, seed):
+    """Sorted indices of a seeded, stratified ``fraction`` of the items
+    with ``labels`` (class indices or multi-hot rows): per label set,
+    ``fraction`` of its clips rounded, at least one and never all of them
+    (a label set with one clip stays in training)."""
+    rng = np.random.default_rng(seed)
+    by_class = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(tuple(np.flatnonzero(np.atleast_1d(y)))
+                            if np.ndim(y) else int(y), []).append(i)
+    picked = []
+    for key in sorted(by_class):
+        idx = by_class[key]
+        k = min(len(idx) - 1, max(1, round(fraction * len(idx))))
+        picked += [int(i) for i in rng.permutation(idx)[:k]]
+    return sorted(picked)
+
+
+def read_label_file(path):
+    """Label names, one per line (blank lines ignored), in class order."""
+    try:
+        text = Path(path).read_text(encoding='utf-8')
+    except OSError as e:
+        raise DatasetError(f'cannot read label file {path}: '
+                           f'{e.strerror or e}') from e
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
+    if not labels:
+        raise DatasetError(f'label file {path} holds no labels (one name '
+                           f'per line)')
+    return labels
 
 
 def check_readable(datasets, skip=False, verbose=True):

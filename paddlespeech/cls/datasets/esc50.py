@@ -2,7 +2,10 @@
 
 Layout: ``<root>/audio/*.wav`` and ``<root>/meta/esc50.csv`` with at least
 the columns ``filename, fold, target, category``. Label names come from
-the csv (``target -> category``), so ``num_class`` follows the data.
+the csv (``target -> category``), so ``num_class`` follows the data; on
+ESC-50 itself they are PaddleSpeech's names (``ESC50_LABELS``, as
+``paddleaudio.datasets.ESC50.label_list``), so predictions print the same
+names as upstream's recipe.
 A clip with several labels is listed on several rows (same filename and
 fold, one target each); one such clip makes the dataset multi-label.
 """
@@ -12,17 +15,42 @@ from pathlib import Path
 import numpy as np
 
 from ..download import download, extract
-from .clips import ClipDataset, DatasetError
+from .clips import ClipDataset, DatasetError, holdout
 
 ESC50_URL = 'https://paddleaudio.bj.bcebos.com/datasets/ESC-50-master.zip'
 ESC50_MD5 = '7771e4b9d86d0945acce719c7a59305a'
 ESC50_GITHUB = 'https://github.com/karolpiczak/ESC-50/archive/master.zip'
 REQUIRED_COLUMNS = ('filename', 'fold', 'target', 'category')
+# ESC-50's categories in target order, and upstream's names for them.
+ESC50_CATEGORIES = (
+    'dog rooster pig cow frog cat hen insects sheep crow rain sea_waves '
+    'crackling_fire crickets chirping_birds water_drops wind pouring_water '
+    'toilet_flush thunderstorm crying_baby sneezing clapping breathing '
+    'coughing footsteps laughing brushing_teeth snoring drinking_sipping '
+    'door_wood_knock mouse_click keyboard_typing door_wood_creaks '
+    'can_opening washing_machine vacuum_cleaner clock_alarm clock_tick '
+    'glass_breaking helicopter chainsaw siren car_horn engine train '
+    'church_bells airplane fireworks hand_saw').split()
+UPSTREAM_NAMES = {7: 'Insects (flying)', 29: 'Drinking, sipping',
+                  30: 'Door knock', 33: 'Door, wood creaks'}
 
 
 def display_name(category):
     """``clock_tick`` -> ``Clock tick`` (the seed's output style)."""
     return category.replace('_', ' ').strip().capitalize()
+
+
+ESC50_LABELS = [UPSTREAM_NAMES.get(i, display_name(c))
+                for i, c in enumerate(ESC50_CATEGORIES)]
+
+
+def label_names(categories):
+    """Display names of the csv's categories (in target order): upstream's
+    names when they are ESC-50's own categories."""
+    categories = list(categories)
+    if categories == ESC50_CATEGORIES:
+        return list(ESC50_LABELS)
+    return [display_name(c) for c in categories]
 
 
 def read_meta(root):
@@ -40,7 +68,7 @@ def read_meta(root):
                            f' and at least one row (missing {missing})')
     names, fold_of = {}, {}
     for r in rows:
-        names.setdefault(int(r['target']), display_name(r['category']))
+        names.setdefault(int(r['target']), r['category'])
         fold = fold_of.setdefault(r['filename'], r['fold'])
         if int(fold) != int(r['fold']):
             raise DatasetError(
@@ -50,7 +78,7 @@ def read_meta(root):
     if sorted(names) != list(range(len(names))):
         raise DatasetError(f'{meta}: targets must be 0..N-1, got '
                            f'{sorted(names)}')
-    return rows, [names[i] for i in range(len(names))]
+    return rows, label_names(names[i] for i in range(len(names)))
 
 
 def clip_labels(rows):
@@ -66,18 +94,24 @@ def clip_labels(rows):
 
 class ESC50Dataset(ClipDataset):
     """Clips of the training folds (``mode='train'``) or of fold ``split``
+    (``'dev'``); with ``val_fraction`` > 0, a stratified share of the
+    training folds (seeded) is held out of ``'train'`` as ``'val'``
     (:class:`.clips.ClipDataset` says what an item is)."""
 
     def __init__(self, root, mode='train', split=1, feature_config=None,
-                 extractor=None):
+                 extractor=None, val_fraction=0.0, seed=0):
+        if mode not in ('train', 'val', 'dev') or (mode == 'val' and
+                                                   not val_fraction):
+            raise ValueError(f"mode must be 'train', 'dev' or (with "
+                             f"val_fraction) 'val', got {mode!r}")
         self.root, self.mode = Path(root), mode
         rows, label_list = read_meta(self.root)
         folds = sorted({int(r['fold']) for r in rows})
         if split not in folds:
             raise DatasetError(f'{self.root}/meta/esc50.csv has folds '
                                f'{folds}; dev fold {split} is not one of them')
-        keep = (lambda f: f != split) if mode == 'train' else (
-            lambda f: f == split)
+        keep = (lambda f: f == split) if mode == 'dev' else (
+            lambda f: f != split)
         clips = clip_labels(rows)
         multi_label = any(len(t) > 1 for _, t in clips.values())
         if multi_label:
@@ -88,6 +122,10 @@ class ESC50Dataset(ClipDataset):
         else:
             items = [(self.root / 'audio' / r['filename'], int(r['target']))
                      for r in rows if keep(int(r['fold']))]
+        if mode != 'dev' and val_fraction:
+            held = set(holdout([y for _, y in items], val_fraction, seed))
+            items = [it for i, it in enumerate(items)
+                     if (i in held) == (mode == 'val')]
         super().__init__(items, label_list, multi_label, feature_config,
                          extractor)
 

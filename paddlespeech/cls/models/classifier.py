@@ -1,11 +1,14 @@
 """A classification head on top of a PANNs embedding, built new or from a
 checkpoint."""
+import sys
+
 import paddle.nn as nn
 
-from ..checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import CheckpointError, read_state
+from ..datasets import ESC50_LABELS, read_label_file
 from ..features import FeatureConfig
 from ..task import Task
-from .panns.registry import get_backbone
+from .panns.registry import BACKBONES, get_backbone
 from .panns.weights import describe, fit_problems
 
 
@@ -46,10 +49,14 @@ def build_classifier(backbone, num_class, dropout=0.1, pretrained=False,
                            task=task)
 
 
-def load_classifier(checkpoint, expected_backbone=None):
+def load_classifier(checkpoint, expected_backbone=None, label_file=None):
     """The classifier of a ``train.py`` checkpoint in eval mode, its label
-    list and its feature config; refused unless every tensor fits."""
-    state, meta = load_checkpoint(checkpoint)
+    list and its feature config; refused unless every tensor fits. A plain
+    state dict (upstream PaddleSpeech's checkpoints) is read as
+    :func:`upstream_meta` describes; ``label_file`` names its classes."""
+    state, meta = read_state(checkpoint)
+    if meta is None:
+        meta = upstream_meta(state, checkpoint, label_file)
     backbone = meta['backbone']
     if expected_backbone and expected_backbone != backbone:
         raise CheckpointError(f'{checkpoint} holds a {backbone} model, not '
@@ -66,3 +73,43 @@ def load_classifier(checkpoint, expected_backbone=None):
     model.set_state_dict(state)
     model.eval()
     return model, meta['label_list'], FeatureConfig.from_dict(meta['feature'])
+
+
+def upstream_meta(state, source, label_file=None):
+    """What a classifier state dict without ``_meta`` (written by upstream
+    PaddleSpeech's ``train.py``; same tensor names) needs: the backbone that
+    its ``backbone.*`` tensors fit, the class count of its head, the label
+    names of ``label_file`` (else ESC-50's, for a 50-class head), the
+    default front end (upstream's feature settings) and one class per clip.
+    Says on stderr what it assumed."""
+    body = {k.split('.', 1)[1]: v for k, v in state.items()
+            if k.startswith('backbone.')}
+    if 'fc.weight' not in state or not body:
+        raise CheckpointError(
+            f'{source}: no _meta entry and no classifier tensors (backbone.*, '
+            f'fc.weight): not a checkpoint of a classifier (backbone-only '
+            f'weights go to --pretrained_path)')
+    fits = [b.name for b in BACKBONES.values()
+            if not fit_problems(b.skeleton().state_dict(), body)]
+    if not fits:
+        raise CheckpointError(f'{source}: its backbone.* tensors fit none of '
+                              f'{sorted(BACKBONES)}')
+    num_class = state['fc.weight'].shape[1]
+    if label_file:
+        labels, named = read_label_file(label_file), f'from {label_file}'
+    elif num_class == len(ESC50_LABELS):
+        labels, named = list(ESC50_LABELS), 'as ESC-50\'s classes'
+    else:
+        raise CheckpointError(f'{source} has no _meta entry and {num_class} '
+                              f'classes: pass --label_file (one class name '
+                              f'per line, in class order)')
+    if len(labels) != num_class:
+        raise CheckpointError(f'{label_file} names {len(labels)} classes, but '
+                              f'{source} has {num_class}')
+    print(f'note: {source} has no _meta entry (an upstream PaddleSpeech '
+          f'checkpoint?): read as {fits[0]} (from its tensor shapes), '
+          f'{num_class} classes named {named}, the default front end',
+          file=sys.stderr, flush=True)
+    return {'backbone': fits[0], 'num_class': num_class,
+            'label_list': labels, 'dropout': 0.1,
+            'feature': FeatureConfig().to_dict()}

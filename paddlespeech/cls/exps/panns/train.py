@@ -18,14 +18,23 @@ follow the dev mAP instead of the accuracy.
 """
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
-import argparse
-
 from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
 from paddlespeech.cls.features import FEAT_BACKENDS
 from paddlespeech.cls.models import BACKBONES
 from paddlespeech.cls.runtime import run
 from paddlespeech.cls.trainer import AMP_MODES, LR_SCHEDULES, Trainer
 
+OPTIM_FLAGS = [
+    ('epochs', int, 'number of training epochs'),
+    ('learning_rate', float, 'Adam learning rate'),
+    ('warmup_epochs', float, 'linear warm-up from 0 over this many epochs'),
+    ('lr_step_epochs', float, 'step schedule: multiply the rate by lr_gamma '
+     'every N epochs (counted after the warm-up)'),
+    ('lr_gamma', float, 'step schedule: decay factor'),
+    ('freeze_backbone_epochs', int, 'train only the classifier head '
+     '(backbone weights and BatchNorm statistics fixed) for the first N '
+     'epochs'),
+]
 AUGMENT_FLAGS = [
     ('mixup_alpha', float, 'mixup of log-mel clips and targets with '
      'Beta(alpha, alpha) weights (0/unset: off)'),
@@ -39,14 +48,16 @@ AUGMENT_FLAGS = [
 
 
 def get_parser():
-    p = ConfigArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ConfigArgumentParser(description=__doc__)
     add = p.add
     # data
     add('--data_dir', help='dataset root in ESC-50 layout (audio/, '
         'meta/esc50.csv)')
     add('--split', type=int, help='dev fold; the other folds train')
+    add('--val_fraction', type=float,
+        help='hold out this stratified share of the training folds and '
+        'choose best/ (and early stopping) on it instead of the dev fold '
+        '(0: the dev fold)')
     add('--skip_bad_files', type=parse_bool, nargs='?', const=True,
         help='train without unreadable clips (they are listed) instead of '
         'refusing to start')
@@ -63,20 +74,11 @@ def get_parser():
     add('--pretrained_path', help='local .pdparams of the backbone instead '
         'of the download')
     # optimisation
-    add('--epochs', type=int, help='number of training epochs')
-    add('--learning_rate', type=float, help='Adam learning rate')
+    for flag, kind, what in OPTIM_FLAGS:
+        add(f'--{flag}', type=kind, help=what)
     add('--lr_schedule', choices=LR_SCHEDULES,
         help='learning rate over the run (stepped every batch): constant, '
         'cosine to 0, or step decay')
-    add('--warmup_epochs', type=float,
-        help='linear warm-up from 0 over this many epochs')
-    add('--lr_step_epochs', type=float,
-        help='step schedule: multiply the rate by lr_gamma every N epochs '
-        '(counted after the warm-up)')
-    add('--lr_gamma', type=float, help='step schedule: decay factor')
-    add('--freeze_backbone_epochs', type=int,
-        help='train only the classifier head (backbone weights and '
-        'BatchNorm statistics fixed) for the first N epochs')
     add('--amp', choices=AMP_MODES,
         help='GPU automatic mixed precision (paddle.amp O1); refused on CPU')
     for flag, kind, what in AUGMENT_FLAGS:

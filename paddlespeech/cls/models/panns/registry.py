@@ -1,5 +1,7 @@
 """The one backbone registry: name -> model class, embedding size and where
-its AudioSet weights come from; and the factories built on it.
+its AudioSet weights come from (two sources, tried in this order:
+PaddleSpeech's archive, upstream recipe's plain file); and the factories
+built on it.
 
 Adding a backbone means one :class:`Backbone` entry here: the training
 script's ``--backbone`` choices, the tagger's ``--arch``, the converter and
@@ -25,6 +27,7 @@ class Backbone:
     cls: type
     archive: str  # PaddleSpeech's md5-checked weight archive
     archive_md5: str
+    pdparams: str  # the plain weights upstream's recipe loads (no md5)
     original: str  # the released PyTorch checkpoint (Kong et al., zenodo)
 
     @property
@@ -51,13 +54,19 @@ class Backbone:
 BACKBONES = {b.name: b for b in (
     Backbone('cnn14', CNN14,
              'https://paddlespeech.bj.bcebos.com/cls/panns_cnn14.tar.gz',
-             'e3b9b5614a1595001161d0ab95edee97', 'Cnn14_mAP=0.431.pth'),
+             'e3b9b5614a1595001161d0ab95edee97',
+             'https://bj.bcebos.com/paddleaudio/models/panns_cnn14.pdparams',
+             'Cnn14_mAP=0.431.pth'),
     Backbone('cnn10', CNN10,
              'https://paddlespeech.bj.bcebos.com/cls/panns_cnn10.tar.gz',
-             'cb8427b22176cc2116367d14847f5413', 'Cnn10_mAP=0.380.pth'),
+             'cb8427b22176cc2116367d14847f5413',
+             'https://bj.bcebos.com/paddleaudio/models/panns_cnn10.pdparams',
+             'Cnn10_mAP=0.380.pth'),
     Backbone('cnn6', CNN6,
              'https://paddlespeech.bj.bcebos.com/cls/panns_cnn6.tar.gz',
-             '4cf09194a95df024fd12f84712cf0f9c', 'Cnn6_mAP=0.343.pth'),
+             '4cf09194a95df024fd12f84712cf0f9c',
+             'https://bj.bcebos.com/paddleaudio/models/panns_cnn6.pdparams',
+             'Cnn6_mAP=0.343.pth'),
 )}
 
 

@@ -3,15 +3,19 @@ check that a state dict really fits the model before it is loaded.
 
 ``pretrained=True`` uses an explicit ``pretrained_path`` if given, else the
 cache (``$PADDLESPEECH_CLS_HOME``, default ``~/.cache/paddlespeech/cls``); if
-the cache lacks the weights, PaddleSpeech's model archive is downloaded
-(md5-verified, kept next to the weights) and the weights are extracted and
-renamed into place, so the cache only ever holds complete files.
+the cache lacks the weights, they are fetched from two sources in turn:
+PaddleSpeech's model archive (md5-verified, kept next to the weights, the
+weights extracted from it), then the plain ``.pdparams`` file upstream's
+recipe loads (no published md5: it must load and fit the model). Either way
+the file is renamed into place only when complete and checked, so the cache
+only ever holds usable files.
 
 Weights are checked by name and shape because ``set_state_dict`` merely
 warns about tensors it skips: a wrong file would otherwise silently leave
 the model with random weights.
 """
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from urllib.parse import quote
@@ -20,7 +24,6 @@ from ...download import DownloadError, download, extract
 from ...errors import UserError
 
 CACHE_ENV = 'PADDLESPEECH_CLS_HOME'
-PDPARAMS_URL = 'https://bj.bcebos.com/paddleaudio/models/panns_{}.pdparams'
 ORIGINAL_URL = 'https://zenodo.org/record/3987831/files/{}'
 CONVERT_CMD = 'python -m paddlespeech.cls.models.panns.convert'
 
@@ -48,7 +51,7 @@ def offline_help(backbone):
     url, md5, original = backbone.archive, backbone.archive_md5, \
         backbone.original
     return (f'The weights are expected at {dest}. Alternatives: place them '
-            f'there (e.g. {PDPARAMS_URL.format(arch)} downloaded '
+            f'there (e.g. {backbone.pdparams} downloaded '
             f'elsewhere), or place '
             f'{url} (md5 {md5}) at {archive_path(backbone)}, or convert the '
             f'original PyTorch checkpoint {original} '
@@ -60,14 +63,26 @@ def offline_help(backbone):
 
 def fetch_pretrained(backbone):
     """Path of the cached AudioSet weights of a registry entry
-    (:class:`.registry.Backbone`); downloads them if needed."""
+    (:class:`.registry.Backbone`); fetches them if needed, from the
+    archive, else the plain ``.pdparams`` file. One error, listing what
+    was tried, when neither works."""
     dest = cached_weights_path(backbone)
     if dest.is_file():
         return dest
+    tried = []
+    for fetch in (_from_archive, _from_pdparams):
+        try:
+            fetch(backbone, dest)
+            return dest
+        except (DownloadError, WeightsError) as e:
+            tried.append(str(e))
+    raise DownloadError(f'cannot fetch the {backbone.name} weights: '
+                        f'{"; then ".join(tried)}. {offline_help(backbone)}')
+
+
+def _from_archive(backbone, dest):
     arch, url = backbone.name, backbone.archive
-    hint = offline_help(backbone)
-    archive = download(url, archive_path(backbone), md5=backbone.archive_md5,
-                       hint=hint)
+    archive = download(url, archive_path(backbone), md5=backbone.archive_md5)
     # A private directory per process: concurrent ranks never see each
     # other's half-extracted files, and the rename into place is atomic.
     with tempfile.TemporaryDirectory(dir=dest.parent,
@@ -75,9 +90,18 @@ def fetch_pretrained(backbone):
         found = sorted(extract(archive, tmp).rglob(f'*{arch}*.pdparams'))
         if not found:
             raise DownloadError(f'{archive} (from {url}) holds no {arch} '
-                                f'.pdparams file. {hint}')
+                                f'.pdparams file')
         os.replace(found[0], dest)
-    return dest
+
+
+def _from_pdparams(backbone, dest):
+    part = dest.with_name(f'.{dest.name}.{secrets.token_hex(4)}.download')
+    try:
+        download(backbone.pdparams, part)
+        check_weights(part, backbone)
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def load_pretrained(backbone, pretrained_path=None):
@@ -89,6 +113,11 @@ def load_pretrained(backbone, pretrained_path=None):
                            f'--pretrained_path (config key pretrained_path), '
                            f'or leave it unset to use the cached or '
                            f'downloaded {cached_weights_path(backbone)}')
+    return check_weights(path, backbone)
+
+
+def check_weights(path, backbone):
+    """The state dict in ``path``, refused unless it fits ``backbone``."""
     state = read_weights(path, backbone.name)
     problems = fit_problems(backbone.skeleton().state_dict(), state)
     if problems:
