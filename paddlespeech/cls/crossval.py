@@ -148,16 +148,21 @@ def write_report(cv_dir, results, labels):
         columns.append((OPTIMISTIC, lambda r: r['optimistic'][key]))
     columns = [(t, get) for t, get in columns
                if all(get(r) is not None for r in results)]
-    selections = sorted({r.get('selection', 'best') for r in results})
-    what = '; '.join(SELECTIONS.get(s, '`best/`') for s in selections)
-    lines = ['# Cross-validation results', '',
-             f'Each fold is scored with {what}: a checkpoint chosen without '
-             f'the labels of the fold it is scored on. ' + (
-                 f'The last column, {OPTIMISTIC}, is not comparable with '
-                 f'published 5-fold figures.' if columns[-1][0] ==
-                 OPTIMISTIC else ''), '',
-             '| fold | clips | ' + ' | '.join(t for t, _ in columns) + ' |',
-             '|---|---|' + '---|' * len(columns)]
+    selections = sorted({r.get('selection', 'legacy') for r in results})
+    what = '; '.join(SELECTIONS[s] for s in selections if s in SELECTIONS)
+    lines = ['# Cross-validation results', '']
+    if what:
+        lines += [f'Folds are scored with {what}: a checkpoint chosen '
+                  f'without the labels of the fold it is scored on.']
+    if 'legacy' in selections:
+        lines += ['Some folds were scored before this distinction, with '
+                  '`best/` chosen on the fold itself (optimistic): delete '
+                  'their result.json to score them again.']
+    if columns[-1][0] == OPTIMISTIC:
+        lines += [f'The last column, {OPTIMISTIC}, is not comparable with '
+                  f'published 5-fold figures.']
+    lines += ['', '| fold | clips | ' + ' | '.join(t for t, _ in columns)
+              + ' |', '|---|---|' + '---|' * len(columns)]
     lines += [f'| {r["fold"]} | {len(r["files"])} | ' + ' | '.join(
         f'{get(r):.4f}' for _, get in columns) + ' |' for r in results]
     values = {t: np.array([get(r) for r in results]) for t, get in columns}
