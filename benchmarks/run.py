@@ -4,7 +4,7 @@
     PYTHONPATH=. python benchmarks/run.py \
         [--quick] [--json out.json] [--only SECTION[,SECTION]]
 
-Sections: infer, folder, train, frontend, limit, rss (see README.md).
+Sections: infer, folder, train, frontend, limit, rss, data (see README.md).
 Prints a markdown table; --json writes the same figures (plus the raw
 measurements). Every figure comes from this one invocation: each
 measurement runs in its own worker process (benchmarks/worker.py), one
@@ -30,7 +30,7 @@ from common import (AMD, ROOT, THREADS, busy_cpu_seconds, machine,  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns'
-SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss')
+SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss', 'data')
 
 QUICK = {
     'archs': ['cnn6'], 'seconds': 1.0, 'batches': [1, 8], 'warmup': 1,
@@ -44,6 +44,7 @@ QUICK = {
     'matmul_n': 1024, 'matmul_reps': 3,
     'rss': {'arch': 'cnn6', 'clips': 40, 'min_s': 0.5, 'max_s': 2.0,
             'window': 10},
+    'listing': {'files': 10000, 'classes': 50, 'folds': 5},
 }
 FULL = {
     'archs': ['cnn14', 'cnn10', 'cnn6'], 'seconds': 5.0, 'batches': [1, 8],
@@ -59,6 +60,7 @@ FULL = {
              'w': 32, 'warmup': 2, 'reps': 3},
     'rss': {'arch': 'cnn14', 'clips': 1000, 'min_s': 0.5, 'max_s': 5.0,
             'window': 100},
+    'listing': {'files': 100000, 'classes': 50, 'folds': 5},
 }
 
 
@@ -534,6 +536,22 @@ def section_rss(P, work):
         'rss', P, {P['rss']['arch']: {'default': r}},
         {'rss_predictor': dict(out_dir=str(work), **P['rss'])})
     return {'raw': {'release': r, 'levers': levers}, 'rows': rows + lever_rows}
+
+
+# Your own data (issue 13): listing + fold assignment of 100,000 files in
+# under 10 s on 2 cores, i.e. at least 10,000 files/s.
+LISTING_FILES_PER_S = 10000
+
+
+def section_data(P, work):
+    r = worker('listing', out_dir=str(work), **P['listing'])
+    rows = [row('data', f"listing + {r['folds']} stratified folds of "
+                f"{r['files']} files in {r['classes']} class folders "
+                f"(load_table; speed = files / time)", r['files_per_s'],
+                'files/s', LISTING_FILES_PER_S, '100,000 files in 10 s', 1.0,
+                note=f"{r['first_s']:.2f} s; rerun (folds file checked) "
+                f"{r['rerun_s']:.2f} s")]
+    return {'raw': r, 'rows': rows}
 
 
 # ------------------------------------------------------------------- output

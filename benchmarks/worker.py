@@ -395,6 +395,36 @@ def task_rss_predictor(a):
             'cache_capacity': a.get('cache_capacity', 'default')}
 
 
+def task_listing(a):
+    """``load_table`` (listing + stratified folds + writing the folds
+    file) on a folder-per-class tree of ``files`` tiny files, two folder
+    levels deep, then again (the rerun reads and checks the folds file)."""
+    from paddlespeech.cls.config import load_config
+    from paddlespeech.cls.datasets import load_table
+    root = Path(a['out_dir']) / f"listing_{a['files']}_{a['classes']}"
+    if not root.is_dir():
+        tmp = root.with_name(root.name + '.tmp')
+        for i in range(a['files']):
+            folder = tmp / f"class_{i % a['classes']:03d}" / f'take_{i % 7}'
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f'clip_{i:06d}.wav').write_bytes(b'RIFF')
+        tmp.rename(root)
+    (root / '.folds.csv').unlink(missing_ok=True)
+    cfg = load_config(None, {'data_dir': str(root), 'num_folds': a['folds'],
+                             'checkpoint_dir': str(root) + '_ckpt'})
+    times = []
+    for _ in range(2):
+        t = time.perf_counter()
+        table = load_table(cfg, verbose=False)
+        times.append(time.perf_counter() - t)
+    log(f"{len(table.paths)} files: {times[0]:.2f} s, rerun {times[1]:.2f} s")
+    return {'files': len(table.paths), 'generated': a['files'],
+            'classes': len(table.label_list), 'folds': len(table.fold_ids),
+            'first_s': times[0], 'rerun_s': times[1],
+            'files_per_s': len(table.paths) / times[0],
+            'fold_sizes': np.bincount(table.folds).tolist()[1:]}
+
+
 # ---------------------------------------------------------------- torch side
 
 def _torch(threads=THREADS):

@@ -13,7 +13,7 @@ import argparse
 
 from paddlespeech.cls.checkpoint import best_checkpoint
 from paddlespeech.cls.config import load_config
-from paddlespeech.cls.datasets import ESC50Dataset, dataset_root
+from paddlespeech.cls.datasets import FoldDataset, load_table
 
 
 def main():
@@ -32,7 +32,8 @@ def main():
     elif a.what == 'checkpoint_dir':
         print(cfg.checkpoint_dir)
     else:
-        dev = ESC50Dataset(dataset_root(cfg), 'dev', cfg.split, cfg.feature)
+        dev = FoldDataset(load_table(cfg, verbose=False), 'dev', cfg.split,
+                          cfg.feature)
         print('\n'.join(str(path) for path, _ in dev.items[:a.limit]))
 
 

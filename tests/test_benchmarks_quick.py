@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss')
+SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss', 'data')
 
 pytest.importorskip('torch')
 pytest.importorskip('panns_inference')
@@ -278,3 +278,17 @@ def test_quick_levers_compare_with_the_default(bench):
     # the heap-limit lever compares its own last window with its first
     assert (r['value'], r['ref']) == (run['result']['rss_last_mb'],
                                       run['result']['rss_first_mb'])
+
+
+@pytest.mark.slow
+def test_data_listing_lists_every_generated_file(bench):
+    raw, R = bench['sections']['data']['raw'], rows(bench, 'data')
+    # quick: 10,000 files round-robin over 50 class folders -> 200 per
+    # class, dealt into 5 folds of 40 per class -> 5 folds of 2,000
+    assert (raw['generated'], raw['files']) == (10000, 10000)
+    assert (raw['classes'], raw['folds']) == (50, 5)
+    assert raw['fold_sizes'] == [2000] * 5
+    r = R['listing + 5 stratified folds of 10000 files in 50 class folders '
+          '(load_table; speed = files / time)']
+    assert close(r['value'], 10000 / raw['first_s'])
+    assert (r['ref'], r['target']) == (10000, 1.0)

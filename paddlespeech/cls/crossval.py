@@ -23,7 +23,7 @@ import paddle
 from . import atomic
 from .checkpoint import latest_checkpoint
 from .curves import plot_confusion
-from .datasets import ESC50Dataset, collate, dataset_root, read_meta
+from .datasets import ClipWindows, FoldDataset, collate, load_table
 from .errors import UserError
 from .features import FrontEnd
 from .metrics import confusion_matrix, per_class_accuracy
@@ -34,9 +34,9 @@ from .trainer import Trainer, evaluate
 def cross_validate(cfg):
     """Run the folds ``cfg.folds`` (all when None); returns the mean and
     std of the headline metric over the folds done."""
-    data_dir = dataset_root(cfg)
-    rows, labels = read_meta(data_dir)
-    all_folds = sorted({int(r['fold']) for r in rows})
+    table = load_table(cfg)
+    data_dir, labels, all_folds = table.root, table.label_list, \
+        table.fold_ids
     folds = ([int(f) for f in str(cfg.folds).split(',')] if cfg.folds else
              all_folds)
     unknown = sorted(set(folds) - set(all_folds))
@@ -51,8 +51,8 @@ def cross_validate(cfg):
         if result_file.is_file():
             print(f'[cv] fold {fold}: done before, skipping ({result_file})')
         else:
-            train_fold(cfg, fold, fold_dir, data_dir)
-            result = evaluate_fold(fold, fold_dir, data_dir, cfg)
+            train_fold(cfg, fold, fold_dir, table)
+            result = evaluate_fold(fold, fold_dir, table, cfg)
             atomic.write_text(result_file, json.dumps(result))
         results.append(json.loads(result_file.read_text()))
         name, value = headline(results[-1])
@@ -63,13 +63,15 @@ def cross_validate(cfg):
     return mean, std
 
 
-def train_fold(cfg, fold, fold_dir, data_dir):
-    """Train one fold in this process; resumes if it was interrupted."""
+def train_fold(cfg, fold, fold_dir, table):
+    """Train one fold in this process; resumes if it was interrupted.
+    Assigned folds come from the folds file the table was read with."""
     fold_cfg = SimpleNamespace(**{**vars(cfg), 'split': fold,
-                                  'data_dir': str(data_dir),
                                   'checkpoint_dir': str(fold_dir /
                                                         'checkpoint'),
                                   'resume': True})
+    if table.folds_file is not None:
+        fold_cfg.folds_file = str(table.folds_file)
     print(f'[cv] fold {fold}: training into {fold_dir}', flush=True)
     if Trainer(fold_cfg).fit() != 0:
         raise UserError(f'training of fold {fold} stopped; rerun to resume '
@@ -100,16 +102,18 @@ def fold_checkpoints(ckpt_dir, val_fraction, average_last):
     return ('final', latest_checkpoint(ckpt_dir)), best
 
 
-def evaluate_fold(fold, fold_dir, data_dir, cfg):
+def evaluate_fold(fold, fold_dir, table, cfg):
     """Metrics and predictions on fold ``fold`` of the checkpoint that
     :func:`fold_checkpoints` selects, and the optimistic ``best/`` score."""
     (selection, chosen), optimistic = fold_checkpoints(
         fold_dir / 'checkpoint', cfg.val_fraction, cfg.average_last)
     model, labels, feature = load_classifier(chosen)
     frontend = FrontEnd(feature, 'numpy')
-    dev = ESC50Dataset(data_dir, 'dev', fold, feature, frontend.per_clip)
+    dev = FoldDataset(table, 'dev', fold, feature, frontend.per_clip)
     loader = paddle.io.DataLoader(
-        dev, batch_size=cfg.batch_size, shuffle=False,
+        ClipWindows(dev, frontend.clip_length(cfg.clip_seconds))
+        if cfg.clip_seconds else dev, batch_size=cfg.batch_size,
+        shuffle=False,
         collate_fn=lambda b: collate(b, frontend.pad_value))
     metrics, scores, target = evaluate(model, loader, model.task)
     result = {'fold': fold, 'selection': selection, 'checkpoint': str(chosen),

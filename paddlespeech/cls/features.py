@@ -279,6 +279,13 @@ class FrontEnd:
     def pad_value(self):
         return self.config.floor_db if self.per_clip is not None else 0.0
 
+    def clip_length(self, seconds):
+        """``seconds`` of audio as the loader yields it: log-mel frames, or
+        waveform samples (at the feature sample rate)."""
+        samples = int(round(seconds * self.config.sample_rate))
+        return (self.config.num_frames(samples) if self.per_clip is not None
+                else samples)
+
     def batch(self, x):
         """A loader batch (log-mel, or waveforms) -> log-mel tensor."""
         return x if self.layer is None else self.layer(x)

@@ -69,6 +69,26 @@ class Task:
             return F.sigmoid(logits)
         return F.softmax(logits, axis=-1)
 
+    def pool_windows(self, logits, targets, clip_of, weights):
+        """Per clip, the ``weights``-weighted mean of its windows'
+        probabilities (as ``predict.py`` averages a long file's windows),
+        as logits of that mean, and the clip's target: numpy in and out."""
+        logits = np.asarray(logits, dtype=np.float64)
+        clip_of, w = np.asarray(clip_of), np.asarray(weights, np.float64)
+        if self.multi_label:
+            p = 1.0 / (1.0 + np.exp(-logits))
+        else:
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            p = e / e.sum(axis=1, keepdims=True)
+        n = clip_of.max() + 1
+        sums, total = np.zeros((n, p.shape[1])), np.zeros(n)
+        np.add.at(sums, clip_of, p * w[:, None])
+        np.add.at(total, clip_of, w)
+        p = np.clip(sums / total[:, None], 1e-12, 1 - 1e-12)
+        pooled = np.log(p) - (np.log1p(-p) if self.multi_label else 0.0)
+        _, first = np.unique(clip_of, return_index=True)
+        return pooled.astype(np.float32), np.asarray(targets)[first]
+
     def correct(self, logits, y):
         """Clips of the batch whose top class is their label (None when
         multi-label)."""

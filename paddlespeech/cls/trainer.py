@@ -24,8 +24,9 @@ from .checkpoint import (load_checkpoint, model_meta, prune_checkpoints,
                          remove_step_checkpoints, resume_point, save_average,
                          save_checkpoint, save_model)
 from .curves import VisualDLLog, plot_curves
-from .datasets import (DatasetError, ESC50Dataset, check_readable, collate,
-                       dataset_root)
+from .datasets import (ClipWindows, DatasetError, FoldDataset,
+                       check_readable, collate, load_table,
+                       print_class_counts)
 from .errors import UserError
 from .features import FrontEnd
 from .models import build_classifier
@@ -70,30 +71,39 @@ class Trainer:
         seed_everything(cfg.seed + self.rank)
 
         self.frontend = FrontEnd(cfg.feature, cfg.feat_backend)
-        data_dir = dataset_root(cfg)
+        self.table = load_table(cfg, verbose=self.rank == 0)
         self.train_set, self.dev_set = (
-            ESC50Dataset(data_dir, mode, cfg.split, cfg.feature,
-                         self.frontend.per_clip, cfg.val_fraction, cfg.seed)
+            FoldDataset(self.table, mode, cfg.split, cfg.feature,
+                        self.frontend.per_clip, cfg.val_fraction, cfg.seed)
             for mode in ('train', 'val' if cfg.val_fraction else 'dev'))
         check_readable([self.train_set, self.dev_set], cfg.skip_bad_files,
                        verbose=self.rank == 0)
+        if self.rank == 0:
+            print_class_counts(self.train_set)
         self.task = Task(self.train_set.multi_label)
         labels = self.train_set.label_list
-        self.sampler = ResumableBatchSampler(
-            self.train_set, batch_size=cfg.batch_size, shuffle=True,
-            drop_last=False)
+        self.sampler = (BalancedBatchSampler(
+            self.train_set, cfg.batch_size, cfg.seed) if
+            cfg.balanced_sampling else ResumableBatchSampler(
+                self.train_set, batch_size=cfg.batch_size, shuffle=True,
+                drop_last=False))
         if cfg.num_workers > 0:
             self.train_set.precompute('train features')
             self.dev_set.precompute('dev features')
         pad = self.frontend.pad_value
+        dev = self.dev_set
+        if cfg.clip_seconds:
+            length = self.frontend.clip_length(cfg.clip_seconds)
+            self.train_set.set_crop(length, pad, cfg.seed)
+            self.sampler.tag_epoch = True
+            dev = ClipWindows(self.dev_set, length)
         loader_kw = dict(num_workers=cfg.num_workers,
                          collate_fn=lambda b: collate(b, pad),
                          persistent_workers=cfg.num_workers > 0)
         self.train_loader = paddle.io.DataLoader(
             self.train_set, batch_sampler=self.sampler, **loader_kw)
         self.dev_loader = paddle.io.DataLoader(
-            self.dev_set, batch_size=cfg.batch_size, shuffle=False,
-            **loader_kw)
+            dev, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
 
         self.model = build_classifier(cfg.backbone, len(labels), cfg.dropout,
                                       cfg.pretrained, cfg.pretrained_path,
@@ -351,8 +361,13 @@ def predict_scores(model, loader, frontend=None):
 
 
 def evaluate(model, loader, task, frontend=None):
-    """``({'loss', ...task metrics}, logits, targets)`` over ``loader``."""
+    """``({'loss', ...task metrics}, logits, targets)`` over ``loader``;
+    per clip when it yields :class:`ClipWindows` (``clip_seconds``)."""
     scores, targets = predict_scores(model, loader, frontend)
+    windows = loader.dataset
+    if isinstance(windows, ClipWindows):
+        scores, targets = task.pool_windows(scores, targets,
+                                            windows.clip_of, windows.weights)
     loss = float(task.loss(paddle.to_tensor(scores),
                            paddle.to_tensor(targets)))
     return {'loss': loss, **task.evaluate(scores, targets)}, scores, targets
@@ -425,14 +440,65 @@ class ResumableBatchSampler(paddle.io.DistributedBatchSampler):
 
     The shuffle order depends only on the epoch (``set_epoch``), so the
     remaining batches are exactly those the uninterrupted run would see.
+    ``tag_epoch`` yields ``(index, epoch)`` pairs, from which the dataset
+    draws its random crops (:meth:`.datasets.ClipDataset.set_crop`).
     """
     skip = 0
+    tag_epoch = False
 
     def __iter__(self):
+        epoch = self.epoch
         skip, self.skip = self.skip, 0
-        for i, batch in enumerate(super().__iter__()):
+        for i, batch in enumerate(self.batches()):
             if i >= skip:
-                yield batch
+                yield [(j, epoch) for j in batch] if self.tag_epoch else batch
+
+    def batches(self):
+        return super().__iter__()
+
+
+class BalancedBatchSampler(ResumableBatchSampler):
+    """Class-balanced batches (``balanced_sampling``): an epoch is as many
+    draws as there are clips, an equal share per class (a multi-label
+    clip counts for its rarest label), each class cycling through its
+    clips in a shuffled order, so rare classes repeat and common ones are
+    subsampled. The order depends only on ``seed`` and the epoch, so
+    resuming stays exact; ranks take interleaved shares as in
+    ``DistributedBatchSampler``."""
+
+    def __init__(self, dataset, batch_size, seed):
+        super().__init__(dataset, batch_size=batch_size, shuffle=True,
+                         drop_last=False)
+        self.seed = seed
+        counts = dataset.class_counts()
+        self.classes = np.array([
+            min(np.flatnonzero(y), key=lambda c: counts[c])
+            if dataset.multi_label else int(y) for _, y in dataset.items])
+
+    def batches(self):
+        order = balanced_order(self.classes, self.total_size,
+                               [self.seed, self.epoch])
+        mine = order[self.local_rank::self.nranks]
+        for start in range(0, len(mine), self.batch_size):
+            yield mine[start:start + self.batch_size].tolist()
+
+
+def balanced_order(classes, n, seed):
+    """``n`` indices into ``classes`` (the class of each clip), each class
+    drawn ``n // C`` or ``n // C + 1`` times (the extra draws go to random
+    classes), in a random order from ``seed``."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(classes)
+    quota = np.full(len(ids), n // len(ids))
+    quota[rng.choice(len(ids), n % len(ids), replace=False)] += 1
+    picks = []
+    for c, q in zip(ids, quota):
+        if q:  # fewer draws than classes leave some out
+            members = np.flatnonzero(classes == c)
+            rounds = -(-q // len(members))
+            picks.append(np.concatenate([rng.permutation(members)
+                                         for _ in range(rounds)])[:q])
+    return rng.permutation(np.concatenate(picks))
 
 
 class Interrupted(Exception):

@@ -1,8 +1,11 @@
-from .clips import (ClipDataset, DatasetError, check_readable, collate,
+from .clips import (ClipDataset, ClipTable, ClipWindows, DatasetError,
+                    FoldDataset, check_readable, collate, print_class_counts,
                     read_label_file)
 from .esc50 import (ESC50_LABELS, ESC50Dataset, dataset_root, prepare_esc50,
                     read_meta)
+from .layouts import LAYOUTS, load_table
 
-__all__ = ['ClipDataset', 'DatasetError', 'check_readable', 'collate',
-           'read_label_file', 'ESC50_LABELS', 'ESC50Dataset', 'dataset_root',
-           'prepare_esc50', 'read_meta']
+__all__ = ['ClipDataset', 'ClipTable', 'ClipWindows', 'DatasetError',
+           'FoldDataset', 'check_readable', 'collate', 'read_label_file',
+           'ESC50_LABELS', 'ESC50Dataset', 'dataset_root', 'prepare_esc50',
+           'read_meta', 'LAYOUTS', 'load_table', 'print_class_counts']

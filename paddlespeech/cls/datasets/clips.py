@@ -1,6 +1,8 @@
 """A labelled list of audio clips as model input, and how clips become
-batches. Every dataset layout (:mod:`.esc50`) lists its clips here."""
+batches. Every dataset layout (:mod:`.esc50`, :mod:`.layouts`) reduces to
+a :class:`ClipTable`; :class:`FoldDataset` takes a split of it."""
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,8 @@ class ClipDataset:
     multi-label data (``multi_label``).
     """
 
+    crop = None  # (length, pad_value, seed): see set_crop
+
     def __init__(self, items, label_list, multi_label, feature_config,
                  extractor=None):
         self.items, self.label_list = items, label_list
@@ -36,16 +40,34 @@ class ClipDataset:
         return len(self.items)
 
     def __getitem__(self, idx):
+        """Item ``idx``; ``(idx, epoch)`` gives it randomly cropped (or
+        padded) to the :meth:`set_crop` length, the window drawn from
+        ``(seed, epoch, idx)`` alone, so data loader workers and resumed
+        runs draw the same windows."""
+        epoch = None
+        if isinstance(idx, tuple):
+            idx, epoch = idx
         if idx in self._cache:
-            return self._cache[idx]
-        path, label = self.items[idx]
-        y = label if self.multi_label else np.int64(label)
-        c = self.feature_config
-        x = load_audio(path, c.sample_rate, min_samples=c.n_fft)
-        if self.extractor is not None:
-            x = self.extractor(x)
-            self._cache[idx] = (x, y)
+            x, y = self._cache[idx]
+        else:
+            path, label = self.items[idx]
+            y = label if self.multi_label else np.int64(label)
+            c = self.feature_config
+            x = load_audio(path, c.sample_rate, min_samples=c.n_fft)
+            if self.extractor is not None:
+                x = self.extractor(x)
+                self._cache[idx] = (x, y)
+        if epoch is not None and self.crop is not None:
+            length, pad_value, seed = self.crop
+            rng = np.random.default_rng([seed, epoch, idx])
+            x = random_crop(x, length, pad_value, rng)
         return x, y
+
+    def set_crop(self, length, pad_value, seed):
+        """Items asked for as ``(idx, epoch)`` come out ``length`` long
+        (frames of log-mel, or samples): a random window of a longer clip,
+        a shorter one padded with ``pad_value`` (digital silence)."""
+        self.crop = (int(length), pad_value, int(seed))
 
     def precompute(self, desc='features'):
         """Fill the feature cache now, in this process.
@@ -73,10 +95,123 @@ class ClipDataset:
                 bad.append((path, e.reason))
         return bad
 
+    def class_counts(self):
+        """Clips of each class (a multi-label clip counts for each label)."""
+        counts = np.zeros(len(self.label_list), dtype=np.int64)
+        for _, y in self.items:
+            counts[np.flatnonzero(np.atleast_1d(y)) if self.multi_label
+                   else int(y)] += 1
+        return counts
+
     def drop(self, paths):
         """Leave out the clips at ``paths`` (e.g. unreadable ones)."""
         self.items = [item for item in self.items if item[0] not in paths]
         self._cache.clear()
+
+
+def random_crop(x, length, pad_value, rng):
+    """A random ``length``-long window of ``x`` along its first axis, or
+    ``x`` padded at the end with ``pad_value`` when it is shorter."""
+    if len(x) >= length:
+        start = int(rng.integers(0, len(x) - length + 1))
+        return x[start:start + length]
+    out = np.full((length,) + x.shape[1:], pad_value, dtype=x.dtype)
+    out[:len(x)] = x
+    return out
+
+
+class ClipWindows:
+    """The clips of a :class:`ClipDataset` as consecutive windows of
+    ``length`` (only the last one of a clip may be shorter), to score whole
+    clips of any length with a model trained on fixed crops: item ``i`` is
+    ``(window, label)`` of clip :attr:`clip_of` ``[i]``, weighing
+    :attr:`weights` ``[i]`` (its length) in the clip's average
+    (:meth:`..task.Task.pool_windows`), as ``predict.py`` averages the
+    windows of a long file. Reads every clip once to count its windows
+    (the feature cache keeps them)."""
+
+    def __init__(self, clips, length):
+        self.clips, self.length = clips, int(length)
+        self.clip_of, self.starts, self.weights = [], [], []
+        for i in range(len(clips)):
+            n = len(clips[i][0])
+            for start in range(0, n, self.length):
+                self.clip_of.append(i)
+                self.starts.append(start)
+                self.weights.append(min(self.length, n - start))
+        self._last = (None, None)
+
+    def __len__(self):
+        return len(self.clip_of)
+
+    def __getitem__(self, idx):
+        i = self.clip_of[idx]
+        if self._last[0] != i:  # waveforms are not cached: read once
+            self._last = (i, self.clips[i])
+        x, y = self._last[1]
+        start = self.starts[idx]
+        return x[start:start + self.length], y
+
+
+@dataclass
+class ClipTable:
+    """A dataset whatever its layout: clip ``paths``, each clip's ``fold``
+    and class indices (``targets``, several for a multi-label clip), the
+    class names in index order, and ``source``, the file the clips and
+    their labels were read from (for messages); ``folds_file`` when the
+    folds were assigned (:mod:`.folds`)."""
+    root: Path
+    paths: list
+    folds: list
+    targets: list
+    label_list: list
+    source: Path
+    folds_file: Path = None
+
+    @property
+    def multi_label(self):
+        return any(len(t) > 1 for t in self.targets)
+
+    @property
+    def fold_ids(self):
+        return sorted(set(self.folds))
+
+    def items(self, folds):
+        """``[(path, label)]`` of the clips in ``folds``: class indices, or
+        multi-hot rows for a multi-label table."""
+        keep = [i for i, f in enumerate(self.folds) if f in folds]
+        if self.multi_label:
+            eye = np.eye(len(self.label_list), dtype=np.float32)
+            return [(self.paths[i], eye[self.targets[i]].sum(0))
+                    for i in keep]
+        return [(self.paths[i], self.targets[i][0]) for i in keep]
+
+
+class FoldDataset(ClipDataset):
+    """Clips of the training folds (``mode='train'``) or of fold ``split``
+    (``'dev'``) of a :class:`ClipTable`; with ``val_fraction`` > 0, a
+    stratified share of the training folds (seeded) is held out of
+    ``'train'`` as ``'val'`` (:class:`ClipDataset` says what an item is)."""
+
+    def __init__(self, table, mode='train', split=1, feature_config=None,
+                 extractor=None, val_fraction=0.0, seed=0):
+        if mode not in ('train', 'val', 'dev') or (mode == 'val' and
+                                                   not val_fraction):
+            raise ValueError(f"mode must be 'train', 'dev' or (with "
+                             f"val_fraction) 'val', got {mode!r}")
+        self.root, self.mode, self.table = Path(table.root), mode, table
+        folds = table.fold_ids
+        if split not in folds:
+            raise DatasetError(f'{table.source} has folds {folds}; dev fold '
+                               f'{split} is not one of them (set split)')
+        items = table.items({split} if mode == 'dev' else
+                            set(folds) - {split})
+        if mode != 'dev' and val_fraction:
+            held = set(holdout([y for _, y in items], val_fraction, seed))
+            items = [it for i, it in enumerate(items)
+                     if (i in held) == (mode == 'val')]
+        super().__init__(items, table.label_list, table.multi_label,
+                         feature_config, extractor)
 
 
 def holdout(labels, fraction, seed):
@@ -109,6 +244,18 @@ def read_label_file(path):
         raise DatasetError(f'label file {path} holds no labels (one name '
                            f'per line)')
     return labels
+
+
+def print_class_counts(dataset):
+    """One line of clips per class, flagging an imbalance."""
+    counts = dataset.class_counts()
+    listing = ', '.join(f'{name} {n}' for name, n in
+                        zip(dataset.label_list, counts))
+    ratio = counts.max() / max(counts.min(), 1)
+    hint = (f' (imbalanced {ratio:.1f}x: balanced_sampling: true draws '
+            f'class-balanced batches)' if ratio >= 2 else '')
+    print(f'[data] {dataset.mode} clips per class{hint}: {listing}',
+          flush=True)
 
 
 def check_readable(datasets, skip=False, verbose=True):

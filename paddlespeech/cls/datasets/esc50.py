@@ -12,10 +12,8 @@ fold, one target each); one such clip makes the dataset multi-label.
 import csv
 from pathlib import Path
 
-import numpy as np
-
 from ..download import download, extract
-from .clips import ClipDataset, DatasetError, holdout
+from .clips import ClipTable, DatasetError, FoldDataset
 
 ESC50_URL = 'https://paddleaudio.bj.bcebos.com/datasets/ESC-50-master.zip'
 ESC50_MD5 = '7771e4b9d86d0945acce719c7a59305a'
@@ -59,7 +57,8 @@ def read_meta(root):
     if not meta.is_file():
         raise DatasetError(
             f'{meta} not found: a dataset in ESC-50 layout needs '
-            f'audio/*.wav and meta/esc50.csv (run stage 0, or set data_dir)')
+            f'audio/*.wav and meta/esc50.csv (run stage 0, or set data_dir; '
+            f'a folder per class or a manifest needs dataset: auto)')
     with open(meta, newline='', encoding='utf-8') as f:
         rows = list(csv.DictReader(f))
     missing = [c for c in REQUIRED_COLUMNS if rows and c not in rows[0]]
@@ -92,46 +91,29 @@ def clip_labels(rows):
     return clips
 
 
-class ESC50Dataset(ClipDataset):
-    """Clips of the training folds (``mode='train'``) or of fold ``split``
-    (``'dev'``); with ``val_fraction`` > 0, a stratified share of the
-    training folds (seeded) is held out of ``'train'`` as ``'val'``
-    (:class:`.clips.ClipDataset` says what an item is)."""
+def esc50_table(root):
+    """The :class:`.clips.ClipTable` of a dataset in ESC-50 layout."""
+    root = Path(root)
+    rows, label_list = read_meta(root)
+    clips = clip_labels(rows)
+    return ClipTable(root, [root / 'audio' / name for name in clips],
+                     [fold for fold, _ in clips.values()],
+                     [targets for _, targets in clips.values()], label_list,
+                     root / 'meta' / 'esc50.csv')
+
+
+class ESC50Dataset(FoldDataset):
+    """A split of a dataset in ESC-50 layout (:class:`.clips.FoldDataset`)."""
 
     def __init__(self, root, mode='train', split=1, feature_config=None,
                  extractor=None, val_fraction=0.0, seed=0):
-        if mode not in ('train', 'val', 'dev') or (mode == 'val' and
-                                                   not val_fraction):
-            raise ValueError(f"mode must be 'train', 'dev' or (with "
-                             f"val_fraction) 'val', got {mode!r}")
-        self.root, self.mode = Path(root), mode
-        rows, label_list = read_meta(self.root)
-        folds = sorted({int(r['fold']) for r in rows})
-        if split not in folds:
-            raise DatasetError(f'{self.root}/meta/esc50.csv has folds '
-                               f'{folds}; dev fold {split} is not one of them')
-        keep = (lambda f: f == split) if mode == 'dev' else (
-            lambda f: f != split)
-        clips = clip_labels(rows)
-        multi_label = any(len(t) > 1 for _, t in clips.values())
-        if multi_label:
-            eye = np.eye(len(label_list), dtype=np.float32)
-            items = [(self.root / 'audio' / name, eye[targets].sum(0))
-                     for name, (fold, targets) in clips.items()
-                     if keep(fold)]
-        else:
-            items = [(self.root / 'audio' / r['filename'], int(r['target']))
-                     for r in rows if keep(int(r['fold']))]
-        if mode != 'dev' and val_fraction:
-            held = set(holdout([y for _, y in items], val_fraction, seed))
-            items = [it for i, it in enumerate(items)
-                     if (i in held) == (mode == 'val')]
-        super().__init__(items, label_list, multi_label, feature_config,
-                         extractor)
+        super().__init__(esc50_table(root), mode, split, feature_config,
+                         extractor, val_fraction, seed)
 
 
 def dataset_root(cfg):
-    """The dataset a config points at: ``data_dir``, else the ESC-50 download."""
+    """The dataset a config points at: ``data_dir``, else the ESC-50
+    download."""
     if cfg.data_dir:
         return Path(cfg.data_dir)
     return Path(cfg.data_home) / 'ESC-50-master'

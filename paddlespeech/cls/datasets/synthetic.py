@@ -1,4 +1,5 @@
-"""Synthesise a small dataset in ESC-50 layout (audio/*.wav, meta/esc50.csv).
+"""Synthesise a small dataset in ESC-50 layout (audio/*.wav, meta/esc50.csv),
+or the same clips as a folder per class or a manifest (``--layout``).
 
 Each class is a clearly different kind of sound (tones, noise, chirps,
 clicks ...) with random pitch, level, timing and background noise, so a
@@ -11,6 +12,7 @@ Stage 0 generates the demo set with it (``dataset: synthetic``); tests and
 benchmarks make their data with :func:`generate`. Command line::
 
     python -m paddlespeech.cls.datasets.synthetic --out_dir DIR [--classes N]
+        [--layout esc50|folder|manifest]
 """
 import argparse
 import csv
@@ -87,45 +89,67 @@ def make_mixture(kinds, seconds, sample_rate, rng):
     return x / (np.abs(x).max() + 1e-9) * rng.uniform(0.2, 0.8)
 
 
+LAYOUTS = ('esc50', 'folder', 'manifest')
+
+
 def generate(out_dir, classes=6, clips_per_fold=3, folds=5, seconds=1.0,
-             sample_rate=44100, seed=0, mixtures_per_fold=0):
+             sample_rate=44100, seed=0, mixtures_per_fold=0, layout='esc50'):
     """Write the dataset; returns the dataset root. ``mixtures_per_fold``
     two-class mixtures per fold, drawn from their own random stream so
-    the single-class clips stay the same."""
+    the single-class clips stay the same. ``layout``: ``esc50``
+    (``audio/`` and ``meta/esc50.csv``), ``folder`` (``<class>/<file>``,
+    no folds: training assigns them) or ``manifest`` (``<class>/<file>``
+    and ``metadata.csv`` with ``file_name,label,fold``, a mixture on two
+    rows); the same clips in each."""
     if not 1 <= classes <= len(CLASSES):
         raise UserError(f'classes must be 1..{len(CLASSES)}, got {classes}')
     if mixtures_per_fold and classes < 2:
         raise UserError('mixtures need at least 2 classes')
+    if layout not in LAYOUTS:
+        raise UserError(f'layout must be one of {LAYOUTS}, got {layout!r}')
+    if mixtures_per_fold and layout == 'folder':
+        raise UserError('mixtures (multi-label clips) need the esc50 or '
+                        'manifest layout')
     rng = np.random.default_rng(seed)
     mix_rng = np.random.default_rng([seed, 1])
     root = Path(out_dir)
-    (root / 'audio').mkdir(parents=True, exist_ok=True)
-    (root / 'meta').mkdir(parents=True, exist_ok=True)
-    rows = []
+    clips = []  # (file name, fold, targets, waveform)
     for fold in range(1, folds + 1):
         for target, (name, kind) in enumerate(CLASSES[:classes]):
             for take in range(clips_per_fold):
                 clip_id = 1000 * fold + 10 * target + take
                 fname = f'{fold}-{clip_id}-{chr(65 + take)}-{target}.wav'
-                x = make_clip(kind, seconds, sample_rate, rng)
-                sf.write(root / 'audio' / fname, x, sample_rate,
-                         subtype='PCM_16')
-                rows.append([fname, fold, target, name, 'False', clip_id,
-                             chr(65 + take)])
+                clips.append((fname, fold, [target],
+                              make_clip(kind, seconds, sample_rate, rng)))
         for take in range(mixtures_per_fold):
             pair = sorted(int(t) for t in
                           mix_rng.choice(classes, 2, replace=False))
             clip_id = 1000 * fold + 900 + take
             fname = f'{fold}-{clip_id}-M-{pair[0]}-{pair[1]}.wav'
-            x = make_mixture([CLASSES[t][1] for t in pair], seconds,
-                             sample_rate, mix_rng)
-            sf.write(root / 'audio' / fname, x, sample_rate, subtype='PCM_16')
-            rows += [[fname, fold, t, CLASSES[t][0], 'False', clip_id, 'M']
-                     for t in pair]
-    with open(root / 'meta' / 'esc50.csv', 'w', newline='') as f:
+            clips.append((fname, fold, pair, make_mixture(
+                [CLASSES[t][1] for t in pair], seconds, sample_rate,
+                mix_rng)))
+    rows = []
+    for fname, fold, targets, x in clips:
+        rel = (f'audio/{fname}' if layout == 'esc50' else
+               f'{CLASSES[targets[0]][0]}/{fname}')
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(root / rel, x, sample_rate, subtype='PCM_16')
+        take = fname.split('-')[2]
+        rows += [[fname, fold, t, CLASSES[t][0], 'False',
+                  fname.split('-')[1], take] if layout == 'esc50' else
+                 [rel, CLASSES[t][0], fold] for t in targets]
+    if layout == 'folder':
+        return root
+    header = (['filename', 'fold', 'target', 'category', 'esc10', 'src_file',
+               'take'] if layout == 'esc50' else ['file_name', 'label',
+                                                  'fold'])
+    meta = root / ('meta/esc50.csv' if layout == 'esc50' else
+                   'metadata.csv')
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    with open(meta, 'w', newline='') as f:
         w = csv.writer(f)
-        w.writerow(['filename', 'fold', 'target', 'category', 'esc10',
-                    'src_file', 'take'])
+        w.writerow(header)
         w.writerows(rows)
     return root
 
@@ -145,9 +169,14 @@ def main(argv):
     p.add_argument('--mixtures_per_fold', type=int, default=0,
                    help='clips per fold mixing two classes, each listed on '
                    'two rows: a multi-label set (0: single-label)')
+    p.add_argument('--layout', choices=LAYOUTS, default='esc50',
+                   help='esc50: audio/ + meta/esc50.csv; folder: a folder '
+                   'per class (no folds); manifest: a folder per class and '
+                   'metadata.csv (file_name,label,fold)')
     a = p.parse_args(argv)
     root = generate(a.out_dir, a.classes, a.clips_per_fold, a.folds,
-                    a.seconds, a.sample_rate, a.seed, a.mixtures_per_fold)
+                    a.seconds, a.sample_rate, a.seed, a.mixtures_per_fold,
+                    a.layout)
     print(f'wrote {root}')
     return 0
 

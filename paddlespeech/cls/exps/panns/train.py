@@ -1,4 +1,5 @@
-"""Fine-tune a PANNs backbone on a dataset in ESC-50 layout.
+"""Fine-tune a PANNs backbone on a dataset: ESC-50 layout, a folder per
+class, or a manifest (docs/data.md).
 
 Single process:  python train.py --config conf/panns.yaml
 Data parallel:   python -m paddle.distributed.launch train.py ...
@@ -12,13 +13,15 @@ Besides epoch_N/ (only the last few with --keep_checkpoint_max), the run
 keeps best/ (highest dev accuracy, used by the later stages), optionally
 avg_N/ (--average_last), and draws curves.png from metrics.jsonl at the end.
 
-Multi-label data (a clip listed on several rows of meta/esc50.csv) trains
+Multi-label data (a clip listed on several rows of meta/esc50.csv or of a
+manifest) trains
 with a sigmoid (binary cross-entropy) loss, and best/ and early stopping
 follow the dev mAP instead of the accuracy.
 """
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
 from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
+from paddlespeech.cls.datasets import LAYOUTS
 from paddlespeech.cls.features import FEAT_BACKENDS
 from paddlespeech.cls.models import BACKBONES
 from paddlespeech.cls.runtime import run
@@ -51,9 +54,23 @@ def get_parser():
     p = ConfigArgumentParser(description=__doc__)
     add = p.add
     # data
-    add('--data_dir', help='dataset root in ESC-50 layout (audio/, '
-        'meta/esc50.csv)')
+    add('--data_dir', help='dataset: ESC-50 layout (audio/, '
+        'meta/esc50.csv), a folder per class, or a manifest .csv/.tsv (or '
+        'a folder holding metadata.csv)')
+    add('--dataset', choices=LAYOUTS + ('synthetic',),
+        help='layout of data_dir (auto: detected from what is there)')
     add('--split', type=int, help='dev fold; the other folds train')
+    add('--num_folds', type=int, help='stratified folds assigned to data '
+        'without folds (kept in a folds file for every later run)')
+    add('--folds_file', help='where assigned folds are kept (default: '
+        '<data_dir>/.folds.csv, or <checkpoint_dir>/folds.csv when data_dir '
+        'is read-only)')
+    add('--clip_seconds', type=float,
+        help='train on random crops of this many seconds (shorter clips '
+        'padded with silence) and score dev clips in windows of this '
+        'length, averaged (unset: whole clips)')
+    add('--balanced_sampling', type=parse_bool, nargs='?', const=True,
+        help='draw training batches class-balanced (rare classes repeat)')
     add('--val_fraction', type=float,
         help='hold out this stratified share of the training folds and '
         'choose best/ (and early stopping) on it instead of the dev fold '

@@ -1,0 +1,107 @@
+"""Folds for data that comes without them: stratified, seeded, and kept in
+a folds file (``path,fold`` rows) so that training, the later stages,
+cross-validation and a rerun all see the same split, and a changed data
+set is noticed instead of silently re-split."""
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .. import atomic
+from .clips import DatasetError
+
+FOLDS_NAME = '.folds.csv'
+
+
+def assign_folds(targets, k, seed):
+    """Fold (1..k) of each clip with class indices ``targets``: each label
+    set's clips are shuffled (seeded) and dealt round-robin, starting
+    where the previous label set stopped, so every fold holds each class's
+    share to within one clip and the folds' sizes differ by at most one."""
+    rng = np.random.default_rng(seed)
+    groups = {}
+    for i, t in enumerate(targets):
+        groups.setdefault(tuple(sorted(t)), []).append(i)
+    folds, pos = np.zeros(len(targets), dtype=np.int64), 0
+    for key in sorted(groups):
+        idx = rng.permutation(groups[key])
+        folds[idx] = (pos + np.arange(len(idx))) % k + 1
+        pos = (pos + len(idx)) % k
+    return folds.tolist()
+
+
+def folds_file_candidates(root, cfg):
+    """Where the folds file is looked for, in order, and written: the
+    configured ``folds_file``, else ``<data>/.folds.csv`` and, for
+    read-only data, ``<checkpoint_dir>/folds.csv``."""
+    if cfg.folds_file:
+        return [Path(cfg.folds_file)]
+    return [Path(root) / FOLDS_NAME, Path(cfg.checkpoint_dir) / 'folds.csv']
+
+
+def folds_for(root, files, targets, label_list, cfg, verbose=True):
+    """``(folds, folds file)``: the fold of each of ``files`` (relative to
+    ``root``), read from the folds file when there is one, else assigned
+    (``num_folds`` folds, seeded with ``seed``) and written to the first
+    writable candidate."""
+    k = int(cfg.num_folds)
+    if k < 2:
+        raise DatasetError(f'num_folds must be at least 2, got {k}')
+    candidates = folds_file_candidates(root, cfg)
+    for path in candidates:
+        if path.is_file():
+            return read_folds(path, files, k), path
+    counts = np.zeros(len(label_list), dtype=np.int64)
+    for t in targets:
+        counts[t] += 1
+    for name, n in zip(label_list, counts):
+        if n < k:
+            raise DatasetError(
+                f'class {name!r} has {n} clip(s), fewer than num_folds {k}: '
+                f'add clips of it, or lower num_folds')
+    folds = assign_folds(targets, k, cfg.seed)
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator='\n')
+    w.writerow(['path', 'fold'])
+    w.writerows(zip(files, folds))
+    error = None
+    for path in candidates:
+        try:
+            atomic.write_text(path, out.getvalue())
+        except OSError as e:
+            error = e
+            continue
+        if verbose:
+            print(f'[data] assigned {k} stratified folds (seed {cfg.seed}) '
+                  f'to {len(files)} clips: {path} (delete it to assign them '
+                  f'again)', flush=True)
+        return folds, path
+    raise DatasetError(f'cannot write the folds file {candidates[-1]} '
+                       f'({error}): set folds_file to a writable path')
+
+
+def read_folds(path, files, k):
+    """Folds of ``files`` from the folds file at ``path``; refuses one
+    written for other files or another number of folds."""
+    hint = f'delete {path} to assign folds again'
+    try:
+        with open(path, newline='', encoding='utf-8') as f:
+            reader = csv.DictReader(f)
+            given = {r['path']: int(r['fold']) for r in reader}
+    except (OSError, KeyError, TypeError, ValueError, csv.Error) as e:
+        raise DatasetError(f'folds file {path} is not a path,fold table '
+                           f'({e}): {hint}') from e
+    listed = set(files)
+    added = [f for f in files if f not in given]
+    removed = [f for f in given if f not in listed]
+    if added or removed:
+        what = [f'{len(x)} file(s) {how}, e.g. {x[0]}'
+                for x, how in ((added, 'added'), (removed, 'removed')) if x]
+        raise DatasetError(f'the data set changed since the folds in {path} '
+                           f'were assigned ({"; ".join(what)}): {hint}')
+    most = max(given.values(), default=0)
+    if most != k:
+        raise DatasetError(f'{path} holds {most} folds but num_folds is {k}:'
+                           f' {hint}, or set num_folds {most}')
+    return [given[f] for f in files]
