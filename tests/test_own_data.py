@@ -289,11 +289,13 @@ def test_clip_windows_and_their_average(tmp_path):
 def test_mixed_formats_and_lengths_train(tmp_path):
     data = tmp_path / 'mixed'
     forms = [('wav', 16000, 1, {}), ('flac', 44100, 2, {}),
-             ('ogg', 22050, 1, {'format': 'OGG', 'subtype': 'VORBIS'})]
+             ('ogg', 22050, 1, {'format': 'OGG', 'subtype': 'VORBIS'}),
+             ('mp3', 44100, 1, {'format': 'MP3',
+                                'subtype': 'MPEG_LAYER_III'})]
     for c, label in enumerate(('hum', 'hiss', 'beep')):
         (data / label).mkdir(parents=True)
         for i in range(6):
-            ext, rate, ch, kw = forms[(c + i) % 3]
+            ext, rate, ch, kw = forms[(c + i) % 4]
             _sound(data / label / f'{i}.{ext}', 0.3 + 0.45 * i, rate, ch,
                    seed=10 * c + i, **kw)
     records, log = train(data, tmp_path / 'ckpt', epochs=1,
@@ -301,6 +303,7 @@ def test_mixed_formats_and_lengths_train(tmp_path):
     assert len(records) == 1 and np.isfinite(records[0]['dev_loss'])
     assert 0.0 <= records[0]['dev_acc'] <= 1.0
     assert '[data] train clips per class: beep' in log
+    assert 'left out' not in log  # every format was listed as audio
 
 
 # ------------------------------------------------------------------ balance
