@@ -8,7 +8,6 @@ import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
 import contextlib
 import csv
-import importlib.util
 import io
 import shutil
 import subprocess
@@ -26,7 +25,6 @@ from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets import (ClipDataset, ClipWindows,
                                        DatasetError, load_table)
 from paddlespeech.cls.datasets.folds import assign_folds
-from paddlespeech.cls.exps.panns import train as train_script
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
 from paddlespeech.cls.runtime import run
 from paddlespeech.cls.task import Task
@@ -81,10 +79,16 @@ def write_folds(root, rows):
         'path,fold\n' + ''.join(f'{p},{f}\n' for p, _, f in rows))
 
 
-def train_script_errors(capsys, *args):
-    """``train.py args`` run in this process: exit status and stderr."""
+def train_errors(capsys, **overrides):
+    """``Trainer(cfg).fit()`` under ``runtime.run``, as train.py runs it,
+    in this process: exit status and stderr."""
+    def main(argv):
+        cfg = load_config(None, {'device': 'cpu', **{
+            k: str(v) for k, v in overrides.items()}})
+        return Trainer(cfg).fit()
+
     with pytest.raises(SystemExit) as e:
-        run(train_script.main, [*map(str, args), '--device', 'cpu'])
+        run(main, [])
     return e.value.code, capsys.readouterr().err
 
 
@@ -370,8 +374,8 @@ def bad(tmp_path):
                                   'outside', 'columns'])
 def test_bad_data_is_one_line_and_exit_2(kind, bad, tmp_path, capsys):
     root, name, fix = bad(kind)
-    code, err = train_script_errors(capsys, '--data_dir', root,
-                                    '--checkpoint_dir', tmp_path / 'ckpt')
+    code, err = train_errors(capsys, data_dir=root,
+                                    checkpoint_dir=tmp_path / 'ckpt')
     assert_one_line(code, err, name, fix)
 
 
@@ -381,8 +385,8 @@ def test_changed_data_set_is_one_line_and_exit_2(tmp_path, capsys):
         load_table(config(data, tmp_path / 'ckpt'))
     shutil.copy(data / 'low_hum' / '1-1000-A-0.wav',
                 data / 'low_hum' / 'extra.wav')
-    code, err = train_script_errors(capsys, '--data_dir', data,
-                                    '--checkpoint_dir', tmp_path / 'ckpt')
+    code, err = train_errors(capsys, data_dir=data,
+                                    checkpoint_dir=tmp_path / 'ckpt')
     assert_one_line(code, err, 'low_hum/extra.wav', '1 file(s) added',
                     f'delete {data / ".folds.csv"}')
 
@@ -390,8 +394,8 @@ def test_changed_data_set_is_one_line_and_exit_2(tmp_path, capsys):
 def test_unreadable_clips_listed_or_skipped(tmp_path, capsys):
     data = make_synthetic(tmp_path / 'data', layout='folder', **TINY)
     (data / 'low_hum' / 'broken.wav').write_bytes(b'not audio at all')
-    code, err = train_script_errors(capsys, '--data_dir', data,
-                                    '--checkpoint_dir', tmp_path / 'ckpt')
+    code, err = train_errors(capsys, data_dir=data,
+                                    checkpoint_dir=tmp_path / 'ckpt')
     assert code == 2 and '1 unreadable audio file(s)' in err, err
     assert f'{data / "low_hum" / "broken.wav"}: cannot read audio' in err
     assert '--skip_bad_files' in err
@@ -415,22 +419,14 @@ def test_bad_data_through_the_train_script(bad, tmp_path):
 
 # ------------------------------------------------------ stages and labels
 
-def _prepare_data():
-    spec = importlib.util.spec_from_file_location(
-        'prepare_data', ROOT / 'local' / 'prepare_data.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_stage_0_and_locate_on_my_sounds(tmp_path, capsys):
+def test_stage_0_and_locate_on_my_sounds(tmp_path):
     data, ckpt = tmp_path / 'my_sounds', tmp_path / 'ckpt'
-    flags = ['--config', ROOT / 'conf' / 'my_sounds.yaml', '--data_dir',
-             data]
-    with pytest.raises(SystemExit) as e:
-        run(_prepare_data().main, list(map(str, flags)))
-    out = capsys.readouterr().out
-    assert e.value.code == 0, out
+    stage_0 = subprocess.run(
+        [sys.executable, str(ROOT / 'local' / 'prepare_data.py'), '--config',
+         str(ROOT / 'conf' / 'my_sounds.yaml'), '--data_dir', str(data)],
+        capture_output=True, text=True, env=script_env())
+    out = stage_0.stdout
+    assert stage_0.returncode == 0, out + stage_0.stderr
     # conf/my_sounds.yaml: 6 classes x 8 clips x 5 folds
     assert f'dataset ready: {data} (240 clips, 6 classes, 5 folds, folds ' \
         f'from {data / ".folds.csv"})' in out
