@@ -108,12 +108,7 @@ def task_infer_paddle(a):
             def net(b, pred=pred):
                 x = F[b]
 
-                def run():
-                    pred.input.reshape(x.shape)
-                    pred.input.copy_from_cpu(x)
-                    pred.predictor.run()
-                    return pred.output.copy_to_cpu()
-                return run
+                return lambda: pred.runner(x)
             e2e = _rates(lambda b, pred=pred: (lambda: pred(W[b])), batches,
                          seconds, warmup, reps)
             netr = _rates(net, batches, seconds, warmup, reps)

@@ -83,6 +83,16 @@ DEFAULTS = {
     'enable_mkldnn': True,
     'use_tensorrt': False,
     'trt_precision': 'fp32',  # deploy/predict.py --precision (TensorRT)
+    # low precision and ONNX (export_model.py, deploy/predict.py)
+    'export_format': 'paddle',  # export_model.py --format: paddle | onnx
+    'quantize': None,  # int8: post-training static quantisation
+    'export_precision': 'fp32',  # export_model.py --precision: fp32 | bf16
+    'calib_data': None,  # None: the training folds of data_dir
+    'calib_clips': 200,  # calibration clips (classes take turns)
+    'check_data': None,  # None: the dev fold of data_dir
+    'max_drop': 1.0,  # points of dev score a low-precision export may lose
+    'force': False,  # write it even if it loses more
+    'backend': None,  # deploy/predict.py --backend; None: what the export holds
 }
 
 # Training-time augmentation (the ``augment:`` section); 0/None: off.

@@ -9,8 +9,17 @@ model needs to be used correctly: graph input kind (``logmel``
 front end inside the graph), label list and feature configuration. An
 export without ``model.json`` (upstream PaddleSpeech's ``export_model.py``)
 is read as :func:`upstream_export_meta` describes.
+
+``--format onnx`` writes ``model.onnx`` (converted by paddle2onnx, the
+optional extra ``requirements-onnx.txt``) instead of the Paddle graph;
+``model.json`` records the ``backend`` that runs it (``paddle`` or
+``onnxruntime``) and its ``precision`` (``fp32``; :mod:`.quantize` writes
+``int8`` and ``bf16`` exports, with their calibration set and accuracy
+check).
 """
+import contextlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -26,6 +35,12 @@ from .models import load_classifier
 
 GRAPH_PREFIX = 'inference'
 META_FILE = 'model.json'
+ONNX_FILE = 'model.onnx'
+# --format -> the backend that runs it, and back
+FORMATS = {'paddle': 'paddle', 'onnx': 'onnxruntime'}
+BACKENDS = {b: f for f, b in FORMATS.items()}
+EXPORT_FILES = (f'{GRAPH_PREFIX}.json', f'{GRAPH_PREFIX}.pdmodel',
+                f'{GRAPH_PREFIX}.pdiparams', ONNX_FILE, META_FILE)
 
 
 class InferenceModel(nn.Layer):
@@ -43,10 +58,32 @@ class InferenceModel(nn.Layer):
         return self.classifier.probabilities(x)
 
 
-def export(checkpoint, output_dir, include_frontend=False, label_file=None):
+def export(checkpoint, output_dir, include_frontend=False, label_file=None,
+           format='paddle'):
     """Write the graph and ``model.json`` of ``checkpoint`` into
-    ``output_dir``; returns it. ``label_file``: class names of a checkpoint
-    without metadata (:func:`..models.classifier.upstream_meta`)."""
+    ``output_dir`` (replaced as a whole, atomically); returns it.
+    ``label_file``: class names of a checkpoint without metadata
+    (:func:`..models.classifier.upstream_meta`); ``format``: ``paddle``
+    or ``onnx``."""
+    check_output_dir(output_dir)
+    return atomic.write_dir(output_dir, lambda folder: write_export(
+        folder, checkpoint, include_frontend, label_file, format))
+
+
+def write_export(folder, checkpoint, include_frontend=False, label_file=None,
+                 format='paddle', old_ir=False):
+    """The files of an fp32 export in the existing directory ``folder``;
+    returns its ``model.json`` content. ``old_ir``: the graph as Paddle's
+    older ``inference.pdmodel`` (what post-training quantisation reads)."""
+    if format not in FORMATS:
+        raise UserError(f'--format must be one of {sorted(FORMATS)}, got '
+                        f'{format!r}')
+    if format == 'onnx' and include_frontend:
+        raise UserError('--format onnx exports log-mel input only: '
+                        'paddle2onnx 2.1 has no conversion for the front '
+                        'end\'s STFT (fft_r2c, frame); drop '
+                        '--include_frontend (the predictor computes the '
+                        'features)')
     model, labels, feature = load_classifier(checkpoint,
                                              label_file=label_file)
     frontend = FrontEnd(feature, 'paddle').layer if include_frontend \
@@ -57,15 +94,40 @@ def export(checkpoint, output_dir, include_frontend=False, label_file=None):
         spec = InputSpec([None, None], 'float32', name='waveform')
     else:
         spec = InputSpec([None, None, feature.n_mels], 'float32', name='feats')
-    static = paddle.jit.to_static(net, input_spec=[spec], full_graph=True)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    paddle.jit.save(static, str(output_dir / GRAPH_PREFIX))
+    folder = Path(folder)
+    graph_dir = folder / '.paddle' if format == 'onnx' else folder
+    guard = paddle.pir_utils.OldIrGuard() if old_ir else contextlib.nullcontext()
+    with guard:
+        static = paddle.jit.to_static(net, input_spec=[spec], full_graph=True)
+        paddle.jit.save(static, str(graph_dir / GRAPH_PREFIX))
+    if format == 'onnx':
+        from .onnx_export import to_onnx
+        to_onnx(graph_dir / f'{GRAPH_PREFIX}.json',
+                graph_dir / f'{GRAPH_PREFIX}.pdiparams', folder / ONNX_FILE)
+        shutil.rmtree(graph_dir)
+    for extra in folder.glob(f'{GRAPH_PREFIX}.pdiparams.info'):
+        extra.unlink()
     meta = {'input': 'waveform' if include_frontend else 'logmel',
             'label_list': labels, 'feature': feature.to_dict(),
-            'checkpoint': str(checkpoint), **model.task.meta()}
-    atomic.write_text(output_dir / META_FILE, json.dumps(meta, indent=2))
-    return output_dir
+            'checkpoint': str(checkpoint), 'backend': FORMATS[format],
+            'precision': 'fp32', **model.task.meta()}
+    write_meta(folder, meta)
+    return meta
+
+
+def write_meta(folder, meta):
+    atomic.write_text(Path(folder) / META_FILE, json.dumps(meta, indent=2))
+
+
+def check_output_dir(output_dir):
+    """Refuse to replace a directory that is not an export (a mistyped
+    ``--output_dir .`` must not delete a working tree)."""
+    out = Path(output_dir)
+    if out.is_file() or (out.is_dir() and any(out.iterdir()) and not any(
+            (out / name).exists() for name in EXPORT_FILES)):
+        raise UserError(f'--output_dir {out} exists and is not an export '
+                        f'directory (it would be replaced): choose a new '
+                        f'or an export directory')
 
 
 def read_export(model_dir, label_file=None):
@@ -73,6 +135,15 @@ def read_export(model_dir, label_file=None):
     missing. ``label_file``: class names of an export without
     ``model.json``."""
     model_dir = Path(model_dir)
+    meta_file = model_dir / META_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
+    if meta and meta.get('backend') == 'onnxruntime':
+        if not (model_dir / ONNX_FILE).is_file():
+            raise UserError(f'export directory {model_dir} is incomplete: '
+                            f'missing {model_dir / ONNX_FILE} (run '
+                            f'export_model.py --format onnx --output_dir '
+                            f'{model_dir})')
+        return model_dir / ONNX_FILE, None, meta
     params = model_dir / f'{GRAPH_PREFIX}.pdiparams'
     graphs = [model_dir / f'{GRAPH_PREFIX}{s}' for s in ('.json', '.pdmodel')]
     graph = next((g for g in graphs if g.is_file()), graphs[0])
@@ -81,10 +152,10 @@ def read_export(model_dir, label_file=None):
         raise UserError(f'export directory {model_dir} is incomplete: missing '
                         f'{", ".join(missing)} (run export_model.py '
                         f'--output_dir {model_dir})')
-    if not (model_dir / META_FILE).is_file():
+    if meta is None:
         return graph, params, upstream_export_meta(model_dir, graph,
                                                    label_file)
-    return graph, params, json.loads((model_dir / META_FILE).read_text())
+    return graph, params, meta
 
 
 def upstream_export_meta(model_dir, graph, label_file=None):

@@ -1,32 +1,35 @@
-"""The ``paddle.inference`` predictor of an exported model: the fast path
-of ``deploy/predict.py``, the benchmarks and any service built on it."""
-import contextlib
+"""The predictor of an exported model: the fast path of
+``deploy/predict.py``, the benchmarks and any service built on it.
+
+One :class:`Predictor` for every export kind; what runs the graph is a
+small runner chosen from what the export directory holds (``model.json``
+records ``backend`` and ``precision``): :class:`PaddleRunner`
+(``paddle.inference``: fp32, oneDNN INT8 or BF16 on CPU, TensorRT on GPU)
+or :class:`OnnxRunner` (ONNX Runtime on CPU: fp32 or INT8). The front end,
+the label check and softmax-for-logits stay in the Predictor.
+"""
 import os
-import sys
 
 import numpy as np
-from paddle import inference
 
 from .errors import UserError
-from .export import read_export
+from .export import BACKENDS, read_export
 from .features import FeatureConfig, FrontEnd
+from .runtime import stdout_silenced
 from .task import Task
-
-_TRT_PRECISION = {
-    'fp32': inference.PrecisionType.Float32,
-    'fp16': inference.PrecisionType.Half,
-    'int8': inference.PrecisionType.Int8,
-}
 
 
 class Predictor:
-    """A paddle.inference predictor plus the export's metadata: called on
-    equal-length waveforms, it returns their class scores."""
+    """A runner plus the export's metadata: called on equal-length
+    waveforms, it returns their class scores."""
 
     def __init__(self, model_dir, device='cpu', cpu_threads=None,
                  enable_mkldnn=True, use_tensorrt=False, precision='fp32',
-                 mkldnn_cache_capacity=2, label_file=None):
-        """``mkldnn_cache_capacity``: input shapes oneDNN keeps compiled
+                 mkldnn_cache_capacity=2, label_file=None, backend=None):
+        """``precision``: TensorRT's, on GPU; the export's own precision
+        (``model.json``) needs no flag. ``backend``: ``paddle`` or
+        ``onnxruntime`` to insist on one (None: the export's).
+        ``mkldnn_cache_capacity``: input shapes oneDNN keeps compiled
         kernels for. Each holds its own copy of reordered weights (about
         300 MB for CNN14): over 300 files of random length a CNN14
         predictor held 3.8 GB with 10 shapes and 1.3 GB with 2, and was
@@ -40,35 +43,23 @@ class Predictor:
         self.feature = FeatureConfig.from_dict(meta['feature'])
         self.task = Task.from_meta(meta)
         self.takes_waveform = meta['input'] == 'waveform'
-        config = inference.Config(str(graph), str(params))
-        if device.startswith('gpu'):
-            gpu_id = int(device.partition(':')[2] or 0)
-            config.enable_use_gpu(256, gpu_id)
-            if use_tensorrt:
-                config.enable_tensorrt_engine(
-                    workspace_size=1 << 30, max_batch_size=1,
-                    min_subgraph_size=3,
-                    precision_mode=_TRT_PRECISION[precision],
-                    use_static=False, use_calib_mode=precision == 'int8')
+        self.backend = meta.get('backend', 'paddle')
+        self.precision = meta.get('precision', 'fp32')
+        if backend not in (None, self.backend):
+            raise UserError(
+                f'{model_dir} holds a {self.backend} export, not one for '
+                f'--backend {backend}: export it with --format '
+                f'{BACKENDS[backend]} (or leave --backend out)')
+        if self.backend == 'onnxruntime':
+            if device.startswith('gpu') or use_tensorrt:
+                raise UserError('the onnxruntime backend runs on CPU here: '
+                                'pass --device cpu')
+            self.runner = OnnxRunner(graph, cpu_threads)
         else:
-            if use_tensorrt or precision != 'fp32':
-                raise UserError('--use_tensorrt and --precision fp16/int8 '
-                                'need --device gpu')
-            config.disable_gpu()
-            config.set_cpu_math_library_num_threads(
-                cpu_threads or len(os.sched_getaffinity(0)))
-            if enable_mkldnn:
-                config.enable_mkldnn()
-                config.set_mkldnn_cache_capacity(mkldnn_cache_capacity)
-            else:
-                config.disable_mkldnn()
-        config.disable_glog_info()
-        config.switch_ir_optim(True)
-        self.predictor = inference.create_predictor(config)
-        self.input = self.predictor.get_input_handle(
-            self.predictor.get_input_names()[0])
-        self.output = self.predictor.get_output_handle(
-            self.predictor.get_output_names()[0])
+            self.runner = PaddleRunner(
+                graph, params, device, cpu_threads, enable_mkldnn,
+                use_tensorrt, precision, mkldnn_cache_capacity,
+                self.precision)
         self.frontend = None if self.takes_waveform else FrontEnd(
             self.feature, 'numpy')
 
@@ -76,11 +67,7 @@ class Predictor:
         """Scores ``[batch, num_class]`` of equal-length waveforms."""
         x = (np.stack(waves) if self.frontend is None else
              self.frontend.numpy(waves)).astype(np.float32)
-        self.input.reshape(x.shape)
-        self.input.copy_from_cpu(x)
-        with _stdout_silenced():
-            self.predictor.run()
-        out = self.output.copy_to_cpu()
+        out = self.runner(x)
         if out.shape[-1] != len(self.labels):
             raise UserError(f'{self.model_dir} gives {out.shape[-1]} scores '
                             f'per clip but names {len(self.labels)} classes: '
@@ -91,16 +78,88 @@ class Predictor:
         return out
 
 
-@contextlib.contextmanager
-def _stdout_silenced():
-    """Paddle 3.3's oneDNN passes print debug lines (``ReduceMeanCheckIf
-    OneDNNSupport``) straight to file descriptor 1, inside our output."""
-    sys.stdout.flush()
-    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(null)
+class PaddleRunner:
+    """``paddle.inference`` on a Paddle graph: ``runner(x)`` is the graph's
+    output for the input batch ``x``. ``export_precision`` ``int8`` (a
+    post-training quantised graph) and ``bf16`` run through oneDNN on
+    CPU."""
+
+    def __init__(self, graph, params, device='cpu', cpu_threads=None,
+                 enable_mkldnn=True, use_tensorrt=False, precision='fp32',
+                 mkldnn_cache_capacity=2, export_precision='fp32'):
+        from paddle import inference
+        config = inference.Config(str(graph), str(params))
+        if device.startswith('gpu'):
+            if export_precision != 'fp32':
+                raise UserError(f'{graph.parent} is a CPU {export_precision} '
+                                f'export (oneDNN): pass --device cpu, or '
+                                f'export fp32 for the GPU')
+            gpu_id = int(device.partition(':')[2] or 0)
+            config.enable_use_gpu(256, gpu_id)
+            if use_tensorrt:
+                trt = {'fp32': inference.PrecisionType.Float32,
+                       'fp16': inference.PrecisionType.Half,
+                       'int8': inference.PrecisionType.Int8}
+                config.enable_tensorrt_engine(
+                    workspace_size=1 << 30, max_batch_size=1,
+                    min_subgraph_size=3, precision_mode=trt[precision],
+                    use_static=False, use_calib_mode=precision == 'int8')
+        else:
+            if use_tensorrt or precision != 'fp32':
+                raise UserError('--use_tensorrt and --precision fp16/int8 '
+                                'need --device gpu (on CPU, export with '
+                                'export_model.py --quantize int8 or '
+                                '--precision bf16)')
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(
+                cpu_threads or len(os.sched_getaffinity(0)))
+            if enable_mkldnn:
+                config.enable_mkldnn()
+                config.set_mkldnn_cache_capacity(mkldnn_cache_capacity)
+                if export_precision == 'int8':
+                    config.enable_mkldnn_int8()
+                elif export_precision == 'bf16':
+                    from .quantize import check_bf16
+                    check_bf16('this BF16 export')
+                    config.enable_mkldnn_bfloat16()
+            elif export_precision != 'fp32':
+                raise UserError(f'{graph.parent} is a {export_precision} '
+                                f'export, which runs through oneDNN: drop '
+                                f'--enable_mkldnn false')
+            else:
+                config.disable_mkldnn()
+        config.disable_glog_info()
+        config.switch_ir_optim(True)
+        with stdout_silenced():  # oneDNN INT8 passes report on stdout
+            self.predictor = inference.create_predictor(config)
+        self.input = self.predictor.get_input_handle(
+            self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(
+            self.predictor.get_output_names()[0])
+
+    def __call__(self, x):
+        self.input.reshape(x.shape)
+        self.input.copy_from_cpu(x)
+        with stdout_silenced():
+            self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+class OnnxRunner:
+    """ONNX Runtime on CPU: ``runner(x)`` is the model's output for the
+    input batch ``x``."""
+
+    def __init__(self, path, cpu_threads=None):
+        from .onnx_export import require
+        ort = require('onnxruntime')
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = cpu_threads or len(
+            os.sched_getaffinity(0))
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only
+        self.session = ort.InferenceSession(
+            str(path), options, providers=['CPUExecutionProvider'])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x):
+        return self.session.run(None, {self.input: x})[0]

@@ -1,4 +1,5 @@
 """Device and thread selection, and the error handling every script shares."""
+import contextlib
 import os
 import sys
 import traceback
@@ -152,3 +153,19 @@ class HeapLimit:
             self.trim(0)
             self.trims += 1
             self.base = rss_mb()
+
+
+@contextlib.contextmanager
+def stdout_silenced():
+    """Paddle 3.3's oneDNN passes (and paddle2onnx) print debug lines
+    (``ReduceMeanCheckIfOneDNNSupport``) straight to file descriptor 1,
+    inside our output."""
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)

@@ -1,4 +1,6 @@
-"""Classify audio files with an exported model through paddle.inference.
+"""Classify audio files with an exported model: paddle.inference for a
+Paddle export (fp32, INT8, BF16), ONNX Runtime for an ONNX one; the
+backend is read from --model_dir's model.json.
 
 Inputs may be files or directories; clips of equal length are batched
 (--batch_size), so results do not depend on what else is in the batch.
@@ -27,7 +29,11 @@ def get_parser():
     p.add('--use_tensorrt', type=parse_bool,
           help='GPU only: run through TensorRT (true/false)')
     p.add('--precision', key='trt_precision',
-          choices=['fp32', 'fp16', 'int8'], help='GPU/TensorRT precision')
+          choices=['fp32', 'fp16', 'int8'], help='GPU/TensorRT precision '
+          '(an INT8/BF16 CPU export needs no flag)')
+    p.add('--backend', choices=['paddle', 'onnxruntime'],
+          help='insist on a backend (default: the one the export was made '
+          'for)')
     return p
 
 
@@ -36,7 +42,8 @@ def main(argv):
     device = start(cfg, dynamic_graph=False)
     predictor = Predictor(cfg.export_dir, device, cfg.cpu_threads,
                           cfg.enable_mkldnn, cfg.use_tensorrt,
-                          cfg.trt_precision, label_file=cfg.label_file)
+                          cfg.trt_precision, label_file=cfg.label_file,
+                          backend=cfg.backend)
     check_contract(predictor.feature, cfg, cfg.export_dir)
     results = predict_files(expand_inputs(cfg.wav), predictor.feature,
                             predictor, cfg.window_seconds,
