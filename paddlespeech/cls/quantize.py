@@ -106,7 +106,8 @@ def calibration_set(cfg, source=None, clips=200, seed=0):
     rng = np.random.default_rng(seed)
     turns, keyed = {}, []
     for i in rng.permutation(len(items)):
-        key = tuple(np.flatnonzero(np.atleast_1d(items[i][1])))
+        y = items[i][1]
+        key = tuple(np.flatnonzero(y)) if np.ndim(y) else int(y)
         turns[key] = turns.get(key, -1) + 1
         keyed.append((turns[key], i))
     chosen = [items[i][0] for _, i in sorted(keyed)[:clips]]
@@ -172,7 +173,8 @@ def paddle_int8(fp32_dir, out_dir, inputs, feed='feats'):
 def onnx_int8(model, out, inputs):
     """ONNX Runtime static INT8 quantisation of ``model`` into ``out``
     (QDQ format, per-channel QInt8 weights, QUInt8 activations, min-max
-    ranges from the ``inputs`` batches)."""
+    ranges from the ``inputs`` batches). Convolutions and matrix products
+    only: quantising the final softmax would round the scores to 1/255."""
     from .onnx_export import require
     require('onnxruntime')
     from onnxruntime import quantization as q
@@ -195,7 +197,8 @@ def onnx_int8(model, out, inputs):
         q.quantize_static(str(pre), str(out), Reader(),
                           quant_format=q.QuantFormat.QDQ, per_channel=True,
                           weight_type=q.QuantType.QInt8,
-                          activation_type=q.QuantType.QUInt8)
+                          activation_type=q.QuantType.QUInt8,
+                          op_types_to_quantize=['Conv', 'MatMul', 'Gemm'])
 
 
 def accuracy_check(fp32_dir, low_dir, clipset, window_seconds=10.0,

@@ -156,16 +156,20 @@ class HeapLimit:
 
 
 @contextlib.contextmanager
-def stdout_silenced():
+def stdout_silenced(fds=(1,)):
     """Paddle 3.3's oneDNN passes (and paddle2onnx) print debug lines
     (``ReduceMeanCheckIfOneDNNSupport``) straight to file descriptor 1,
-    inside our output."""
+    inside our output; its INT8 passes list what they fused on 2."""
     sys.stdout.flush()
-    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
+    sys.stderr.flush()
+    null = os.open(os.devnull, os.O_WRONLY)
+    saved = [os.dup(fd) for fd in fds]
+    for fd in fds:
+        os.dup2(null, fd)
     try:
         yield
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        for fd, copy in zip(fds, saved):
+            os.dup2(copy, fd)
+            os.close(copy)
         os.close(null)
