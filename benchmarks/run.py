@@ -4,7 +4,8 @@
     PYTHONPATH=. python benchmarks/run.py \
         [--quick] [--json out.json] [--only SECTION[,SECTION]]
 
-Sections: infer, folder, train, frontend, limit, rss, data (see README.md).
+Sections: infer, folder, train, frontend, limit, rss, data, lowp (see
+README.md).
 Prints a markdown table; --json writes the same figures (plus the raw
 measurements). Every figure comes from this one invocation: each
 measurement runs in its own worker process (benchmarks/worker.py), one
@@ -30,7 +31,8 @@ from common import (AMD, ROOT, THREADS, busy_cpu_seconds, machine,  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns'
-SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss', 'data')
+SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss', 'data',
+            'lowp')
 
 QUICK = {
     'archs': ['cnn6'], 'seconds': 1.0, 'batches': [1, 8], 'warmup': 1,
@@ -45,6 +47,9 @@ QUICK = {
     'rss': {'arch': 'cnn6', 'clips': 40, 'min_s': 0.5, 'max_s': 2.0,
             'window': 10},
     'listing': {'files': 10000, 'classes': 50, 'folds': 5},
+    'lowp': {'archs': ['cnn6'], 'seconds': 1.0, 'batch': 8, 'warmup': 1,
+             'reps': 2, 'calib_clips': 4,
+             'kinds': ['paddle_fp32', 'onnx_fp32', 'paddle_int8']},
 }
 FULL = {
     'archs': ['cnn14', 'cnn10', 'cnn6'], 'seconds': 5.0, 'batches': [1, 8],
@@ -61,6 +66,17 @@ FULL = {
     'rss': {'arch': 'cnn14', 'clips': 1000, 'min_s': 0.5, 'max_s': 5.0,
             'window': 100},
     'listing': {'files': 100000, 'classes': 50, 'folds': 5},
+    'folder_int8': True,
+    'lowp': {'archs': ['cnn14', 'cnn10', 'cnn6'], 'seconds': 5.0,
+             'batch': 8, 'warmup': 2, 'reps': 5, 'calib_clips': 32,
+             'kinds': ['paddle_fp32', 'onnx_fp32', 'paddle_int8',
+                       'onnx_int8', 'paddle_bf16'],
+             # a trained CNN6 (run.sh --conf conf/demo.yaml) and its data
+             'accuracy': {'checkpoint': 'exp/demo/checkpoint/best',
+                          'data_dir': 'data/synthetic_esc50', 'split': 1,
+                          'calib_clips': 200, 'heldout_seed': 7,
+                          'heldout': {'classes': 6, 'clips_per_fold': 8,
+                                      'folds': 5, 'seconds': 1.0}}},
 }
 
 
@@ -395,6 +411,17 @@ def section_folder(P, work):
             row('folder', 'predict.py (dynamic graph, batch 1)', 1 / dyn_s,
                 '1/s', 1 / deploy_s, 'deploy/predict.py', 0.8,
                 note=f'wall {dyn_s:.1f} s')]
+    if P.get('folder_int8'):
+        int8 = worker('lowp_build', arch=arch, out_dir=str(work),
+                      seconds=secs, calib_clips=P['lowp']['calib_clips'],
+                      kinds=['paddle_int8'])['paddle_int8']
+        q = deploy_folder(int8, str(folder), n)
+        raw['deploy_int8_s'] = q['wall_s']
+        rows.append(row('folder', f'{n} x {secs:g} s 44.1 kHz wav, {A} INT8 '
+                        '(Paddle PTQ + oneDNN): deploy/predict.py '
+                        '--batch_size 8', q['per_s'], '1/s', 1 / torch_s,
+                        'PyTorch script', 2.5,
+                        note=f"wall {q['wall_s']:.1f} s; {lowp_flags()}"))
     lever_rows, raw['levers'] = run_levers(
         'folder', P, {arch: {'deploy': deploy, 'torch': {'per_s': 1 / torch_s,
                                                         'wall_s': torch_s}}},
@@ -554,6 +581,103 @@ def section_data(P, work):
     return {'raw': r, 'rows': rows}
 
 
+# Issue 16: INT8 CNN14 at batch 8, front end included, >= 3x PyTorch fp32
+INT8_TARGET = 3.0
+LOWP_NAMES = {'paddle_fp32': 'paddle.inference fp32 (oneDNN)',
+              'onnx_fp32': 'ONNX Runtime fp32',
+              'paddle_int8': 'INT8 Paddle PTQ + oneDNN',
+              'onnx_int8': 'INT8 ONNX Runtime QDQ',
+              'paddle_bf16': 'BF16 paddle.inference oneDNN'}
+LOWP_FLAGS = ('avx512_vnni', 'avx512_bf16', 'amx_int8', 'amx_bf16')
+
+
+def lowp_flags():
+    have = [f for f in LOWP_FLAGS if f in machine()['cpu_flags']]
+    return 'CPU ' + ('/'.join(have) if have else 'without VNNI/BF16/AMX')
+
+
+def section_lowp(P, work, infer=None):
+    """INT8, BF16 and ONNX Runtime against paddle.inference fp32 and the
+    PyTorch reference (reused from the infer section when it ran), then
+    the accuracy INT8/BF16 cost on a trained model."""
+    L, rows, raw = P['lowp'], [], {}
+    flags = lowp_flags()
+    kinds = [k for k in L['kinds'] if k != 'paddle_bf16' or
+             'avx512_bf16' in machine()['cpu_flags'] or
+             'amx_bf16' in machine()['cpu_flags']]
+    b = str(L['batch'])
+    for arch in L['archs']:
+        A = arch.upper()
+        dirs = worker('lowp_build', arch=arch, out_dir=str(work),
+                      seconds=L['seconds'], calib_clips=L['calib_clips'],
+                      kinds=kinds)
+        res = {k: worker('lowp_infer', arch=arch, model_dir=dirs[k],
+                         batch=L['batch'], seconds=L['seconds'],
+                         warmup=L['warmup'], reps=L['reps']) for k in kinds}
+        if infer and arch in infer['raw'] and \
+                infer['raw'][arch]['torch']['e2e'].get(b):
+            th = infer['raw'][arch]['torch']
+        else:
+            th = worker('torch_infer', arch=arch, seconds=L['seconds'],
+                        batches=[L['batch']], warmup=L['warmup'],
+                        reps=L['reps'])
+        torch = th['e2e'][b]['clips_per_s']
+        raw[arch] = {'exports': dirs, 'runs': res, 'torch_e2e': torch}
+        for k in kinds:
+            r = res[k]
+            rows.append(row(
+                'lowp', f'{A} b{b} incl. front end: {LOWP_NAMES[k]}',
+                r['e2e_clips_per_s'], 'clips/s', torch, 'PyTorch fp32',
+                INT8_TARGET if (arch, k) == ('cnn14', 'paddle_int8') else
+                None, note=f"created in {r['create_s']:.1f} s"
+                + (f'; {flags}' if not k.endswith('fp32') else '')))
+        fp32 = res['paddle_fp32']
+        if 'onnx_fp32' in res:
+            rows.append(row(
+                'lowp', f'{A} b{b} network only: ONNX Runtime fp32 vs '
+                'paddle.inference fp32', res['onnx_fp32']['net_clips_per_s'],
+                'clips/s', fp32['net_clips_per_s'], 'paddle.inference fp32'))
+        for k in kinds:
+            if k.endswith('fp32'):
+                continue
+            base = res[k.split('_')[0] + '_fp32'] if \
+                k.split('_')[0] + '_fp32' in res else fp32
+            rows.append(row(
+                'lowp', f'{A} b{b} network only: {LOWP_NAMES[k]} vs its fp32',
+                res[k]['net_clips_per_s'], 'clips/s',
+                base['net_clips_per_s'], 'same backend fp32', note=flags))
+    if 'accuracy' in L and (ROOT / L['accuracy']['checkpoint']).exists():
+        acc = dict(L['accuracy'])
+        acc['checkpoint'] = str(ROOT / acc['checkpoint'])
+        acc['data_dir'] = str(ROOT / acc['data_dir'])
+        r = worker('lowp_accuracy', out_dir=str(work), **acc)
+        raw['accuracy'] = r
+        rows += accuracy_rows(r, flags)
+    return {'raw': raw, 'rows': rows}
+
+
+def accuracy_rows(r, flags):
+    """Per route: dev-fold and held-out accuracy (target: at most 0.5
+    point below fp32) and top-1 agreement (target: 98 %)."""
+    rows = []
+    for k in ('paddle_int8', 'onnx_int8', 'paddle_bf16'):
+        if k not in r:
+            continue
+        dev, name = r[k]['dev'], LOWP_NAMES[k]
+        for where, value, ref, agree, n in (
+                (f"demo dev fold ({r['dev_clips']} clips)", dev['quantised'],
+                 dev['fp32'], dev['top1_agreement'], r['dev_clips']),
+                (f"generated held-out set ({r['heldout_clips']} clips)",
+                 r[k]['heldout_acc'], r['heldout_fp32_acc'],
+                 r[k]['heldout_agreement'], r['heldout_clips'])):
+            rows.append(row('lowp', f'accuracy, {where}: {name}', value, '%',
+                            ref - 0.5, 'fp32 accuracy minus 0.5 point', 1.0,
+                            note=f'fp32 {ref:.2f} %; {flags}'))
+            rows.append(row('lowp', f'top-1 agreement with fp32, {where}: '
+                            f'{name}', agree, '%', 98.0, 'target 98 %', 1.0))
+    return rows
+
+
 # ------------------------------------------------------------------- output
 
 def fmt(v):
@@ -631,7 +755,7 @@ def main(argv=None):
                 continue
             print(f'== {name}', file=sys.stderr, flush=True)
             fn = globals()[f'section_{name}']
-            if name == 'limit':
+            if name in ('limit', 'lowp'):
                 result['sections'][name] = fn(P, work,
                                               result['sections'].get('infer'))
             else:

@@ -420,6 +420,131 @@ def task_listing(a):
             'fold_sizes': np.bincount(table.folds).tolist()[1:]}
 
 
+# ---------------------------------------------- low precision and ONNX
+
+LOWP_KINDS = ('paddle_fp32', 'onnx_fp32', 'paddle_int8', 'onnx_int8',
+              'paddle_bf16')
+
+
+def lowp_exports(arch, out_dir, seconds, calib_clips, kinds=LOWP_KINDS):
+    """{kind: export dir} of a random-weight ``arch``: ONNX, INT8 by both
+    routes (calibrated on ``calib_clips`` generated clips) and BF16,
+    built with the library functions export_model.py uses."""
+    _paddle()
+    import shutil
+    from paddlespeech.cls import quantize
+    from paddlespeech.cls.export import ONNX_FILE, write_export, write_meta
+    from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
+    ckpt, exp = export_random(arch, out_dir)
+    root = Path(out_dir) / f'lowp_{arch}'
+    dirs = {k: root / k for k in kinds}
+    if 'paddle_fp32' in dirs:
+        dirs['paddle_fp32'] = exp
+    fe = NumpyLogMel(FeatureConfig())
+    calib = [fe(w)[None] for w in waves(calib_clips, seconds, seed=100)]
+    for kind, d in dirs.items():
+        if (d / 'model.json').is_file():
+            continue
+        tmp = d.with_name(d.name + '.tmp')
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        fmt, precision = kind.split('_')
+        t = time.perf_counter()
+        if kind == 'paddle_int8':
+            old = root / 'fp32_pdmodel'
+            old.mkdir(exist_ok=True)
+            meta = write_export(old, ckpt, old_ir=True)
+            quantize.paddle_int8(old, tmp, calib)
+        elif kind == 'onnx_int8':
+            meta = write_export(tmp, ckpt, format='onnx')
+            quantize.onnx_int8(tmp / ONNX_FILE, tmp / ONNX_FILE, calib)
+        else:
+            meta = write_export(tmp, ckpt, format=fmt)
+        meta['precision'] = precision
+        write_meta(tmp, meta)
+        log(f'{arch} {kind}: built in {time.perf_counter() - t:.1f} s')
+        tmp.rename(d)
+    return {k: str(d) for k, d in dirs.items()}
+
+
+def task_lowp_build(a):
+    return lowp_exports(a['arch'], a['out_dir'], a['seconds'],
+                        a['calib_clips'], a.get('kinds', LOWP_KINDS))
+
+
+def task_lowp_infer(a):
+    """One export kind (its own process): Predictor creation, clips/s of
+    ``Predictor.__call__`` (front end included) and of the graph alone."""
+    _paddle()
+    from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
+    from paddlespeech.cls.inference import Predictor
+    b, seconds = a['batch'], a['seconds']
+    W = list(waves(b, seconds, seed=b))
+    x = np.stack([NumpyLogMel(FeatureConfig())(w) for w in W])
+    t = time.perf_counter()
+    pred = Predictor(a['model_dir'], 'cpu', THREADS)
+    create_s = time.perf_counter() - t
+    e2e = b / timeit(lambda: pred(W), a['warmup'], a['reps'])
+    net = b / timeit(lambda: pred.runner(x), a['warmup'], a['reps'])
+    return {'create_s': create_s, 'e2e_clips_per_s': e2e,
+            'net_clips_per_s': net, 'backend': pred.backend,
+            'precision': pred.precision}
+
+
+def task_lowp_accuracy(a):
+    """INT8 (both routes) and BF16 exports of a trained model through
+    quantize.export_low_precision as export_model.py runs it (calibration
+    on the training folds, the check on the dev fold), then fp32 against
+    each on a held-out set generated with another seed (clips neither
+    trained nor calibrated on): accuracy and top-1 agreement."""
+    _paddle()
+    from paddlespeech.cls import quantize
+    from paddlespeech.cls.audio import load_audio
+    from paddlespeech.cls.config import load_config
+    from paddlespeech.cls.datasets import load_table
+    from paddlespeech.cls.datasets.synthetic import generate
+    from paddlespeech.cls.export import export
+    from paddlespeech.cls.inference import Predictor
+    out = Path(a['out_dir']) / 'lowp_accuracy'
+    cfg = load_config(None, {'data_dir': a['data_dir'], 'split': a['split']})
+    calib = quantize.calibration_set(cfg, None, a['calib_clips'])
+    check = quantize.check_set(cfg)
+    export(a['checkpoint'], out / 'fp32')
+    held = generate(out / 'heldout', seed=a['heldout_seed'],
+                    **a['heldout'])
+    table = load_table(load_config(None, {'data_dir': str(held)}),
+                       verbose=False)
+    labels = np.array([t[0] for t in table.targets])
+    sr = Predictor(str(out / 'fp32'), 'cpu', THREADS).feature.sample_rate
+    clips = [load_audio(p, sr) for p in table.paths]
+
+    def scores(folder):
+        pred = Predictor(str(folder), 'cpu', THREADS)
+        return np.concatenate([pred(clips[i:i + 8])
+                               for i in range(0, len(clips), 8)])
+    ref = scores(out / 'fp32')
+    res = {'heldout_clips': len(clips), 'dev_clips': len(check.paths),
+           'calib_clips': len(calib.paths),
+           'heldout_fp32_acc': 100 * float(np.mean(ref.argmax(1) == labels))}
+    kinds = [('paddle', 'int8'), ('onnx', 'int8')]
+    if set(quantize.BF16_FLAGS) & quantize.cpu_flags():
+        kinds.append(('paddle', 'bf16'))
+    for fmt, precision in kinds:
+        name = f'{fmt}_{precision}'
+        t = time.perf_counter()
+        dev = quantize.export_low_precision(
+            a['checkpoint'], out / name, precision, calib, check,
+            format=fmt, force=True)
+        build_s = time.perf_counter() - t
+        low = scores(out / name)
+        res[name] = {
+            'dev': dev, 'export_s': build_s,
+            'heldout_acc': 100 * float(np.mean(low.argmax(1) == labels)),
+            'heldout_agreement': 100 * float(np.mean(
+                low.argmax(1) == ref.argmax(1)))}
+    return res
+
+
 # ---------------------------------------------------------------- torch side
 
 def _torch(threads=THREADS):
