@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss', 'data')
+SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss', 'data',
+            'lowp')
 
 pytest.importorskip('torch')
 pytest.importorskip('panns_inference')
@@ -292,3 +293,38 @@ def test_data_listing_lists_every_generated_file(bench):
           '(load_table; speed = files / time)']
     assert close(r['value'], 10000 / raw['first_s'])
     assert (r['ref'], r['target']) == (10000, 1.0)
+
+
+@pytest.mark.slow
+def test_lowp_rows_are_the_measured_rates(bench):
+    raw, R = bench['sections']['lowp']['raw']['cnn6'], rows(bench, 'lowp')
+    runs = raw['runs']
+    assert set(runs) == {'paddle_fp32', 'onnx_fp32', 'paddle_int8'}
+    # each export ran on the backend and in the precision it was built for
+    for kind, r in runs.items():
+        fmt, precision = kind.split('_')
+        assert (r['backend'], r['precision']) == (
+            {'paddle': 'paddle', 'onnx': 'onnxruntime'}[fmt], precision)
+        meta = json.loads((Path(raw['exports'][kind]) / 'model.json')
+                          .read_text())
+        assert (meta['backend'], meta['precision']) == (r['backend'],
+                                                         precision)
+    # the PyTorch reference is the infer section's batch-8 figure
+    torch = bench['sections']['infer']['raw']['cnn6']['torch']['e2e']['8']
+    assert raw['torch_e2e'] == torch['clips_per_s']
+    names = {'paddle_fp32': 'paddle.inference fp32 (oneDNN)',
+             'onnx_fp32': 'ONNX Runtime fp32',
+             'paddle_int8': 'INT8 Paddle PTQ + oneDNN'}
+    for kind, name in names.items():
+        r = R[f'CNN6 b8 incl. front end: {name}']
+        assert (r['value'], r['ref']) == (runs[kind]['e2e_clips_per_s'],
+                                          torch['clips_per_s'])
+        # low-precision rows name the CPU flags they ran with
+        assert ('CPU ' in r['note']) == (kind != 'paddle_fp32' and
+                                         kind != 'onnx_fp32')
+    r = R['CNN6 b8 network only: ONNX Runtime fp32 vs paddle.inference fp32']
+    assert (r['value'], r['ref']) == (runs['onnx_fp32']['net_clips_per_s'],
+                                      runs['paddle_fp32']['net_clips_per_s'])
+    r = R['CNN6 b8 network only: INT8 Paddle PTQ + oneDNN vs its fp32']
+    assert (r['value'], r['ref']) == (runs['paddle_int8']['net_clips_per_s'],
+                                      runs['paddle_fp32']['net_clips_per_s'])
