@@ -21,7 +21,6 @@ from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.prediction import predict_files
 from paddlespeech.cls.task import Task
 from test_bad_inputs import check_corpus_run, corpus  # noqa: F401 (fixture)
-from test_recipe import parse_blocks
 
 pytest.importorskip('onnxruntime')
 
@@ -199,7 +198,8 @@ def test_guard_refuses_a_constant_calibration(trained_checkpoint,
 
 
 @pytest.mark.slow
-def test_deploy_predict_on_onnx_and_int8_exports(exports, corpus):  # noqa: F811
+def test_deploy_predict_on_onnx_and_int8_exports(exports,
+                                                 corpus):  # noqa: F811
     """The same blocks and error lines as the paddle fp32 backend
     (tests/test_bad_inputs.py runs that one on this corpus); ONNX scores
     equal paddle.inference's."""
@@ -244,7 +244,8 @@ from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.prediction import predict_files
 from paddlespeech.cls import quantize
 export({str(trained_checkpoint)!r}, {str(tmp_path / 'p')!r})
-print(Predictor({str(tmp_path / 'p')!r}, 'cpu', 1)([np.zeros(8000, 'f')]).shape)
+predictor = Predictor({str(tmp_path / 'p')!r}, 'cpu', 1)
+print(predictor([np.zeros(8000, 'f')]).shape)
 print(sorted(m for m in sys.modules if m.split('.')[0] in
              ('onnx', 'onnxruntime', 'paddle2onnx')))
 try:

@@ -96,8 +96,8 @@ def write_export(folder, checkpoint, include_frontend=False, label_file=None,
         spec = InputSpec([None, None, feature.n_mels], 'float32', name='feats')
     folder = Path(folder)
     graph_dir = folder / '.paddle' if format == 'onnx' else folder
-    guard = paddle.pir_utils.OldIrGuard() if old_ir else contextlib.nullcontext()
-    with guard:
+    with (paddle.pir_utils.OldIrGuard() if old_ir else
+          contextlib.nullcontext()):
         static = paddle.jit.to_static(net, input_spec=[spec], full_graph=True)
         paddle.jit.save(static, str(graph_dir / GRAPH_PREFIX))
     if format == 'onnx':

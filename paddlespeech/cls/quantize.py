@@ -18,6 +18,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from .audio import read_windows
 from .datasets import load_table
 from .datasets.clips import DatasetError
 from .errors import UserError
-from .export import (GRAPH_PREFIX, META_FILE, ONNX_FILE, check_output_dir,
+from .export import (GRAPH_PREFIX, ONNX_FILE, check_output_dir,
                      write_export, write_meta)
 from .features import FeatureConfig, FrontEnd
 from .inference import Predictor
@@ -67,14 +68,11 @@ class ClipSet:
     about: dict = field(default_factory=dict)
 
 
-def _training_table(cfg, data_dir):
-    table_cfg = cfg if data_dir is None else _with(cfg, data_dir=data_dir)
-    return load_table(table_cfg, verbose=False)
-
-
-def _with(cfg, **changes):
-    from types import SimpleNamespace
-    return SimpleNamespace(**{**vars(cfg), **changes})
+def _table(cfg, data_dir=None):
+    """The clip table of ``cfg``'s dataset, or of ``data_dir``."""
+    if data_dir is not None:
+        cfg = SimpleNamespace(**{**vars(cfg), 'data_dir': data_dir})
+    return load_table(cfg, verbose=False)
 
 
 def calibration_set(cfg, source=None, clips=200, seed=0):
@@ -94,7 +92,7 @@ def calibration_set(cfg, source=None, clips=200, seed=0):
         return ClipSet(paths[:clips], about={
             'source': str(listed), 'clips': len(paths[:clips])})
     try:
-        table = _training_table(cfg, source)
+        table = _table(cfg, source)
     except DatasetError:
         if source is None:
             raise
@@ -120,7 +118,7 @@ def calibration_set(cfg, source=None, clips=200, seed=0):
 def check_set(cfg, source=None):
     """The dev fold ``cfg.split`` of ``cfg.data_dir`` (or of the dataset
     ``source``), labelled."""
-    table = _training_table(cfg, source)
+    table = _table(cfg, source)
     if cfg.split not in table.fold_ids:
         raise UserError(f'{table.source} has folds {table.fold_ids}; dev '
                         f'fold {cfg.split} is not one of them (set --split)')
@@ -154,7 +152,8 @@ def paddle_int8(fp32_dir, out_dir, inputs, feed='feats'):
         paddle.enable_static()
         try:
             ptq = PostTrainingQuantization(
-                paddle.static.Executor(paddle.CPUPlace()), str(fp32_dir), model_filename=f'{GRAPH_PREFIX}.pdmodel',
+                paddle.static.Executor(paddle.CPUPlace()), str(fp32_dir),
+                model_filename=f'{GRAPH_PREFIX}.pdmodel',
                 params_filename=f'{GRAPH_PREFIX}.pdiparams',
                 data_loader=lambda: ({feed: x} for x in inputs),
                 batch_nums=len(inputs), algo='hist',
