@@ -91,6 +91,66 @@ def make_mixture(kinds, seconds, sample_rate, rng):
 
 LAYOUTS = ('esc50', 'folder', 'manifest')
 
+# A timeline for sound-event detection: (onset, offset, class) in seconds,
+# with silences, single events and two pairs of overlapping classes.
+DEMO_EVENTS = [(1.0, 4.0, 'low_hum'), (5.5, 8.0, 'high_beeps'),
+               (7.0, 10.0, 'white_noise'), (12.0, 15.0, 'low_hum'),
+               (13.0, 16.0, 'high_beeps'), (17.0, 19.0, 'white_noise')]
+
+
+def long_recording(path, events=None, seconds=None, sample_rate=44100,
+                   seed=0, block_seconds=10.0):
+    """Write a recording with sounds of the demo classes at known times;
+    returns its events ``[(onset, offset, class name)]``, sorted.
+
+    ``events`` (default :data:`DEMO_EVENTS`) is one period of the
+    timeline; ``seconds`` longer than it (last offset + 1 s) repeats the
+    period until then. Each event is its class's sound at a steady level
+    with 10 ms ramps, over faint background noise. Written in blocks of
+    ``block_seconds`` (16-bit PCM), so an hour never sits in memory.
+    """
+    pattern = sorted(events or DEMO_EVENTS)
+    kinds = dict(CLASSES)
+    unknown = sorted({e[2] for e in pattern} - set(kinds))
+    if unknown:
+        raise UserError(f'unknown classes {unknown}; known: {sorted(kinds)}')
+    period = max(e[1] for e in pattern) + 1.0
+    seconds = period if seconds is None else float(seconds)
+    timeline = [(on + k * period, off + k * period, name)
+                for k in range(int(np.ceil(seconds / period)))
+                for on, off, name in pattern if on + k * period < seconds]
+    timeline = [(on, min(off, seconds), name) for on, off, name in timeline]
+    rng = np.random.default_rng(seed)
+    total, block = int(seconds * sample_rate), int(block_seconds * sample_rate)
+    sounds = {}  # index -> (start sample, waveform), while it is playing
+    with sf.SoundFile(str(path), 'w', sample_rate, 1, 'PCM_16') as f:
+        for start in range(0, total, block):
+            end = min(total, start + block)
+            x = rng.standard_normal(end - start) * 0.003
+            for i, (on, off, name) in enumerate(timeline):
+                a, b = int(on * sample_rate), int(off * sample_rate)
+                if b <= start or a >= end:
+                    sounds.pop(i, None)
+                    continue
+                if i not in sounds:
+                    sounds[i] = (a, _event_sound(kinds[name], b - a,
+                                                 sample_rate, rng))
+                s0, wav = sounds[i]
+                lo, hi = max(a, start), min(b, end)
+                x[lo - start:hi - start] += wav[lo - s0:hi - s0]
+            f.write(np.clip(x, -1, 1))
+    return timeline
+
+
+def _event_sound(kind, n, sample_rate, rng):
+    t = np.arange(n) / sample_rate
+    x = kind(t, rng)
+    x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.3, 0.6)
+    ramp = min(n // 2, int(0.01 * sample_rate))
+    x[:ramp] *= np.linspace(0, 1, ramp)
+    x[n - ramp:] *= np.linspace(1, 0, ramp)
+    return x
+
 
 def generate(out_dir, classes=6, clips_per_fold=3, folds=5, seconds=1.0,
              sample_rate=44100, seed=0, mixtures_per_fold=0, layout='esc50'):
