@@ -73,8 +73,9 @@ def get_parser():
           help='a window every this many seconds (default: half a window); '
           'events are placed to this resolution')
     p.add('--threshold', type=float,
-          help='a window score at or over this opens an event (see above '
-          'for single-label models)')
+          help='a window score at or over this opens an event (a '
+          'single-label model\'s softmax scores share 1 among its classes, '
+          'so two sounds at once each score lower)')
     p.add('--threshold_off', type=float,
           help='a score under this closes an event (<= --threshold; '
           'default: --threshold)')
