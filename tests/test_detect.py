@@ -302,6 +302,30 @@ def test_streamed_scores_equal_whole_file_scores(model, tmp_path):
     assert t.duration == pytest.approx(9.1)
 
 
+@pytest.mark.slow
+def test_audioset_tagger_windows_match_the_pytorch_reference(reference,
+                                                             tmp_path):
+    """--pretrained: two 2.5 s windows, each one of the reference's test
+    clips, score as the PyTorch PANNs CNN6 scores that clip."""
+    import panns_reference
+    waves = panns_reference.test_waveforms()[[0, 2]]  # tone, chirp
+    path = tmp_path / 'two.wav'
+    sf.write(path, waves.reshape(-1), panns_reference.SAMPLE_RATE,
+             subtype='FLOAT')
+    proc = detect('--pretrained', '--arch', 'cnn6', '--pretrained_path',
+                  reference('cnn6').pdparams, '--wav', path,
+                  '--window_seconds', 2.5, '--hop_seconds', 2.5,
+                  '--threshold', 0.9, '--output_dir', tmp_path, '--plot',
+                  'false', '--device', 'cpu')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected, _ = panns_reference.reference_outputs(
+        reference('cnn6').model, waves)
+    with np.load(tmp_path / 'two.scores.npz') as z:
+        assert len(z['labels']) == 527
+        np.testing.assert_allclose(z['scores'], expected, rtol=0, atol=1e-4)
+    assert not (tmp_path / 'two.png').exists()
+
+
 def peak_rss_mb(*args):
     """Run detect.py; its peak RSS (MB) from the kernel's accounting."""
     with open(os.devnull, 'w') as null:

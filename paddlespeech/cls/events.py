@@ -11,6 +11,7 @@ import csv
 import io
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -194,9 +195,7 @@ def write_outputs(out_dir, name, timeline, events, plot=True, top=10):
     """``<name>.events.csv``, ``.scores.npz``, ``.labels.txt`` (Audacity)
     and ``.png`` in ``out_dir``, each written atomically; returns the
     paths."""
-    from pathlib import Path
-    base = Path(out_dir) / name
-    paths = {kind: base.with_name(f'{name}.{kind}') for kind in
+    paths = {kind: Path(out_dir) / f'{name}.{kind}' for kind in
              ('events.csv', 'scores.npz', 'labels.txt', 'png')}
     atomic.write_text(paths['events.csv'], events_csv(events, timeline.path))
     atomic.write_text(paths['labels.txt'], audacity_labels(events))

@@ -26,7 +26,7 @@ class Scorer:
     multi_label: bool
     source: str
     clip_seconds: Optional[float] = None
-    model: object = field(default=None, repr=False)
+    model: object = field(default=None, repr=False)  # the layer or Predictor
 
 
 def checkpoint_scorer(checkpoint, expected_backbone=None, label_file=None,
@@ -57,16 +57,16 @@ def export_scorer(model_dir, device='cpu', cpu_threads=None, **predictor_kw):
 
 
 def tagger_scorer(arch, pretrained_path=None, feat_backend='numpy',
-                  feature=None):
+                  feature=None, config=None):
     """The 527-class AudioSet tagger of ``arch`` (sigmoid scores).
-    ``feature``: the configured front end, which must be the default one
-    the PANNs weights were trained with."""
+    ``feature``: the front end configured (in the file ``config``), which
+    must be the default one the PANNs weights were trained with."""
     import paddle
     from .models.panns.registry import audioset_labels, build_tagger
     if feature is not None and feature != FeatureConfig():
         raise UserError('the PANNs weights were trained with the default '
                         'feature settings; remove the feature section from '
-                        'the config to tag with them')
+                        f'{config or "the config"} to use them')
     feature = FeatureConfig()
     model = build_tagger(arch, pretrained_path)
     frontend = FrontEnd(feature, feat_backend)

@@ -139,7 +139,7 @@ def build_scorer(cfg):
         return checkpoint_scorer(cfg.checkpoint, label_file=cfg.label_file,
                                  feat_backend=cfg.feat_backend)
     return tagger_scorer(cfg.tag_arch, cfg.pretrained_path, cfg.feat_backend,
-                         cfg.feature)
+                         cfg.feature, cfg.config)
 
 
 def window_and_hop(cfg, scorer):

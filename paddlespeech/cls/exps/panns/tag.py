@@ -31,7 +31,7 @@ def main(argv):
     cfg = get_parser().parse_config(argv)
     start(cfg)
     s = tagger_scorer(cfg.tag_arch, cfg.pretrained_path, cfg.feat_backend,
-                      cfg.feature)
+                      cfg.feature, cfg.config)
     check_contract(s.feature, cfg, 'the AudioSet weights')
     results = predict_files(expand_inputs(cfg.wav), s.feature, s.score,
                             cfg.window_seconds)
