@@ -7,6 +7,7 @@
 # Stages: 0 data, 1 train, 2 predict, 3 export, 4 deploy (paddle.inference);
 # 5 (only when asked): 5-fold cross-validation with a report, extra flags
 # after -- go to local/cross_validate.py (e.g. -- --folds 1,3).
+# 7 (only when asked): sound-event detection on a long recording (local/detect.sh).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,7 +17,7 @@ conf=conf/panns.yaml
 nproc=1
 nodes=()
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stage) stage="$2"; shift 2 ;;
@@ -51,4 +52,7 @@ if [[ ${stage} -le 4 && ${stop_stage} -ge 4 ]]; then
 fi
 if [[ ${stage} -le 5 && ${stop_stage} -ge 5 ]]; then
   python local/cross_validate.py --config "${conf}" "$@"
+fi
+if [[ ${stage} -le 7 && ${stop_stage} -ge 7 ]]; then
+  local/detect.sh "${conf}"
 fi

@@ -4,8 +4,8 @@
     PYTHONPATH=. python benchmarks/run.py \
         [--quick] [--json out.json] [--only SECTION[,SECTION]]
 
-Sections: infer, folder, train, frontend, limit, rss, data, lowp (see
-README.md).
+Sections: infer, folder, train, frontend, limit, rss, data, lowp, detect
+(see README.md).
 Prints a markdown table; --json writes the same figures (plus the raw
 measurements). Every figure comes from this one invocation: each
 measurement runs in its own worker process (benchmarks/worker.py), one
@@ -32,7 +32,7 @@ from common import (AMD, ROOT, THREADS, busy_cpu_seconds, machine,  # noqa: E402
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns'
 SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss', 'data',
-            'lowp')
+            'lowp', 'detect')
 
 QUICK = {
     'archs': ['cnn6'], 'seconds': 1.0, 'batches': [1, 8], 'warmup': 1,
@@ -50,6 +50,8 @@ QUICK = {
     'lowp': {'archs': ['cnn6'], 'seconds': 1.0, 'batch': 8, 'warmup': 1,
              'reps': 2, 'calib_clips': 4,
              'kinds': ['paddle_fp32', 'onnx_fp32', 'paddle_int8']},
+    'detect': {'archs': ['cnn6'], 'seconds': 20, 'window': 1.0, 'reps': 1,
+               'rss_arch': 'cnn6', 'rss_seconds': 20, 'rss_short': 5},
 }
 FULL = {
     'archs': ['cnn14', 'cnn10', 'cnn6'], 'seconds': 5.0, 'batches': [1, 8],
@@ -77,6 +79,9 @@ FULL = {
                           'calib_clips': 200, 'heldout_seed': 7,
                           'heldout': {'classes': 6, 'clips_per_fold': 8,
                                       'folds': 5, 'seconds': 1.0}}},
+    'detect': {'archs': ['cnn6', 'cnn14'], 'seconds': 300, 'window': 5.0,
+               'reps': 2, 'rss_arch': 'cnn6', 'rss_seconds': 3600,
+               'rss_short': 5},
 }
 
 
@@ -113,6 +118,22 @@ def wall(cmd, extra_env=None):
         raise RuntimeError(f'{cmd} failed (exit {proc.returncode}):\n'
                            f'{proc.stderr}')
     return elapsed, proc.stdout
+
+
+def run_rss(cmd):
+    """Wall time (s), stdout and peak RSS (MB, the kernel's accounting of
+    the process tree's largest) of a command; it must succeed."""
+    with tempfile.TemporaryFile('w+') as out, \
+            tempfile.TemporaryFile('w+') as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env())
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        if os.waitstatus_to_exitcode(status):
+            raise RuntimeError(f'{cmd} failed:\n{err.read()}')
+        return elapsed, out.read(), usage.ru_maxrss / 1024
 
 
 def deploy_folder(model_dir, folder, files, cli=(), extra_env=None, **_):
@@ -676,6 +697,79 @@ def accuracy_rows(r, flags):
             rows.append(row('lowp', f'top-1 agreement with fp32, {where}: '
                             f'{name}', agree, '%', 98.0, 'target 98 %', 1.0))
     return rows
+
+
+# Sound-event detection (issue 14): streaming and event logic cost under
+# 10 % of classifying the same windows as separate clips.
+DETECT_VS_CLIPS = 0.9
+
+
+def detect_run(model_dir, wav, window, out_dir):
+    """detect.py on one recording, from interpreter start, batch 8 as
+    deploy_folder: (wall s, stdout, peak RSS MB)."""
+    return run_rss([sys.executable, str(SCRIPTS / 'detect.py'),
+                    '--model_dir', model_dir, '--wav', wav,
+                    '--window_seconds', str(window), '--batch_size', '8',
+                    '--device', 'cpu', '--cpu_threads', str(THREADS),
+                    '--output_dir', str(out_dir)])
+
+
+def section_detect(P, work):
+    D = P['detect']
+    window, hop = D['window'], D['window'] / 2  # detect.py's default hop
+    raw, rows = {}, []
+    for arch in D['archs']:
+        ex = worker('export', arch=arch, out_dir=str(work))
+        data = worker('detect_data', out_dir=str(work), seconds=D['seconds'],
+                      window=window, hop=hop)
+        # alternating runs, the best of each: predictor creation alone
+        # (CNN14, oneDNN) varies by seconds between runs
+        det, dep = [], []
+        for _ in range(D['reps']):
+            det.append(detect_run(ex['export_dir'], data['recording'],
+                                  window, work / f'detect_{arch}'))
+            dep.append(deploy_folder(ex['export_dir'], data['clips_dir'],
+                                     data['clips'],
+                                     ['--window_seconds', str(window)]))
+        out = det[0][1]
+        windows = int(out.split(' windows of ')[0].rsplit('(', 1)[1])
+        assert windows == data['clips'], (windows, data)
+        det_s = min(d[0] for d in det)
+        dep = min(dep, key=lambda d: d['wall_s'])
+        secs = data['seconds']
+        raw[arch] = {'seconds': secs, 'windows': windows, 'detect_s': det_s,
+                     'deploy_s': dep['wall_s'],
+                     'detect_runs_s': [d[0] for d in det],
+                     'detect_peak_rss_mb': max(d[2] for d in det)}
+        rows.append(row(
+            'detect', f'{arch.upper()} export, {secs:g} s 44.1 kHz '
+            f'recording in {window:g} s windows every {hop:g} s, batch 8: '
+            'detect.py (speed = audio s / wall s, best of '
+            f"{D['reps']})", secs / det_s, 'audio s/s',
+            secs / dep['wall_s'], f'deploy/predict.py on the same {windows} '
+            'windows as clips', DETECT_VS_CLIPS if arch == 'cnn14' else None,
+            note=f'real-time factor {det_s / secs:.3f} (deploy '
+            f"{dep['wall_s'] / secs:.3f}); wall {det_s:.1f} s vs "
+            f"{dep['wall_s']:.1f} s"))
+    ex = worker('export', arch=D['rss_arch'], out_dir=str(work))
+    peaks = {}
+    for secs in (D['rss_short'], D['rss_seconds']):
+        if secs == D['seconds'] and D['rss_arch'] in raw:  # measured above
+            peaks[secs] = raw[D['rss_arch']]['detect_peak_rss_mb']
+            continue
+        data = worker('detect_data', out_dir=str(work), seconds=secs)
+        wall_s, _, peaks[secs] = detect_run(
+            ex['export_dir'], data['recording'], window,
+            work / f'detect_rss_{secs:g}')
+        raw[f'rss_{secs:g}s'] = {'peak_rss_mb': peaks[secs],
+                                 'wall_s': wall_s}
+    long, short = peaks[D['rss_seconds']], peaks[D['rss_short']]
+    rows.append(row(
+        'detect', f"{D['rss_arch'].upper()} detect.py peak RSS, "
+        f"{D['rss_seconds']:g} s 44.1 kHz recording", long, 'MB', short,
+        f"{D['rss_short']:g} s recording", note=f'{long - short:+.0f} MB '
+        '(bound: +300 MB)'))
+    return {'raw': raw, 'rows': rows}
 
 
 # ------------------------------------------------------------------- output

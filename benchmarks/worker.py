@@ -390,6 +390,35 @@ def task_rss_predictor(a):
             'cache_capacity': a.get('cache_capacity', 'default')}
 
 
+def task_detect_data(a):
+    """A synthetic recording of ``seconds`` at 44.1 kHz and, with
+    ``window``, its windows (every ``hop``) as separate clips: what
+    deploy/predict.py classifies in the detect section's comparison. The
+    clips are the recording's own samples (no resampling), so both sides
+    read the same audio."""
+    import soundfile as sf
+    from paddlespeech.cls.audio import read_windows
+    from paddlespeech.cls.datasets.synthetic import long_recording
+    out = Path(a['out_dir'])
+    out.mkdir(parents=True, exist_ok=True)
+    rec = out / f"detect_{a['seconds']:g}s.wav"
+    if not rec.is_file():
+        long_recording(rec, seconds=a['seconds'])
+    res = {'recording': str(rec), 'seconds': sf.info(str(rec)).duration}
+    if a.get('window'):
+        folder = out / f"detect_clips_{a['seconds']:g}s_{a['window']:g}"
+        if not folder.is_dir():
+            tmp = folder.with_name(folder.name + '.tmp')
+            tmp.mkdir()
+            for k, w in enumerate(read_windows(rec, 44100, a['window'],
+                                               hop_seconds=a['hop'])):
+                sf.write(tmp / f'w{k:06d}.wav', w, 44100, subtype='PCM_16')
+            tmp.rename(folder)
+        res.update(clips_dir=str(folder),
+                   clips=len(list(folder.glob('*.wav'))))
+    return res
+
+
 def task_listing(a):
     """``load_table`` (listing + stratified folds + writing the folds
     file) on a folder-per-class tree of ``files`` tiny files, two folder

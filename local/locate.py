@@ -6,6 +6,8 @@ checkpoint      best/model.pdparams (highest dev accuracy) when training
                 (empty if none)
 checkpoint_dir  the configured checkpoint directory
 dev_clips       the first --limit clips of the dev fold
+export_dir      the configured export directory
+detect_dir      where detect.py writes (stage 7)
 
 Imports no Paddle, so each call takes a fraction of a second.
 """
@@ -21,7 +23,7 @@ def main():
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument('--config', required=True, help='conf/*.yaml')
     p.add_argument('what', choices=['checkpoint', 'checkpoint_dir',
-                                    'dev_clips'])
+                                    'dev_clips', 'export_dir', 'detect_dir'])
     p.add_argument('--limit', type=int, default=1,
                    help='number of dev clips to print')
     a = p.parse_args()
@@ -29,8 +31,8 @@ def main():
     if a.what == 'checkpoint':
         found = best_checkpoint(cfg.checkpoint_dir)
         print(found / 'model.pdparams' if found else '')
-    elif a.what == 'checkpoint_dir':
-        print(cfg.checkpoint_dir)
+    elif a.what in ('checkpoint_dir', 'export_dir', 'detect_dir'):
+        print(getattr(cfg, a.what))
     else:
         dev = FoldDataset(load_table(cfg, verbose=False), 'dev', cfg.split,
                           cfg.feature)

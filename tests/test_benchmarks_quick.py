@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss', 'data',
-            'lowp')
+            'lowp', 'detect')
 
 pytest.importorskip('torch')
 pytest.importorskip('panns_inference')
@@ -328,3 +328,24 @@ def test_lowp_rows_are_the_measured_rates(bench):
     r = R['CNN6 b8 network only: INT8 Paddle PTQ + oneDNN vs its fp32']
     assert (r['value'], r['ref']) == (runs['paddle_int8']['net_clips_per_s'],
                                       runs['paddle_fp32']['net_clips_per_s'])
+
+
+@pytest.mark.slow
+def test_detect_rows_are_the_measured_runs(bench):
+    raw, R = bench['sections']['detect']['raw'], rows(bench, 'detect')
+    d = raw['cnn6']
+    # 20 s in 1 s windows every 0.5 s: 1 + (20 - 1) / 0.5 = 39 windows,
+    # each also a clip for deploy/predict.py
+    assert (d['seconds'], d['windows']) == (20, 39)
+    assert len(list((bench['work'] / 'detect_clips_20s_1').glob('*.wav'))) \
+        == 39
+    r = R['CNN6 export, 20 s 44.1 kHz recording in 1 s windows every 0.5 s, '
+          'batch 8: detect.py (speed = audio s / wall s, best of 1)']
+    assert d['detect_runs_s'] == [d['detect_s']]
+    assert close(r['value'], 20 / d['detect_s'])
+    assert close(r['ref'], 20 / d['deploy_s'])
+    assert 'target' not in r  # the target is CNN14's (full run)
+    r = R['CNN6 detect.py peak RSS, 20 s 44.1 kHz recording']
+    assert (r['value'], r['ref']) == (d['detect_peak_rss_mb'],
+                                      raw['rss_5s']['peak_rss_mb'])
+    assert r['value'] > CNN6_PARAM_MB

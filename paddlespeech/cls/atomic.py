@@ -23,6 +23,20 @@ def write_text(path, text):
     os.replace(tmp, path)
 
 
+def write_file(path, write):
+    """Call ``write(tmp_path)`` (e.g. ``np.savez``, ``fig.savefig``) on a
+    hidden name, then rename it to ``path``. The temporary name keeps the
+    suffix, which some writers go by."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.tmp.{path.name}')
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save(obj, path):
     """``paddle.save(obj, path)``, atomically."""
     import paddle

@@ -44,23 +44,27 @@ def load_audio(path, sample_rate, min_samples=0):
     return _prepare(wav, orig_sr, sample_rate, min_samples, path)
 
 
-def read_windows(path, sample_rate, window_seconds, min_samples=0):
-    """Yield ``path`` as consecutive windows of ``window_seconds``.
+def read_windows(path, sample_rate, window_seconds, min_samples=0,
+                 hop_seconds=None):
+    """Yield ``path`` as windows of ``window_seconds``, one every
+    ``hop_seconds`` (default: the window, i.e. consecutive windows).
 
-    The file is read a window at a time and resampled as one stream, so
+    The file is read a block at a time and resampled as one stream, so
     memory does not grow with the file's length and the windows are
     exactly those of the whole file converted at once: a file gives the
     same windows as its own 32 kHz mono conversion (resampling each window
     on its own would put filter transients at every window edge), and a
     clip no longer than one window gives exactly :func:`load_audio`'s
-    result. Only the last window may be shorter.
+    result. Window ``k`` starts at sample ``k * hop``; windows go on
+    until one reaches the end of the file, so only the last window may be
+    shorter (and a file shorter than a window gives one window).
     """
+    size, hop = window_samples(sample_rate, window_seconds, hop_seconds)
     with _open(path) as f:
         orig_sr = f.samplerate
-        frames = max(1, int(round(window_seconds * orig_sr)))
-        size = max(1, int(round(window_seconds * sample_rate)))
+        frames = max(1, int(round(hop * orig_sr / sample_rate)))
         stream = _ResampleStream(orig_sr, sample_rate)
-        pending, first = np.zeros(0, np.float32), True
+        pending, first, last_end = np.zeros(0, np.float32), True, None
         while True:
             wav = _read(f, path, frames, first=first)
             first, done = False, wav.shape[0] == 0
@@ -68,13 +72,26 @@ def read_windows(path, sample_rate, window_seconds, min_samples=0):
                 raise AudioError(path, 'contains NaN or infinite samples')
             pending = np.concatenate(
                 [pending, stream(to_mono(wav).reshape(-1), last=done)])
-            while len(pending) >= size or (done and len(pending)):
-                window, pending = pending[:size], pending[size:]
+            # last_end: where the previous window ended, relative to pending
+            while len(pending) >= size or (done and len(pending) and (
+                    last_end is None or len(pending) > last_end)):
+                window = pending[:size]
                 if len(window) < min_samples:
                     window = np.pad(window, (0, min_samples - len(window)))
                 yield np.ascontiguousarray(window, dtype=np.float32)
+                pending, last_end = pending[hop:], size - hop
             if done:
                 return
+
+
+def window_samples(sample_rate, window_seconds, hop_seconds=None):
+    """``(window, hop)`` in samples as :func:`read_windows` cuts them: the
+    times of its windows are multiples of this hop, not of the seconds
+    asked for."""
+    size = max(1, int(round(window_seconds * sample_rate)))
+    if hop_seconds is None:
+        return size, size
+    return size, min(size, max(1, int(round(hop_seconds * sample_rate))))
 
 
 class _ResampleStream:

@@ -93,6 +93,19 @@ DEFAULTS = {
     'max_drop': 1.0,  # points of dev score a low-precision export may lose
     'force': False,  # write it even if it loses more
     'backend': None,  # deploy/predict.py --backend; None: what the export holds
+    # sound-event detection (detect.py)
+    'detect_model_dir': None,  # detect.py --model_dir: an export
+    'audioset': False,  # detect.py --pretrained: the AudioSet tagger of tag_arch
+    'detect_window_seconds': None,  # None: the model's clip length (else 5 s)
+    'hop_seconds': None,  # None: half a window
+    'threshold': 0.5,
+    'threshold_off': None,  # None: threshold (no hysteresis)
+    'min_event_seconds': 0.0,
+    'merge_gap_seconds': 0.0,
+    'top_k_per_window': 0,  # 0: every class may be active in a window
+    'classes': None,  # None: every class
+    'detect_dir': './detect',  # detect.py --output_dir
+    'plot': True,  # detect.py: write <name>.png
 }
 
 # Training-time augmentation (the ``augment:`` section); 0/None: off.

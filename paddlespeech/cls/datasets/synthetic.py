@@ -70,9 +70,17 @@ def lowpass_rumble(t, rng):
     return np.convolve(noise, np.ones(k) / np.sqrt(k), mode='same') * 0.3
 
 
+def background(t, rng):
+    """No sound: the clip is the noise floor :func:`make_clip` adds. For
+    event detection, where a model must learn what "nothing" sounds like;
+    never part of a mixture."""
+    return np.zeros(len(t))
+
+
 CLASSES = [('low_hum', low_hum), ('high_beeps', high_beeps),
            ('white_noise', white_noise), ('up_chirp', up_chirp),
-           ('clicks', clicks), ('rumble', lowpass_rumble)]
+           ('clicks', clicks), ('rumble', lowpass_rumble),
+           ('background', background)]
 
 
 def make_clip(kind, seconds, sample_rate, rng):
@@ -91,6 +99,81 @@ def make_mixture(kinds, seconds, sample_rate, rng):
 
 LAYOUTS = ('esc50', 'folder', 'manifest')
 
+# A timeline for sound-event detection: (onset, offset, class) in seconds,
+# with silences, single events and two pairs of overlapping classes.
+DEMO_EVENTS = [(1.0, 4.0, 'low_hum'), (3.0, 6.0, 'high_beeps'),
+               (7.5, 10.0, 'white_noise'), (12.0, 16.0, 'low_hum'),
+               (13.0, 15.0, 'high_beeps'), (17.0, 19.0, 'white_noise')]
+
+
+def long_recording(path, events=None, seconds=None, sample_rate=44100,
+                   seed=0, block_seconds=10.0):
+    """Write a recording with sounds of the demo classes at known times;
+    returns its events ``[(onset, offset, class name)]``, sorted.
+
+    ``events`` (default :data:`DEMO_EVENTS`) is one period of the
+    timeline; ``seconds`` longer than it (last offset + 1 s) repeats the
+    period until then. Each event is its class's sound at a steady level
+    with 10 ms ramps, over faint background noise. Written in blocks of
+    ``block_seconds`` (16-bit PCM), so an hour never sits in memory.
+    """
+    pattern = sorted(events or DEMO_EVENTS)
+    kinds = dict(CLASSES)
+    unknown = sorted({e[2] for e in pattern} - set(kinds))
+    if unknown:
+        raise UserError(f'unknown classes {unknown}; known: {sorted(kinds)}')
+    period = max(e[1] for e in pattern) + 1.0
+    seconds = period if seconds is None else float(seconds)
+    timeline = [(on + k * period, off + k * period, name)
+                for k in range(int(np.ceil(seconds / period)))
+                for on, off, name in pattern if on + k * period < seconds]
+    timeline = [(on, min(off, seconds), name) for on, off, name in timeline]
+    rng = np.random.default_rng(seed)
+    total, block = int(seconds * sample_rate), int(block_seconds * sample_rate)
+    sounds = {}  # index -> (start sample, waveform), while it is playing
+    with sf.SoundFile(str(path), 'w', sample_rate, 1, 'PCM_16') as f:
+        for start in range(0, total, block):
+            end = min(total, start + block)
+            x = rng.standard_normal(end - start) * 0.003
+            for i, (on, off, name) in enumerate(timeline):
+                a, b = int(on * sample_rate), int(off * sample_rate)
+                if b <= start or a >= end:
+                    sounds.pop(i, None)
+                    continue
+                if i not in sounds:
+                    sounds[i] = (a, _event_sound(kinds[name], b - a,
+                                                 sample_rate, rng))
+                s0, wav = sounds[i]
+                lo, hi = max(a, start), min(b, end)
+                x[lo - start:hi - start] += wav[lo - s0:hi - s0]
+            f.write(np.clip(x, -1, 1))
+    return timeline
+
+
+def write_long_recording(path, seconds=60.0, sample_rate=44100, seed=0):
+    """:func:`long_recording` plus ``<path>.truth.csv`` (onset, offset and
+    label as a model trained on the generated data names it)."""
+    from .. import atomic
+    from .esc50 import display_name
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    events = long_recording(path, seconds=seconds, sample_rate=sample_rate,
+                            seed=seed)
+    atomic.write_text(f'{path}.truth.csv', 'onset,offset,label\n' + ''.join(
+        f'{on:.3f},{off:.3f},{display_name(name)}\n'
+        for on, off, name in events))
+    return events
+
+
+def _event_sound(kind, n, sample_rate, rng):
+    t = np.arange(n) / sample_rate
+    x = kind(t, rng)
+    x = x / (np.abs(x).max() + 1e-9) * rng.uniform(0.3, 0.6)
+    ramp = min(n // 2, int(0.01 * sample_rate))
+    x[:ramp] *= np.linspace(0, 1, ramp)
+    x[n - ramp:] *= np.linspace(1, 0, ramp)
+    return x
+
 
 def generate(out_dir, classes=6, clips_per_fold=3, folds=5, seconds=1.0,
              sample_rate=44100, seed=0, mixtures_per_fold=0, layout='esc50'):
@@ -100,11 +183,14 @@ def generate(out_dir, classes=6, clips_per_fold=3, folds=5, seconds=1.0,
     (``audio/`` and ``meta/esc50.csv``), ``folder`` (``<class>/<file>``,
     no folds: training assigns them) or ``manifest`` (``<class>/<file>``
     and ``metadata.csv`` with ``file_name,label,fold``, a mixture on two
-    rows); the same clips in each."""
-    if not 1 <= classes <= len(CLASSES):
-        raise UserError(f'classes must be 1..{len(CLASSES)}, got {classes}')
-    if mixtures_per_fold and classes < 2:
-        raise UserError('mixtures need at least 2 classes')
+    rows); the same clips in each. ``classes``: the first N of
+    :data:`CLASSES`, or a list of their names."""
+    chosen = _choose(classes)
+    mixable = [t for t, (name, _) in enumerate(chosen)
+               if name != 'background']
+    if mixtures_per_fold and len(mixable) < 2:
+        raise UserError('mixtures need at least 2 classes (besides '
+                        'background)')
     if layout not in LAYOUTS:
         raise UserError(f'layout must be one of {LAYOUTS}, got {layout!r}')
     if mixtures_per_fold and layout == 'folder':
@@ -115,7 +201,7 @@ def generate(out_dir, classes=6, clips_per_fold=3, folds=5, seconds=1.0,
     root = Path(out_dir)
     clips = []  # (file name, fold, targets, waveform)
     for fold in range(1, folds + 1):
-        for target, (name, kind) in enumerate(CLASSES[:classes]):
+        for target, (name, kind) in enumerate(chosen):
             for take in range(clips_per_fold):
                 clip_id = 1000 * fold + 10 * target + take
                 fname = f'{fold}-{clip_id}-{chr(65 + take)}-{target}.wav'
@@ -123,22 +209,22 @@ def generate(out_dir, classes=6, clips_per_fold=3, folds=5, seconds=1.0,
                               make_clip(kind, seconds, sample_rate, rng)))
         for take in range(mixtures_per_fold):
             pair = sorted(int(t) for t in
-                          mix_rng.choice(classes, 2, replace=False))
+                          mix_rng.choice(mixable, 2, replace=False))
             clip_id = 1000 * fold + 900 + take
             fname = f'{fold}-{clip_id}-M-{pair[0]}-{pair[1]}.wav'
             clips.append((fname, fold, pair, make_mixture(
-                [CLASSES[t][1] for t in pair], seconds, sample_rate,
+                [chosen[t][1] for t in pair], seconds, sample_rate,
                 mix_rng)))
     rows = []
     for fname, fold, targets, x in clips:
         rel = (f'audio/{fname}' if layout == 'esc50' else
-               f'{CLASSES[targets[0]][0]}/{fname}')
+               f'{chosen[targets[0]][0]}/{fname}')
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         sf.write(root / rel, x, sample_rate, subtype='PCM_16')
         take = fname.split('-')[2]
-        rows += [[fname, fold, t, CLASSES[t][0], 'False',
+        rows += [[fname, fold, t, chosen[t][0], 'False',
                   fname.split('-')[1], take] if layout == 'esc50' else
-                 [rel, CLASSES[t][0], fold] for t in targets]
+                 [rel, chosen[t][0], fold] for t in targets]
     if layout == 'folder':
         return root
     header = (['filename', 'fold', 'target', 'category', 'esc10', 'src_file',
@@ -154,9 +240,24 @@ def generate(out_dir, classes=6, clips_per_fold=3, folds=5, seconds=1.0,
     return root
 
 
+def _choose(classes):
+    """``[(name, sound)]`` of ``classes`` (a count or a list of names)."""
+    if isinstance(classes, int):
+        if not 1 <= classes <= len(CLASSES):
+            raise UserError(f'classes must be 1..{len(CLASSES)}, got '
+                            f'{classes}')
+        return CLASSES[:classes]
+    kinds = dict(CLASSES)
+    unknown = sorted(set(classes) - set(kinds))
+    if unknown:
+        raise UserError(f'unknown classes {unknown}; known: '
+                        f'{[n for n, _ in CLASSES]}')
+    return [(n, kinds[n]) for n in classes]
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--out_dir', required=True, help='dataset root to write')
+    p.add_argument('--out_dir', help='dataset root to write')
     p.add_argument('--classes', type=int, default=6,
                    help=f'number of classes (1..{len(CLASSES)})')
     p.add_argument('--clips_per_fold', type=int, default=3,
@@ -173,7 +274,20 @@ def main(argv):
                    help='esc50: audio/ + meta/esc50.csv; folder: a folder '
                    'per class (no folds); manifest: a folder per class and '
                    'metadata.csv (file_name,label,fold)')
+    p.add_argument('--long_recording', metavar='WAV',
+                   help='instead of a dataset, write a recording with '
+                   'sounds of the demo classes at known times (its events '
+                   'in WAV.truth.csv), for detect.py')
+    p.add_argument('--long_seconds', type=float, default=60.0,
+                   help='length of --long_recording')
     a = p.parse_args(argv)
+    if a.long_recording:
+        write_long_recording(a.long_recording, a.long_seconds, a.sample_rate,
+                             a.seed)
+        print(f'wrote {a.long_recording} and its .truth.csv')
+        return 0
+    if not a.out_dir:
+        p.error('--out_dir (or --long_recording) is required')
     root = generate(a.out_dir, a.classes, a.clips_per_fold, a.folds,
                     a.seconds, a.sample_rate, a.seed, a.mixtures_per_fold,
                     a.layout)

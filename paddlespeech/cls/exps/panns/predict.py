@@ -5,15 +5,13 @@ summing to one) for a model trained on multi-label data.
 """
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
-import paddle
-
-from paddlespeech.cls.features import FrontEnd
-from paddlespeech.cls.models import BACKBONES, load_classifier
+from paddlespeech.cls.models import BACKBONES
 from paddlespeech.cls.prediction import (LABEL_FILE_HELP, check_contract,
                                          expand_inputs, predict_files,
                                          prediction_parser, print_predictions,
                                          start)
 from paddlespeech.cls.runtime import run
+from paddlespeech.cls.scoring import checkpoint_scorer
 
 
 def get_parser():
@@ -30,18 +28,12 @@ def get_parser():
 def main(argv):
     cfg = get_parser().parse_config(argv)
     start(cfg)
-    model, labels, feature = load_classifier(
-        cfg.checkpoint, cfg.expected_backbone, cfg.label_file)
-    check_contract(feature, cfg, cfg.checkpoint)
-    frontend = FrontEnd(feature, cfg.feat_backend)
-
-    @paddle.no_grad()
-    def score(waves):
-        return model.probabilities(frontend(waves)).numpy()
-
-    results = predict_files(expand_inputs(cfg.wav), feature, score,
+    s = checkpoint_scorer(cfg.checkpoint, cfg.expected_backbone,
+                          cfg.label_file, cfg.feat_backend)
+    check_contract(s.feature, cfg, cfg.checkpoint)
+    results = predict_files(expand_inputs(cfg.wav), s.feature, s.score,
                             cfg.window_seconds)
-    return print_predictions(results, labels, cfg.top_k)
+    return print_predictions(results, s.labels, cfg.top_k)
 
 
 if __name__ == '__main__':

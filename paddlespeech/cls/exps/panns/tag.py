@@ -8,17 +8,12 @@ downloaded once into the cache ($PADDLESPEECH_CLS_HOME, default
 """
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
-import paddle
-
-from paddlespeech.cls.errors import UserError
-from paddlespeech.cls.features import FeatureConfig, FrontEnd
-from paddlespeech.cls.models.panns.registry import (BACKBONES,
-                                                    audioset_labels,
-                                                    build_tagger)
+from paddlespeech.cls.models.panns.registry import BACKBONES
 from paddlespeech.cls.prediction import (check_contract, expand_inputs,
                                          predict_files, prediction_parser,
                                          print_predictions, start)
 from paddlespeech.cls.runtime import run
+from paddlespeech.cls.scoring import tagger_scorer
 
 
 def get_parser():
@@ -35,22 +30,12 @@ def get_parser():
 def main(argv):
     cfg = get_parser().parse_config(argv)
     start(cfg)
-    feature = FeatureConfig()
-    if cfg.feature != feature:
-        raise UserError('the PANNs weights were trained with the default '
-                        'feature settings; remove the feature section from '
-                        f'{cfg.config} to tag with them')
-    check_contract(feature, cfg, 'the AudioSet weights')
-    model = build_tagger(cfg.tag_arch, cfg.pretrained_path)
-    frontend = FrontEnd(feature, cfg.feat_backend)
-
-    @paddle.no_grad()
-    def score(waves):
-        return model(frontend(waves)[:, None]).numpy()
-
-    results = predict_files(expand_inputs(cfg.wav), feature, score,
+    s = tagger_scorer(cfg.tag_arch, cfg.pretrained_path, cfg.feat_backend,
+                      cfg.feature, cfg.config)
+    check_contract(s.feature, cfg, 'the AudioSet weights')
+    results = predict_files(expand_inputs(cfg.wav), s.feature, s.score,
                             cfg.window_seconds)
-    return print_predictions(results, audioset_labels(), cfg.top_k)
+    return print_predictions(results, s.labels, cfg.top_k)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,220 @@
+"""Sound-event detection: which sounds occur when in long recordings.
+
+Give one model: --checkpoint (train.py), --model_dir (an export, the fast
+path) or --pretrained (the 527-class AudioSet tagger of --arch). Each file
+is read in blocks and scored in windows of --window_seconds every
+--hop_seconds, batched; per class, a window score at or over --threshold
+opens an event and one under --threshold_off closes it. An event covers
+the hop-long centre regions of its windows, so overlapping windows do not
+lengthen it.
+
+Scores: a multi-label model (trained on clips with several labels, and the
+AudioSet tagger) scores each class on its own (sigmoid), so several
+classes can be active at once. A single-label model's softmax scores sum
+to one over its classes: --threshold 0.5 then means "this class holds most
+of the window", and two sounds at once share the score (lower the
+threshold, e.g. 0.3, to see both; --top_k_per_window 1 keeps the best).
+"""
+import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from paddlespeech.cls.audio import AudioError
+from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
+from paddlespeech.cls.errors import UserError
+from paddlespeech.cls.events import (detect_events, format_event,
+                                     stream_timeline, summary, top_k_mask,
+                                     write_outputs)
+from paddlespeech.cls.features import FEAT_BACKENDS
+from paddlespeech.cls.models import BACKBONES
+from paddlespeech.cls.prediction import LABEL_FILE_HELP, expand_inputs
+from paddlespeech.cls.runtime import run, select_device, set_cpu_threads
+from paddlespeech.cls.scoring import (checkpoint_scorer, export_scorer,
+                                      tagger_scorer)
+
+# ESC-50's clip length, for models that do not record theirs
+FALLBACK_WINDOW_SECONDS = 5.0
+
+OUTPUT_HELP = """\
+Output in --output_dir, per input file <name>: <name>.events.csv
+(filename,onset,offset,label,score; seconds), <name>.scores.npz (window
+centres, region bounds, labels, scores), <name>.labels.txt (Audacity label
+track: File > Import > Labels) and <name>.png (envelope, heat map of the top
+classes, events as bars). On stdout one tab-separated line per event
+(file, onset, offset, label, score), then a summary line per file. A file
+that cannot be used gets one "error:" line on stderr and the others go on;
+the exit status is 0 only if every file was scored."""
+
+
+def get_parser():
+    p = ConfigArgumentParser(description=__doc__, epilog=OUTPUT_HELP)
+    p.add('--wav', nargs='+', required=True,
+          help='audio file(s) or directories')
+    p.add('--checkpoint', help='model.pdparams written by train.py')
+    p.add('--model_dir', key='detect_model_dir',
+          help='an export (export_model.py): the fast path')
+    p.add('--pretrained', key='audioset', action='store_true',
+          help='detect the 527 AudioSet classes with the pretrained '
+          'tagger of --arch (downloaded once)')
+    p.add('--arch', key='tag_arch', choices=sorted(BACKBONES),
+          help='with --pretrained: the PANNs architecture')
+    p.add('--pretrained_path', help='with --pretrained: AudioSet weights '
+          '(.pdparams, e.g. from the converter) instead of the download')
+    p.add('--label_file', help=LABEL_FILE_HELP)
+    p.add('--window_seconds', key='detect_window_seconds', type=float,
+          help='window length; default: the clip length the model was '
+          f'trained on (AudioSet tagger: 10 s; a checkpoint or export does '
+          f'not record it: {FALLBACK_WINDOW_SECONDS:g} s, ESC-50\'s)')
+    p.add('--hop_seconds', type=float,
+          help='a window every this many seconds (default: half a window); '
+          'events are placed to this resolution')
+    p.add('--threshold', type=float,
+          help='a window score at or over this opens an event (a '
+          'single-label model\'s softmax scores share 1 among its classes, '
+          'so two sounds at once each score lower)')
+    p.add('--threshold_off', type=float,
+          help='a score under this closes an event (<= --threshold; '
+          'default: --threshold)')
+    p.add('--min_event_seconds', type=float,
+          help='events shorter than this are dropped (after merging)')
+    p.add('--merge_gap_seconds', type=float,
+          help='events of one class closer than this are merged')
+    p.add('--top_k_per_window', type=int,
+          help='only the k best classes of a window can be active in it '
+          '(0: every class)')
+    p.add('--classes', nargs='+',
+          help='only these labels (as the model names them; quote names '
+          'with spaces)')
+    p.add('--output_dir', key='detect_dir',
+          help='where the per-file outputs go')
+    p.add('--plot', type=parse_bool, help='write <name>.png (true/false)')
+    p.add('--batch_size', key='infer_batch_size', type=int,
+          help='windows per model run')
+    p.add('--device', help='cpu, gpu or gpu:N (default: gpu if available)')
+    p.add('--cpu_threads', type=int, help='CPU threads (default: all cores)')
+    p.add('--feat_backend', choices=FEAT_BACKENDS,
+          help='front end of --checkpoint and --pretrained')
+    return p
+
+
+def check_args(cfg):
+    given = [f for f, v in (('--checkpoint', cfg.checkpoint),
+                            ('--model_dir', cfg.detect_model_dir),
+                            ('--pretrained', cfg.audioset)) if v]
+    if len(given) != 1:
+        raise UserError('give exactly one model: --checkpoint, --model_dir '
+                        f'or --pretrained (got {", ".join(given) or "none"})')
+    if cfg.detect_window_seconds is not None and \
+            not cfg.detect_window_seconds > 0:
+        raise UserError(f'--window_seconds must be positive, got '
+                        f'{cfg.detect_window_seconds}')
+    if not 0 < cfg.threshold <= 1:
+        raise UserError(f'--threshold must be in (0, 1], got '
+                        f'{cfg.threshold}')
+    if cfg.threshold_off is not None and not \
+            0 <= cfg.threshold_off <= cfg.threshold:
+        raise UserError(f'--threshold_off must be in [0, --threshold '
+                        f'{cfg.threshold}], got {cfg.threshold_off}')
+    for flag, v in (('--min_event_seconds', cfg.min_event_seconds),
+                    ('--merge_gap_seconds', cfg.merge_gap_seconds),
+                    ('--top_k_per_window', cfg.top_k_per_window)):
+        if v < 0:
+            raise UserError(f'{flag} must not be negative, got {v}')
+    if cfg.infer_batch_size < 1:
+        raise UserError(f'--batch_size must be at least 1, got '
+                        f'{cfg.infer_batch_size}')
+
+
+def build_scorer(cfg):
+    device = select_device(cfg.device)
+    if cfg.detect_model_dir:
+        return export_scorer(cfg.detect_model_dir, device, cfg.cpu_threads,
+                             label_file=cfg.label_file)
+    set_cpu_threads(cfg.cpu_threads)
+    if cfg.checkpoint:
+        return checkpoint_scorer(cfg.checkpoint, label_file=cfg.label_file,
+                                 feat_backend=cfg.feat_backend)
+    return tagger_scorer(cfg.tag_arch, cfg.pretrained_path, cfg.feat_backend,
+                         cfg.feature, cfg.config)
+
+
+def window_and_hop(cfg, scorer):
+    window = (cfg.detect_window_seconds or scorer.clip_seconds or
+              FALLBACK_WINDOW_SECONDS)
+    hop = window / 2 if cfg.hop_seconds is None else cfg.hop_seconds
+    if not 0 < hop <= window:
+        raise UserError(f'--hop_seconds must be in (0, --window_seconds '
+                        f'{window:g}], got {hop}')
+    return window, hop
+
+
+def class_columns(names, labels):
+    if not names:
+        return None
+    unknown = [n for n in names if n not in labels]
+    if unknown:
+        raise UserError(f'--classes: unknown labels {unknown}; the model '
+                        f'has {len(labels)}, e.g. {labels[:5]}')
+    return list(dict.fromkeys(names))
+
+
+def output_names(paths):
+    """File stems, made unique with a number where two inputs share one."""
+    seen, names = {}, []
+    for p in paths:
+        stem = Path(p).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f'{stem}_{seen[stem]}')
+    return names
+
+
+def score_file(path, scorer, window, hop, batch_size):
+    with tqdm(desc=Path(path).name, unit='s audio', leave=False,
+              bar_format='{desc}: {n:.0f} {unit} {rate_fmt}',
+              file=sys.stderr) as bar:
+        return stream_timeline(path, scorer.score, scorer.labels,
+                               scorer.feature.sample_rate, window, hop,
+                               batch_size,
+                               progress=lambda s: bar.update(s - bar.n))
+
+
+def main(argv):
+    cfg = get_parser().parse_config(argv)
+    check_args(cfg)
+    paths = expand_inputs(cfg.wav)
+    scorer = build_scorer(cfg)
+    window, hop = window_and_hop(cfg, scorer)
+    classes = class_columns(cfg.classes, scorer.labels)
+    failed = 0
+    for path, name in zip(paths, output_names(paths)):
+        try:
+            tl = score_file(path, scorer, window, hop, cfg.infer_batch_size)
+        except AudioError as e:
+            print(f'error: {e}', file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        if not np.isfinite(tl.scores).all():
+            print(f'error: {path}: the model gave non-finite scores',
+                  file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        active = top_k_mask(tl.scores, cfg.top_k_per_window)
+        if classes:
+            columns = [scorer.labels.index(c) for c in classes]
+            tl, active = tl.only(classes), active[:, columns]
+        events = detect_events(tl, cfg.threshold, cfg.threshold_off,
+                               cfg.min_event_seconds, cfg.merge_gap_seconds,
+                               active)
+        write_outputs(cfg.detect_dir, name, tl, events, cfg.plot)
+        for e in events:
+            print(format_event(path, e))
+        print(summary(tl, events), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    run(main)

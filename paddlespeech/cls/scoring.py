@@ -1,0 +1,79 @@
+"""The three sources of class scores the prediction scripts use: a
+fine-tuned checkpoint (dynamic graph), an export (``paddle.inference``,
+the fast path) and the AudioSet tagger. Each gives a :class:`Scorer`, so
+``predict.py``, ``tag.py`` and ``detect.py`` score waveforms the same way.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from .errors import UserError
+from .features import FeatureConfig, FrontEnd
+
+# PANNs were trained on AudioSet's 10-second clips.
+AUDIOSET_CLIP_SECONDS = 10.0
+
+
+@dataclass
+class Scorer:
+    """``score(waves)``: equal-length float32 waveforms at
+    ``feature.sample_rate`` -> scores ``[batch, len(labels)]``;
+    ``multi_label``: independent sigmoid scores (else softmax, summing to
+    one); ``clip_seconds``: the length of the clips the model was trained
+    on, where it is known (checkpoints and exports do not record it)."""
+    score: Callable
+    labels: List[str]
+    feature: FeatureConfig
+    multi_label: bool
+    source: str
+    clip_seconds: Optional[float] = None
+    model: object = field(default=None, repr=False)  # the layer or Predictor
+
+
+def checkpoint_scorer(checkpoint, expected_backbone=None, label_file=None,
+                      feat_backend='numpy'):
+    """A ``train.py`` (or upstream) checkpoint through the dynamic graph."""
+    import paddle
+    from .models import load_classifier
+    model, labels, feature = load_classifier(checkpoint, expected_backbone,
+                                             label_file)
+    frontend = FrontEnd(feature, feat_backend)
+
+    @paddle.no_grad()
+    def score(waves):
+        return model.probabilities(frontend(waves)).numpy()
+
+    return Scorer(score, labels, feature, model.task.multi_label,
+                  str(checkpoint), model=model)
+
+
+def export_scorer(model_dir, device='cpu', cpu_threads=None, **predictor_kw):
+    """An export through :class:`..inference.Predictor` (ONNX and INT8
+    exports too, where the predictor reads them)."""
+    from .inference import Predictor
+    predictor = Predictor(model_dir, device, cpu_threads, **predictor_kw)
+    return Scorer(predictor, predictor.labels, predictor.feature,
+                  predictor.task.multi_label, str(model_dir),
+                  model=predictor)
+
+
+def tagger_scorer(arch, pretrained_path=None, feat_backend='numpy',
+                  feature=None, config=None):
+    """The 527-class AudioSet tagger of ``arch`` (sigmoid scores).
+    ``feature``: the front end configured (in the file ``config``), which
+    must be the default one the PANNs weights were trained with."""
+    import paddle
+    from .models.panns.registry import audioset_labels, build_tagger
+    if feature is not None and feature != FeatureConfig():
+        raise UserError('the PANNs weights were trained with the default '
+                        'feature settings; remove the feature section from '
+                        f'{config or "the config"} to use them')
+    feature = FeatureConfig()
+    model = build_tagger(arch, pretrained_path)
+    frontend = FrontEnd(feature, feat_backend)
+
+    @paddle.no_grad()
+    def score(waves):
+        return model(frontend(waves)[:, None]).numpy()
+
+    return Scorer(score, audioset_labels(), feature, True,
+                  f'{arch} AudioSet tagger', AUDIOSET_CLIP_SECONDS, model)
