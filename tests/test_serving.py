@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import SCRIPTS, run_script, script_env
+from conftest import ROOT, SCRIPTS, run_script, script_env
 from paddlespeech.cls.export import export
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.serving import MicroBatcher, Service, create_app
@@ -468,3 +468,51 @@ def test_page_in_headless_chromium(server, clips, expected):
         assert width('width') != '0px'
     finally:
         driver.quit()
+
+
+@pytest.mark.slow
+def test_load_benchmark_quick(model, tmp_path):
+    """benchmarks/load.py with tiny numbers: its figures are the counts
+    and timings it measured, its top-1s deploy/predict.py's."""
+    out = tmp_path / 'load.json'
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'benchmarks' / 'load.py'), '--model_dir',
+         model, '--concurrency', '1,2', '--requests', '6', '--mixed', '20',
+         '--clips', '3', '--seconds', '1', '--reps', '1', '--json', out,
+         '--work_dir', tmp_path / 'work'],
+        capture_output=True, text=True, env=script_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = result['rows']
+    assert [(r['concurrency'], r['requests'], r['bad'], r['mixed'])
+            for r in rows] == [(1, 6, 0, False), (2, 6, 0, False),
+                               (2, 20, 2, True)]  # every 10th is bad
+    for r in rows:
+        assert r['errors'] == 0, r['error_samples']
+        assert r['throughput'] == pytest.approx(r['requests'] / r['wall_s'])
+        assert 0 < r['p50_ms'] <= r['p95_ms'] <= r['p99_ms']
+        assert r['p99_ms'] <= 1000 * r['wall_s']
+    clips = sorted((tmp_path / 'work' / 'clips').glob('*.wav'))
+    printed = parse_blocks(run_script(
+        'deploy/predict.py', '--model_dir', model, '--wav', *clips,
+        '--device', 'cpu').stdout)
+    off = result['offline']
+    assert {p: best(s) for p, s in printed.items()} == {
+        p: label for p, (label, _) in off['top1'].items()}
+    goals = {t['what'].split(' vs ')[0].split(' over ')[0]: t
+             for t in result['targets']}
+    t = goals['throughput at concurrency 2']
+    assert (t['value'], t['ref']) == (rows[1]['throughput'],
+                                      off['clips_per_s'])
+    assert t['met'] == (t['ratio'] >= 0.8)
+    t = goals['p99 latency at concurrency 1']
+    assert (t['value'], t['ref']) == (rows[0]['p99_ms'], off['latency_ms'])
+    assert t['ratio'] == pytest.approx(t['value'] / t['ref'])
+    assert goals['errors']['value'] == 0 and goals['errors']['met']
+    m = result['mixed']
+    assert (m['after'], m['requests']) == (20, 20)
+    table = [line for line in proc.stdout.splitlines()
+             if line.startswith('| ')]
+    # each table's header row, then offline rows, served rows, targets
+    assert len(table) == 1 + 2 + len(rows) + 1 + len(result['targets'])
+    assert 'CPU flags:' in proc.stdout

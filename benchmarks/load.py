@@ -1,0 +1,445 @@
+#!/usr/bin/env python3
+"""Load test of deploy/serve.py against the offline deploy path, side by side.
+
+    PYTHONPATH=. python benchmarks/load.py --model_dir exp/demo/export \
+        [--concurrency 1,8,32] [--requests 200] [--mixed 2000] [--json out]
+    PYTHONPATH=. python benchmarks/load.py --arch cnn14 ...   (random weights)
+
+1. Offline, in its own process: deploy/predict.py's path (Predictor +
+   predict_files) over the clips at batch 8 (throughput) and one file at a
+   time (single-clip latency), and each clip's top-1.
+2. serve.py on 127.0.0.1 (a free port), then per concurrency ``--requests``
+   PaddleSpeech-shaped requests of the clips from a bounded async client
+   (httpx; one connection per concurrent request), after a warm-up.
+3. ``--mixed`` requests at the highest concurrency with ``--bad_fraction``
+   bad inputs (bad JSON, bad base64, undecodable, NaN samples, too long, too
+   large): an error is a bad input not answered with a 4xx, or a good one
+   not answered 200 with the offline top-1 and score. Server RSS is read
+   after the first 200 of them and at the end.
+4. The server is stopped (SIGTERM; it must exit 0) and the table printed.
+"""
+import argparse
+import asyncio
+import base64
+import datetime
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import ROOT, busy_cpu_seconds, machine, waves  # noqa: E402
+
+SERVE = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns' / 'deploy' / \
+    'serve.py'
+MAX_SECONDS, MAX_UPLOAD_MB = 30, 4  # the server's limits in this test
+
+
+def env():
+    e = dict(os.environ)
+    e['PYTHONPATH'] = os.pathsep.join(
+        [str(ROOT)] + [p for p in [e.get('PYTHONPATH')] if p])
+    return e
+
+
+def wav_bytes(wave, sr=32000, subtype='PCM_16'):
+    import soundfile as sf
+    buf = io.BytesIO()
+    sf.write(buf, wave, sr, format='WAV', subtype=subtype)
+    return buf.getvalue()
+
+
+def make_clips(folder, count, seconds):
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, w in enumerate(waves(count, seconds, seed=1)):
+        paths.append(folder / f'clip_{i:03d}.wav')
+        paths[-1].write_bytes(wav_bytes(w))
+    return paths
+
+
+# ---------------------------------------------------------- offline (child)
+
+def offline(a):
+    """deploy/predict.py's path, in this (fresh) process: throughput at
+    batch 8 over every clip, latency of one file at a time, top-1s."""
+    import paddlespeech.cls  # noqa: F401  (before paddle)
+    from paddlespeech.cls.inference import Predictor
+    from paddlespeech.cls.prediction import predict_files
+    p = Predictor(a['model_dir'], device='cpu', cpu_threads=a['threads'])
+    files = a['files']
+
+    def run(paths, batch):
+        return list(predict_files(paths, p.feature, p, 10.0, batch))
+
+    run(files[:2], 1)
+    run(files[:8], 8)  # warm: the shapes of both runs
+    times = []
+    for _ in range(a['reps']):
+        t = time.perf_counter()
+        results = run(files, 8)
+        times.append(time.perf_counter() - t)
+    run(files[:2], 1)  # the batch-1 shape again (2 shapes are cached)
+    latencies = []
+    for path in files:
+        t = time.perf_counter()
+        run([path], 1)
+        latencies.append(time.perf_counter() - t)
+    top = {str(path): (p.labels[int(np.argmax(s))], float(np.max(s)))
+           for path, s, _ in results}
+    return {'clips_per_s': len(files) / float(np.median(times)),
+            'latency_ms': 1000 * float(np.median(latencies)),
+            'latency_p99_ms': 1000 * float(np.percentile(latencies, 99)),
+            'top1': top}
+
+
+def run_offline(model_dir, files, threads, reps):
+    args = {'model_dir': str(model_dir), 'files': [str(f) for f in files],
+            'threads': threads, 'reps': reps}
+    proc = subprocess.run([sys.executable, __file__, '--offline_worker',
+                           json.dumps(args)], capture_output=True, text=True,
+                          env=env())
+    if proc.returncode:
+        raise RuntimeError(f'offline measurement failed:\n{proc.stderr}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------ server
+
+class Server:
+    """serve.py in a process on a free 127.0.0.1 port; ``stop()`` sends
+    SIGTERM and returns the exit status."""
+
+    def __init__(self, model_dir, max_batch_size, max_wait_ms, threads):
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            self.port = s.getsockname()[1]
+        self.url = f'http://127.0.0.1:{self.port}'
+        self.log = tempfile.TemporaryFile('w+')
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVE), '--model_dir', str(model_dir),
+             '--host', '127.0.0.1', '--port', str(self.port), '--device',
+             'cpu', '--cpu_threads', str(threads), '--max_batch_size',
+             str(max_batch_size), '--max_wait_ms', str(max_wait_ms),
+             '--max_seconds', str(MAX_SECONDS), '--max_upload_mb',
+             str(MAX_UPLOAD_MB)],
+            env=env(), stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout=300):
+        import httpx
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'serve.py exited: {self.output()}')
+            try:
+                if httpx.get(self.url + '/readyz').status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError('serve.py not ready')
+
+    def memory_mb(self):
+        """(current, peak) resident set size of the server process."""
+        fields = {}
+        for line in Path(f'/proc/{self.proc.pid}/status').read_text() \
+                .splitlines():
+            key, _, value = line.partition(':')
+            fields[key] = value
+        return (int(fields['VmRSS'].split()[0]) / 1024,
+                int(fields['VmHWM'].split()[0]) / 1024)
+
+    def output(self):
+        self.log.seek(0)
+        return self.log.read()[-3000:]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+# ------------------------------------------------------------------ client
+
+def upstream_body(data):
+    return json.dumps({'audio': base64.b64encode(data).decode(), 'topk': 1})
+
+
+def bad_requests():
+    """(name, body): each must be refused with a 4xx."""
+    nan = np.full(8000, 0.1, np.float32)
+    nan[10] = np.nan
+    long = np.zeros(int((MAX_SECONDS + 1) * 8000), np.float32)
+    return [
+        ('bad JSON', '{"audio": '),
+        ('bad base64', json.dumps({'audio': 'abc$', 'topk': 1})),
+        ('undecodable', upstream_body(b'not audio at all')),
+        ('NaN samples', upstream_body(wav_bytes(nan, 8000, 'FLOAT'))),
+        ('too long', upstream_body(wav_bytes(long, 8000))),
+        ('too large', 'x' * (MAX_UPLOAD_MB * 2**20 + 1)),
+    ]
+
+
+async def send_all(url, jobs, concurrency, on_done=None):
+    """Send ``jobs`` [(body, expect)] with at most ``concurrency`` in
+    flight; ``expect`` is (label, prob) for a good request, None for a
+    bad one. Returns (wall seconds, [latency s], errors, [error texts])."""
+    import httpx
+    queue = asyncio.Queue()
+    for i, job in enumerate(jobs):
+        queue.put_nowait((i, job))
+    latencies, problems, done = [], [], [0]
+    limits = httpx.Limits(max_connections=concurrency,
+                          max_keepalive_connections=concurrency)
+
+    async def client(http):
+        while not queue.empty():
+            i, (body, expect) = queue.get_nowait()
+            t = time.perf_counter()
+            try:
+                r = await http.post(url + '/paddlespeech/cls', content=body)
+                problem = check(r, expect)
+            except httpx.HTTPError as e:
+                problem = f'{type(e).__name__}: {e}'
+            latencies.append(time.perf_counter() - t)
+            if problem:
+                problems.append(f'request {i}: {problem}')
+            done[0] += 1
+            if on_done is not None:
+                on_done(done[0])
+
+    async with httpx.AsyncClient(limits=limits, timeout=300) as http:
+        t = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        wall = time.perf_counter() - t
+    return wall, latencies, problems
+
+
+def check(r, expect):
+    if expect is None:
+        return None if 400 <= r.status_code < 500 else \
+            f'bad input answered {r.status_code}'
+    if r.status_code != 200:
+        return f'good input answered {r.status_code}: {r.text[:200]}'
+    (got,) = r.json()['result']['results']
+    if got['class_name'] != expect[0] or abs(got['prob'] - expect[1]) > 1e-5:
+        return f'answered {got}, offline {expect}'
+    return None
+
+
+def summary(what, concurrency, wall, latencies, problems, bad, peak_mb,
+            mixed=False):
+    ms = 1000 * np.asarray(latencies)
+    return {'what': what, 'concurrency': concurrency, 'mixed': mixed,
+            'requests': len(latencies), 'bad': bad, 'wall_s': wall,
+            'throughput': len(latencies) / wall,
+            'p50_ms': float(np.percentile(ms, 50)),
+            'p95_ms': float(np.percentile(ms, 95)),
+            'p99_ms': float(np.percentile(ms, 99)),
+            'errors': len(problems), 'error_samples': problems[:5],
+            'peak_rss_mb': peak_mb}
+
+
+# ------------------------------------------------------------------- main
+
+def measure(a, work):
+    files = make_clips(work / 'clips', a.clips, a.seconds)
+    print(f'offline: {len(files)} clips of {a.seconds:g} s', file=sys.stderr)
+    off = run_offline(a.model_dir, files, a.cpu_threads, a.reps)
+    good = [(upstream_body(f.read_bytes()), tuple(off['top1'][str(f)]))
+            for f in files]
+    bad = [(body, None) for _, body in bad_requests()]
+    server = Server(a.model_dir, a.max_batch_size, a.max_wait_ms,
+                    a.cpu_threads)
+    rows = []
+    try:
+        server.wait_ready()
+        for c in a.concurrency:
+            print(f'concurrency {c}: {a.requests} requests', file=sys.stderr)
+            warm = [good[i % len(good)] for i in range(max(2 * c, 4))]
+            asyncio.run(send_all(server.url, warm, c))
+            jobs = [good[i % len(good)] for i in range(a.requests)]
+            res = asyncio.run(send_all(server.url, jobs, c))
+            rows.append(summary(f'serve.py, concurrency {c}', c, *res, 0,
+                                server.memory_mb()[1]))
+        mixed = None
+        if a.mixed:
+            c = max(a.concurrency)
+            every = max(1, round(1 / a.bad_fraction)) if a.bad_fraction \
+                else 0
+            jobs = [bad[(i // every) % len(bad)] if every and
+                    i % every == every - 1 else good[i % len(good)]
+                    for i in range(a.mixed)]
+            first = min(200, a.mixed)
+            rss = {}
+
+            def on_done(n):
+                if n == first:
+                    rss['first'] = server.memory_mb()[0]
+
+            print(f'mixed: {a.mixed} requests at concurrency {c}',
+                  file=sys.stderr)
+            res = asyncio.run(send_all(server.url, jobs, c, on_done))
+            rss['last'] = server.memory_mb()[0]
+            n_bad = sum(expect is None for _, expect in jobs)
+            rows.append(summary(f'serve.py, mixed ({n_bad} bad inputs)', c,
+                                *res, n_bad, server.memory_mb()[1], mixed=True))
+            mixed = {'rss_first_mb': rss['first'], 'after': first,
+                     'rss_last_mb': rss['last'], 'requests': a.mixed}
+    finally:
+        status = server.stop()
+    if status != 0:
+        raise RuntimeError(f'serve.py exited with {status} after SIGTERM:\n'
+                           f'{server.output()}')
+    return off, rows, mixed
+
+
+def targets(off, rows, mixed, concurrency):
+    by_c = {r['concurrency']: r for r in rows if not r['mixed']}
+    out = []
+    if max(concurrency) in by_c:
+        c = max(concurrency)
+        out.append({'what': f'throughput at concurrency {c} vs offline '
+                    f'deploy/predict.py --batch_size 8',
+                    'value': by_c[c]['throughput'],
+                    'ref': off['clips_per_s'], 'unit': 'req/s vs clips/s',
+                    'target': '≥ 0.8x', 'ok': lambda r: r >= 0.8})
+    if 1 in by_c:
+        out.append({'what': 'p99 latency at concurrency 1 vs offline '
+                    'single-clip latency (median)',
+                    'value': by_c[1]['p99_ms'], 'ref': off['latency_ms'],
+                    'unit': 'ms', 'target': '≤ 1.3x',
+                    'ok': lambda r: r <= 1.3})
+    if mixed:
+        m = rows[-1]
+        out.append({'what': f'errors over {m["requests"]} requests with '
+                    f'{m["bad"]} bad inputs', 'value': m['errors'],
+                    'unit': 'errors', 'target': '0',
+                    'ok': lambda v: v == 0})
+        out.append({'what': f'RSS after {mixed["requests"]} requests minus '
+                    f'after the first {mixed["after"]}',
+                    'value': mixed['rss_last_mb'] - mixed['rss_first_mb'],
+                    'unit': 'MB', 'target': '≤ 50 MB',
+                    'ok': lambda v: v <= 50})
+    for t in out:
+        t['ratio'] = t['value'] / t['ref'] if 'ref' in t else None
+        t['met'] = bool(t.pop('ok')(t['ratio'] if 'ref' in t
+                                    else t['value']))
+    return out
+
+
+def table(off, rows, goals):
+    lines = ['| measurement | concurrency | requests | throughput (/s) | '
+             'p50 ms | p95 ms | p99 ms | errors | server peak RSS MB |',
+             '|---|---|---|---|---|---|---|---|---|',
+             f"| offline deploy/predict.py path, --batch_size 8 | - | "
+             f"{len(off['top1'])} clips | {off['clips_per_s']:.1f} | | | | "
+             f"| |",
+             f"| offline, one clip at a time (latency) | 1 | "
+             f"{len(off['top1'])} clips | {1000 / off['latency_ms']:.1f} | "
+             f"{off['latency_ms']:.1f} | | {off['latency_p99_ms']:.1f} | | |"]
+    for r in rows:
+        lines.append(f"| {r['what']} | {r['concurrency']} | {r['requests']} "
+                     f"| {r['throughput']:.1f} | {r['p50_ms']:.1f} | "
+                     f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} "
+                     f"| {r['peak_rss_mb']:.0f} |")
+    lines += ['', '| target | measured | compared with | ratio | target | '
+              'met |', '|---|---|---|---|---|---|']
+    for t in goals:
+        ref = f"{t['ref']:.1f}" if 'ref' in t else ''
+        ratio = f"{t['ratio']:.2f}x" if t['ratio'] is not None else ''
+        lines.append(f"| {t['what']} | {t['value']:.1f} {t['unit']} | {ref} "
+                     f"| {ratio} | {t['target']} | "
+                     f"{'yes' if t['met'] else '**no**'} |")
+    return '\n'.join(lines)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--model_dir', help='an export (export_model.py)')
+    p.add_argument('--arch', choices=['cnn6', 'cnn10', 'cnn14'],
+                   help='instead of --model_dir: a random-weight export of '
+                   'this backbone, made in --work_dir')
+    p.add_argument('--concurrency', default='1,8,32',
+                   help='comma-separated concurrent requests')
+    p.add_argument('--requests', type=int, default=200,
+                   help='requests per concurrency')
+    p.add_argument('--mixed', type=int, default=2000,
+                   help='requests of the mixed run (0: none)')
+    p.add_argument('--bad_fraction', type=float, default=0.1)
+    p.add_argument('--clips', type=int, default=16, help='distinct clips')
+    p.add_argument('--seconds', type=float, default=5.0, help='clip length')
+    p.add_argument('--reps', type=int, default=3,
+                   help='offline batch-8 passes (median)')
+    p.add_argument('--max_batch_size', type=int, default=8)
+    p.add_argument('--max_wait_ms', type=float, default=10.0)
+    p.add_argument('--cpu_threads', type=int, default=2)
+    p.add_argument('--json', help='also write the figures to this file')
+    p.add_argument('--markdown', help='also write header and table here')
+    p.add_argument('--work_dir', help='default: a temporary directory')
+    a = p.parse_args(argv)
+    if (a.model_dir is None) == (a.arch is None):
+        p.error('give --model_dir or --arch')
+    a.concurrency = sorted({int(c) for c in a.concurrency.split(',')})
+    if min(a.concurrency) < 1 or a.requests < 1 or a.clips < 1:
+        p.error('--concurrency, --requests and --clips must be positive')
+    return a
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['--offline_worker']:
+        print(json.dumps(offline(json.loads(argv[1]))))
+        return 0
+    a = parse_args(argv)
+    t0, (busy0, own0) = time.perf_counter(), busy_cpu_seconds()
+    info = machine()
+    with tempfile.TemporaryDirectory(prefix='load_') as tmp:
+        work = Path(a.work_dir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        if a.arch:
+            from run import worker
+            a.model_dir = worker('export', arch=a.arch,
+                                 out_dir=str(work))['export_dir']
+        off, rows, mixed = measure(a, work)
+    elapsed = time.perf_counter() - t0
+    busy1, own1 = busy_cpu_seconds()
+    other = max(0.0, (busy1 - busy0) - (own1 - own0)) / elapsed
+    goals = targets(off, rows, mixed, a.concurrency)
+    model = f'{a.arch} (random weights)' if a.arch else a.model_dir
+    head = (f"{info['cpu']}, {info['affinity']} cores, "
+            f"{datetime.datetime.now().isoformat(timespec='seconds')}, "
+            f"{elapsed:.0f} s; model {model}; {a.clips} clips of "
+            f"{a.seconds:g} s; serve.py --max_batch_size {a.max_batch_size} "
+            f"--max_wait_ms {a.max_wait_ms:g} --cpu_threads {a.cpu_threads}; "
+            f"the client runs on the same cores\n\n"
+            f"CPU flags: {' '.join(info['cpu_flags'])}\n\n"
+            f"Other processes used {other:.2f} cores on average during the "
+            f"run{' (figures unreliable)' if other > 0.25 else ''}.")
+    text = head + '\n\n' + table(off, rows, goals)
+    print(text)
+    if a.json:
+        Path(a.json).write_text(json.dumps(
+            {'machine': info, 'offline': off, 'rows': rows, 'mixed': mixed,
+             'targets': goals, 'other_cpu_cores': other}, indent=1))
+    if a.markdown:
+        Path(a.markdown).write_text(text + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
