@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import ROOT, SCRIPTS, run_script, script_env
+from conftest import ROOT, run_script, script_env
 from paddlespeech.cls.export import export
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.serving import MicroBatcher, Service, create_app
@@ -393,15 +393,18 @@ def test_api_key_on_and_off(model):
 @pytest.mark.slow
 def test_sigterm_finishes_the_request_in_flight(model, clips, expected,
                                                 tmp_path):
-    """serve.py as a process, API key from the environment: SIGTERM while
-    a 30 s file is being scored; that request completes, exit status 0."""
+    """Stage 6 (local/serve.sh, which execs serve.py), API key from the
+    environment: SIGTERM while a 30 s file is being scored; that request
+    completes, exit status 0."""
     port = free_port()
     env = script_env()
     env['PADDLESPEECH_CLS_API_KEY'] = 'k'
     key = {'Authorization': 'Bearer k'}
     proc = subprocess.Popen(
-        [sys.executable, str(SCRIPTS / 'deploy' / 'serve.py'), '--model_dir',
-         model, '--port', str(port), '--device', 'cpu', '--cpu_threads', '1'],
+        ['bash', str(ROOT / 'local' / 'serve.sh'), str(ROOT / 'conf' /
+                                                      'demo.yaml'),
+         '--model_dir', str(model), '--port', str(port), '--device', 'cpu',
+         '--cpu_threads', '1'],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f'http://127.0.0.1:{port}'
     try:
@@ -437,7 +440,7 @@ def test_sigterm_finishes_the_request_in_flight(model, clips, expected,
 def test_page_in_headless_chromium(server, clips, expected):
     """The page in Debian's chromium (system chromedriver): a file chosen
     through it shows the bar chart with deploy/predict.py's top label."""
-    webdriver = pytest.importorskip('selenium.webdriver')
+    from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
     driver_path = shutil.which('chromedriver') or '/usr/bin/chromedriver'
