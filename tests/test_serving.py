@@ -492,6 +492,9 @@ def test_load_benchmark_quick(model, tmp_path):
                                (2, 20, 2, True)]  # every 10th is bad
     for r in rows:
         assert r['errors'] == 0, r['error_samples']
+        # one 1 s window per good request, batched by the server
+        assert sum(int(k) * n for k, n in r['batches'].items()) == \
+            r['requests'] - r['bad']
         assert r['throughput'] == pytest.approx(r['requests'] / r['wall_s'])
         assert 0 < r['p50_ms'] <= r['p95_ms'] <= r['p99_ms']
         assert r['p99_ms'] <= 1000 * r['wall_s']
@@ -500,6 +503,7 @@ def test_load_benchmark_quick(model, tmp_path):
         'deploy/predict.py', '--model_dir', model, '--wav', *clips,
         '--device', 'cpu').stdout)
     off = result['offline']
+    assert off['passes'] == 2  # --reps before the served runs, and after
     assert {p: best(s) for p, s in printed.items()} == {
         p: label for p, (label, _) in off['top1'].items()}
     goals = {t['what'].split(' vs ')[0].split(' over ')[0]: t
@@ -508,9 +512,14 @@ def test_load_benchmark_quick(model, tmp_path):
     assert (t['value'], t['ref']) == (rows[1]['throughput'],
                                       off['clips_per_s'])
     assert t['met'] == (t['ratio'] >= 0.8)
-    t = goals['p99 latency at concurrency 1']
+    t, same = [g for g in result['targets']
+               if g['what'].startswith('p99 latency at concurrency 1')]
     assert (t['value'], t['ref']) == (rows[0]['p99_ms'], off['latency_ms'])
     assert t['ratio'] == pytest.approx(t['value'] / t['ref'])
+    assert t['met'] == (t['ratio'] <= 1.3)
+    assert (same['value'], same['ref']) == (rows[0]['p99_ms'],
+                                            off['latency_p99_ms'])
+    assert 'met' not in same and 'target' not in same
     assert goals['errors']['value'] == 0 and goals['errors']['met']
     m = result['mixed']
     assert (m['after'], m['requests']) == (20, 20)

@@ -18,6 +18,8 @@ from concurrent.futures import Future
 
 import numpy as np
 
+from ..runtime import HeapLimit
+
 log = logging.getLogger('paddlespeech.cls.serving')
 
 
@@ -156,6 +158,7 @@ class MicroBatcher:
             if self.predictor is None:
                 self.predictor = predictor
             self._ready += 1
+        heap = HeapLimit()  # batches of ever other shapes fragment the heap
         while True:
             with self._cond:
                 batch = self._next_batch()
@@ -173,3 +176,4 @@ class MicroBatcher:
                 self.batch_sizes[len(batch)] += 1
             for c, s in zip(batch, scores):
                 c.future.set_result(s)
+            heap.check()

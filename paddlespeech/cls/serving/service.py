@@ -83,27 +83,27 @@ class Service:
         in order; a bad file fails alone. Windows of equal length, from
         one file or several, are handed to the batcher together."""
         feature = self.predictor.feature
-        results, sources = [None] * len(files), {}
+        results, usable = [None] * len(files), []
         with self.batcher.incoming() as ticket:
             for i, (name, data) in enumerate(files):
                 try:
                     source = AudioBytes(data, name)
                     results[i] = self._check_length(source)
-                    sources[id(source)] = i, source
+                    usable.append((i, source))
                 except (AudioError, ClientError) as e:
                     results[i] = _client_error(e)
             budget = _SampleBudget(
-                sum(results[i] for i, _ in sources.values()) + len(sources)
-                * self.window_seconds, feature.sample_rate)
+                sum(results[i] for i, _ in usable) + len(usable) *
+                self.window_seconds, feature.sample_rate)
 
             def score(waves):
                 budget.spend(waves)
                 return self.batcher.score(waves, ticket)
 
-            for source, scores, error in predict_files(
-                    [s for _, s in sources.values()], feature, score,
-                    self.window_seconds, self.batcher.max_batch_size):
-                i = sources[id(source)][0]
+            scored = predict_files([s for _, s in usable], feature, score,
+                                   self.window_seconds,
+                                   self.batcher.max_batch_size)
+            for (i, _), (_, scores, error) in zip(usable, scored):
                 results[i] = _client_error(error) if error else (
                     scores, results[i])
         return results
