@@ -120,7 +120,6 @@ def server(model):
                              max_seconds=MAX_SECONDS, window_seconds=10),
                      max_upload_mb=MAX_UPLOAD_MB)
     with ThreadServer(app) as s:
-        s.service = app.state.service
         yield s
 
 
@@ -306,7 +305,11 @@ def test_concurrent_requests_are_batched_and_scored_alike(
     equal = [p for p in clips if sf.info(str(p)).duration == 0.5]
     assert len(equal) >= 6
     paths = equal * 2
-    before = dict(server.service.batcher.batch_sizes)
+    def batches():  # the debug counter: {batch size: batches run}
+        return {int(k): n for k, n in httpx.get(
+            server.url + '/v1/stats').json()['batches'].items()}
+
+    before = batches()
     start = threading.Barrier(len(paths) + 1)
 
     def post(path):
@@ -322,7 +325,7 @@ def test_concurrent_requests_are_batched_and_scored_alike(
             assert r.status_code == 200, r.text
             (x,) = r.json()['results']
             assert dict(zip(x['labels'], x['scores'])) == expected[str(path)]
-    after = server.service.batcher.batch_sizes
+    after = batches()
     new = {k: after[k] - before.get(k, 0) for k in after}
     assert sum(k * n for k, n in new.items()) == len(paths) + 2  # 12 s: 2
     assert max(k for k, n in new.items() if n) > 1, new
@@ -358,7 +361,7 @@ def test_batcher_groups_equal_lengths_and_does_not_wait_idle():
         for w, s in zip(waves, scores):
             np.testing.assert_array_equal(s, _fake_predictor([w]))
         # 4 of 100 samples (full), then the fifth alone, the 70 alone
-        assert batcher.batch_sizes == {1: 3, 4: 1}
+        assert batcher.batches_run() == {1: 3, 4: 1}
     finally:
         batcher.close()
 
@@ -447,7 +450,8 @@ def test_page_in_headless_chromium(server, clips, expected):
     assert os.path.exists(driver_path), 'apt-get install chromium-driver'
     options = webdriver.ChromeOptions()
     for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
-                '--disable-dev-shm-usage'):
+                '--disable-dev-shm-usage', '--use-fake-ui-for-media-stream',
+                '--use-fake-device-for-media-stream'):  # a beeping mic
         options.add_argument(arg)
     options.binary_location = shutil.which('chromium') or '/usr/bin/chromium'
     driver = webdriver.Chrome(service=webdriver.ChromeService(driver_path),
@@ -469,6 +473,17 @@ def test_page_in_headless_chromium(server, clips, expected):
         assert len(labels) == 3  # every class (top-k 5 of 3)
         assert scores[0] == pytest.approx(want[labels[0]], abs=5e-4)
         assert width('width') != '0px'
+        # recording: the page's own WAV encoder, decoded by the server
+        record = driver.find_element(By.ID, 'record')
+        record.click()
+        WebDriverWait(driver, 10).until(lambda d: record.text == 'Stop')
+        time.sleep(1.5)
+        record.click()
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(
+            By.ID, 'status').text.startswith('recording.wav: '))
+        status = driver.find_element(By.ID, 'status').text
+        assert 1.0 < float(status.split(': ')[1].split(' s')[0]) < 10, status
+        assert len(driver.find_elements(By.CSS_SELECTOR, '#result .bar')) == 3
     finally:
         driver.quit()
 

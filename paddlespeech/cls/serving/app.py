@@ -41,7 +41,6 @@ def create_app(service, api_key=None, max_upload_mb=20.0):
 
     app = FastAPI(title='PANNs sound classification', lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.service = service
 
     @app.exception_handler(ClientError)
     async def client_error(request, e):
@@ -160,7 +159,6 @@ class Gate:
 
     def __init__(self, app, api_key, max_bytes):
         self.app, self.api_key, self.max_bytes = app, api_key, max_bytes
-        self.state = app.state  # the wrapped app's, for tests and scripts
 
     async def __call__(self, scope, receive, send):
         if scope['type'] != 'http':

@@ -57,7 +57,7 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000
         self.on_fatal = on_fatal
         self.predictor = None  # the first one made: labels, feature, task
-        self.batch_sizes = Counter()  # batch size -> batches run (debug)
+        self._batch_sizes = Counter()  # batch size -> batches run
         self._cond = threading.Condition()
         self._groups = {}  # clip length -> deque of _Clip, oldest first
         self._expected = 0  # requests being read, clips not handed in yet
@@ -69,6 +69,11 @@ class MicroBatcher:
     def ready(self):
         """Every predictor loaded and warmed up."""
         return self._ready == self.workers and not self._closing
+
+    def batches_run(self):
+        """``{batch size: batches run}`` so far (a copy)."""
+        with self._cond:
+            return dict(sorted(self._batch_sizes.items()))
 
     def start(self):
         for i in range(self.workers):
@@ -173,7 +178,7 @@ class MicroBatcher:
                     c.future.set_exception(e)
                 continue
             with self._cond:
-                self.batch_sizes[len(batch)] += 1
+                self._batch_sizes[len(batch)] += 1
             for c, s in zip(batch, scores):
                 c.future.set_result(s)
             heap.check()

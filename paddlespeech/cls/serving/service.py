@@ -76,7 +76,7 @@ class Service:
         return {'ready': self.ready,
                 'requests_in_flight': self.requests_in_flight,
                 'batches': {str(k): v for k, v in
-                            sorted(self.batcher.batch_sizes.items())}}
+                            self.batcher.batches_run().items()}}
 
     def classify(self, files):
         """``[(scores, duration) or ClientError]`` for ``[(name, bytes)]``,
