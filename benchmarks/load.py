@@ -36,7 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# The offline worker scores as the recipe's scripts do: one OpenBLAS thread
+# (paddlespeech/cls/__init__.py sets it, too late once numpy is imported).
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
