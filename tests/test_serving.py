@@ -544,3 +544,15 @@ def test_load_benchmark_quick(model, tmp_path):
     # concurrency 1, between the bursts at 2), served rows; targets
     assert len(table) == 1 + 3 + len(rows) + 1 + len(result['targets'])
     assert 'CPU flags:' in proc.stdout
+
+
+def test_unusable_export_is_one_error_line_and_exit_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns' /
+                             'deploy' / 'serve.py'), '--model_dir', tmp_path,
+         '--port', str(free_port()), '--device', 'cpu'],
+        capture_output=True, text=True, env=script_env(), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'error: cannot load {tmp_path}: export '
+                           f'directory {tmp_path} is incomplete: missing '), last
