@@ -4,10 +4,12 @@
 #   ./run.sh N                    stage N only (e.g. CUDA_VISIBLE_DEVICES=0 ./run.sh 1)
 #   ./run.sh --conf conf/demo.yaml [--stage A] [--stop_stage B] [--nproc N]
 #   ./run.sh 1 --nnodes 2 --master HOST:PORT [--node_rank R]   (on each machine)
-# Stages: 0 data, 1 train, 2 predict, 3 export, 4 deploy (paddle.inference);
-# 5 (only when asked): 5-fold cross-validation with a report, extra flags
-# after -- go to local/cross_validate.py (e.g. -- --folds 1,3).
-# 7 (only when asked): sound-event detection on a long recording (local/detect.sh).
+# Stages: 0 data, 1 train, 2 predict, 3 export, 4 deploy (paddle.inference).
+# Only when asked: 5 5-fold cross-validation with a report, 6 serve the
+# export over HTTP until stopped (local/serve.sh, docs/serving.md),
+# 7 sound-event detection on a long recording (local/detect.sh).
+# Extra flags after -- go to stage 5's local/cross_validate.py (e.g.
+# -- --folds 1,3) and stage 6's serve.py (e.g. -- --port 8091).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -17,7 +19,7 @@ conf=conf/panns.yaml
 nproc=1
 nodes=()
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stage) stage="$2"; shift 2 ;;
@@ -52,6 +54,9 @@ if [[ ${stage} -le 4 && ${stop_stage} -ge 4 ]]; then
 fi
 if [[ ${stage} -le 5 && ${stop_stage} -ge 5 ]]; then
   python local/cross_validate.py --config "${conf}" "$@"
+fi
+if [[ ${stage} -le 6 && ${stop_stage} -ge 6 ]]; then
+  local/serve.sh "${conf}" "$@"
 fi
 if [[ ${stage} -le 7 && ${stop_stage} -ge 7 ]]; then
   local/detect.sh "${conf}"

@@ -586,7 +586,7 @@ def section_rss(P, work):
     return {'raw': {'release': r, 'levers': levers}, 'rows': rows + lever_rows}
 
 
-# Your own data (issue 13): listing + fold assignment of 100,000 files in
+# Your own data: listing + fold assignment of 100,000 files in
 # under 10 s on 2 cores, i.e. at least 10,000 files/s.
 LISTING_FILES_PER_S = 10000
 
@@ -602,7 +602,7 @@ def section_data(P, work):
     return {'raw': r, 'rows': rows}
 
 
-# Issue 16: INT8 CNN14 at batch 8, front end included, >= 3x PyTorch fp32
+# INT8 CNN14 at batch 8, front end included, >= 3x PyTorch fp32
 INT8_TARGET = 3.0
 LOWP_NAMES = {'paddle_fp32': 'paddle.inference fp32 (oneDNN)',
               'onnx_fp32': 'ONNX Runtime fp32',
@@ -699,7 +699,7 @@ def accuracy_rows(r, flags):
     return rows
 
 
-# Sound-event detection (issue 14): streaming and event logic cost under
+# Sound-event detection: streaming and event logic cost under
 # 10 % of classifying the same windows as separate clips.
 DETECT_VS_CLIPS = 0.9
 

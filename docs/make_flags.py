@@ -17,6 +17,7 @@ SCRIPTS = [
     'paddlespeech/cls/exps/panns/predict.py',
     'paddlespeech/cls/exps/panns/export_model.py',
     'paddlespeech/cls/exps/panns/deploy/predict.py',
+    'paddlespeech/cls/exps/panns/deploy/serve.py',
     'paddlespeech/cls/exps/panns/tag.py',
     'paddlespeech/cls/exps/panns/detect.py',
     'local/cross_validate.py',

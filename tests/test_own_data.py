@@ -1,4 +1,4 @@
-"""Your own sounds (issue 13): folder-per-class and manifest layouts,
+"""Your own sounds: folder-per-class and manifest layouts,
 assigned stratified folds and their folds file, clips of any format and
 length (``clip_seconds``), class-balanced sampling, bad-data messages,
 label names as written. References are computed here by hand: folds and

@@ -1,4 +1,5 @@
 """Reading audio files into the mono float32 waveform the models expect."""
+import io
 import os
 from pathlib import Path
 
@@ -16,6 +17,18 @@ class AudioError(UserError):
     def __init__(self, path, reason):
         super().__init__(f'{path}: {reason}')
         self.path, self.reason = path, reason
+
+
+class AudioBytes(io.BytesIO):
+    """A file held in memory (an upload), accepted wherever a path is;
+    ``name`` stands for it in error messages."""
+
+    def __init__(self, data, name='<upload>'):
+        super().__init__(data)
+        self.name = name
+
+    def __str__(self):
+        return self.name
 
 
 def to_mono(wav):
@@ -122,8 +135,19 @@ def probe_audio(path):
             raise AudioError(path, 'contains no samples')
 
 
+def audio_seconds(path):
+    """Duration from the header alone (nothing decoded); raises AudioError."""
+    with _open(path) as f:
+        return f.frames / f.samplerate
+
+
 def _open(path):
     """An open ``sf.SoundFile``, or an AudioError that says why not."""
+    if isinstance(path, AudioBytes):
+        if path.seek(0, io.SEEK_END) == 0:
+            raise AudioError(path, 'empty file (0 bytes)')
+        path.seek(0)
+        return _soundfile(path, path)
     p = Path(path)
     if p.is_symlink() and not p.exists():
         raise AudioError(path, f'dangling symbolic link (to '
@@ -134,8 +158,12 @@ def _open(path):
         raise AudioError(path, 'is a directory, not an audio file')
     if p.stat().st_size == 0:
         raise AudioError(path, 'empty file (0 bytes)')
+    return _soundfile(str(path), path)
+
+
+def _soundfile(source, path):
     try:
-        return sf.SoundFile(str(path))
+        return sf.SoundFile(source)
     except Exception as e:  # soundfile raises several types for bad files
         raise AudioError(path, f'cannot read audio ({_reason(e)})') from e
 

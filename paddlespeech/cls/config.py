@@ -106,6 +106,15 @@ DEFAULTS = {
     'classes': None,  # None: every class
     'detect_dir': './detect',  # detect.py --output_dir
     'plot': True,  # detect.py: write <name>.png
+    # HTTP service (deploy/serve.py)
+    'host': '127.0.0.1',
+    'port': 8090,  # as PaddleSpeech's server
+    'max_batch_size': 8,  # clips per predictor run
+    'max_wait_ms': 10.0,  # wait for a fuller batch, only while requests arrive
+    'max_upload_mb': 20.0,  # larger request bodies: 413
+    'max_seconds': 600.0,  # longer audio: 413
+    'serve_workers': 1,  # serve.py --workers: predictors sharing the queue
+    'api_key': None,  # None: $PADDLESPEECH_CLS_API_KEY, else no key
 }
 
 # Training-time augmentation (the ``augment:`` section); 0/None: off.

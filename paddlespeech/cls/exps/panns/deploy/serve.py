@@ -1,0 +1,115 @@
+"""Serve an exported model over HTTP (FastAPI + uvicorn).
+
+Endpoints: POST /paddlespeech/cls and GET /paddlespeech/cls/help
+(PaddleSpeech's API: `paddlespeech_client cls --server_ip HOST --port
+PORT --input x.wav` works unchanged), POST /v1/classify (multipart upload
+of one or more files), GET /v1/model, GET /v1/stats, GET /healthz, GET
+/readyz, and GET / (a page to drop or record a file). Concurrent requests
+are micro-batched; see docs/serving.md. SIGTERM finishes the requests in
+flight, then exits with status 0.
+"""
+import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
+
+import logging
+import os
+import signal
+
+from paddlespeech.cls.config import ConfigArgumentParser
+from paddlespeech.cls.errors import UserError
+from paddlespeech.cls.prediction import LABEL_FILE_HELP, WINDOW_HELP
+from paddlespeech.cls.runtime import run, select_device
+
+API_KEY_ENV = 'PADDLESPEECH_CLS_API_KEY'
+
+
+def get_parser():
+    p = ConfigArgumentParser(description=__doc__)
+    p.add('--model_dir', key='export_dir',
+          help='directory written by export_model.py (or by upstream '
+          'PaddleSpeech\'s)')
+    p.add('--label_file', help=LABEL_FILE_HELP)
+    p.add('--device', help='cpu, gpu or gpu:N (default: gpu if available)')
+    p.add('--cpu_threads', type=int, help='CPU threads per predictor')
+    p.add('--window_seconds', type=float, help=WINDOW_HELP)
+    p.add('--host', help='address to listen on (0.0.0.0: every interface)')
+    p.add('--port', type=int, help='TCP port (PaddleSpeech\'s server: 8090)')
+    p.add('--max_batch_size', type=int,
+          help='clips of equal length scored in one predictor run')
+    p.add('--max_wait_ms', type=float,
+          help='longest wait for more clips to fill a batch (only while '
+          'other requests are being read)')
+    p.add('--max_upload_mb', type=float,
+          help='larger request bodies are refused (413)')
+    p.add('--max_seconds', type=float,
+          help='longer audio is refused (413); audio longer than '
+          '--window_seconds is scored in windows')
+    p.add('--workers', key='serve_workers', type=int,
+          help='predictors (one inference thread each) sharing the queue; '
+          '--cpu_threads defaults to the cores divided among them')
+    p.add('--api_key', help=f'require "Authorization: Bearer KEY" on every '
+          f'endpoint but /healthz and the page (default: ${API_KEY_ENV})')
+    return p
+
+
+def check_serve_args(cfg):
+    for flag, value, least in (
+            ('--max_batch_size', cfg.max_batch_size, 1),
+            ('--workers', cfg.serve_workers, 1),
+            ('--max_wait_ms', cfg.max_wait_ms, 0),
+            ('--port', cfg.port, 0)):
+        if value < least:
+            raise UserError(f'{flag} must be at least {least}, got {value}')
+    for flag, value in (('--max_upload_mb', cfg.max_upload_mb),
+                        ('--max_seconds', cfg.max_seconds),
+                        ('--window_seconds', cfg.window_seconds)):
+        if not value > 0:
+            raise UserError(f'{flag} must be positive, got {value}')
+    if not os.path.isdir(cfg.export_dir):
+        raise UserError(f'--model_dir {cfg.export_dir}: no such directory '
+                        f'(export a checkpoint with export_model.py)')
+
+
+def main(argv):
+    cfg = get_parser().parse_config(argv)
+    check_serve_args(cfg)
+    device = select_device(cfg.device)
+    import uvicorn
+    from paddlespeech.cls.inference import Predictor
+    from paddlespeech.cls.serving import Service, create_app
+    from paddlespeech.cls.serving.service import default_threads
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
+    log = logging.getLogger('paddlespeech.cls.serving')
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    threads = cfg.cpu_threads or default_threads(cfg.serve_workers)
+    failed = []
+
+    def fatal(error):
+        failed.append(error)
+        server.should_exit = True
+
+    service = Service(
+        cfg.export_dir,
+        lambda: Predictor(cfg.export_dir, device=device, cpu_threads=threads,
+                          label_file=cfg.label_file),
+        cfg.serve_workers, cfg.max_batch_size, cfg.max_wait_ms,
+        cfg.max_seconds, cfg.window_seconds, on_fatal=fatal)
+    app = create_app(service, cfg.api_key or os.environ.get(API_KEY_ENV),
+                     cfg.max_upload_mb)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=cfg.host, port=cfg.port, access_log=False,
+        timeout_graceful_shutdown=None))
+    # uvicorn shuts down gracefully, then raises the signal again: with
+    # this handler that ends the process normally (status 0).
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    server.run()
+    if failed:
+        raise UserError(f'cannot load {cfg.export_dir}: {failed[0]}')
+    return 0
+
+
+if __name__ == '__main__':
+    run(main)

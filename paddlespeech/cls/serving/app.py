@@ -1,0 +1,229 @@
+"""The FastAPI application: endpoints, API key, upload limit, access log.
+
+``create_app(service, ...)`` serves a :class:`.service.Service`; the
+service starts (loads and warms its predictors in the background) with
+the app and closes after the last request has been answered.
+"""
+import contextlib
+import hmac
+import logging
+import time
+from importlib import resources
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from .batcher import Closed
+from .protocol import (BAD_REQUEST, TOO_LARGE, UNAUTHORIZED, UPSTREAM_HELP,
+                       ClientError, file_error, file_result, parse_top_k,
+                       parse_upstream_request, upstream_error,
+                       upstream_result)
+
+log = logging.getLogger('paddlespeech.cls.serving')
+
+UPSTREAM = '/paddlespeech/cls'
+OPEN_PATHS = {'/healthz', '/'}  # no API key: liveness, and the static page
+
+
+def create_app(service, api_key=None, max_upload_mb=20.0):
+    """``api_key``: every endpoint but ``/healthz`` and the page itself
+    (a browser cannot send a header when opening it; the page sends the
+    key with its requests) needs ``Authorization: Bearer <key>``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        service.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.close)
+
+    app = FastAPI(title='PANNs sound classification', lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(ClientError)
+    async def client_error(request, e):
+        return _error(request, e.status, e.message)
+
+    @app.get('/healthz')
+    async def healthz():
+        return {'status': 'alive'}
+
+    @app.get('/readyz')
+    async def readyz():
+        if not service.ready:
+            return JSONResponse({'status': 'loading'}, 503)
+        return {'status': 'ready'}
+
+    @app.get('/', response_class=HTMLResponse)
+    async def page():
+        return resources.files(__package__).joinpath(
+            'static/index.html').read_text()
+
+    @app.get('/v1/model')
+    async def model():
+        _check_ready(service)
+        return service.model_info()
+
+    @app.get('/v1/stats')
+    async def stats():
+        """Batches run by size (a debug counter) and requests in flight."""
+        return service.stats()
+
+    @app.get(UPSTREAM + '/help')
+    async def upstream_help():
+        return UPSTREAM_HELP
+
+    @app.post(UPSTREAM)
+    async def upstream(request: Request):
+        data, topk = parse_upstream_request(await request.body())
+        _check_ready(service)
+        (result,) = await _classify(service, [('audio', data)])
+        if isinstance(result, ClientError):
+            raise result
+        return upstream_result(result[0], service.labels, topk)
+
+    @app.post('/v1/classify')
+    async def classify(request: Request):
+        files, top_k = await _read_form(request)
+        _check_ready(service)
+        results = await _classify(service, files)
+        body = {'results': [
+            file_error(name, r) if isinstance(r, ClientError) else
+            file_result(name, r[0], service.labels, top_k, r[1])
+            for (name, _), r in zip(files, results)]}
+        errors = [r for r in results if isinstance(r, ClientError)]
+        if len(errors) < len(results):
+            return body
+        request.state.error = errors[0].message
+        return JSONResponse(body, errors[0].status)
+
+    return Gate(app, api_key, int(max_upload_mb * 2**20))
+
+
+async def _classify(service, files):
+    service.requests_in_flight += 1
+    try:
+        return await run_in_threadpool(service.classify, files)
+    except Closed as e:
+        raise ClientError(503, str(e))
+    finally:
+        service.requests_in_flight -= 1
+
+
+def _check_ready(service):
+    if not service.ready:
+        raise ClientError(503, 'the model is still loading; retry when '
+                          'GET /readyz answers 200')
+
+
+async def _read_form(request):
+    """``([(name, bytes)], top_k)`` of a multipart upload: files in the
+    field ``files`` (or ``file``), ``top_k`` as a field or in the query."""
+    if not request.headers.get('content-type', '').startswith(
+            'multipart/form-data'):
+        raise ClientError(BAD_REQUEST, 'send the audio files as '
+                          'multipart/form-data in the field "files"')
+    try:
+        form = await request.form()
+    except ClientError:
+        raise
+    except Exception as e:
+        raise ClientError(BAD_REQUEST, f'malformed multipart body ({e})')
+    uploads = [f for f in form.getlist('files') + form.getlist('file')
+               if not isinstance(f, str)]
+    if not uploads:
+        raise ClientError(BAD_REQUEST, 'no files: send the audio files as '
+                          'multipart/form-data in the field "files"')
+    top_k = parse_top_k(form.get('top_k', request.query_params.get(
+        'top_k', 1)))
+    files = [(u.filename or f'file{i + 1}', await u.read())
+             for i, u in enumerate(uploads)]
+    await form.close()
+    return files, top_k
+
+
+def _error(request, status, message):
+    request.state.error = message
+    if request.url.path == UPSTREAM:
+        return JSONResponse(upstream_error(status, message), status)
+    return JSONResponse({'error': message}, status)
+
+
+class Gate:
+    """Around every request: the access log line (with latency and the
+    error, if any), the API key, and the upload limit (413 before reading
+    a body whose declared length is over it, and while reading one that
+    did not declare it)."""
+
+    def __init__(self, app, api_key, max_bytes):
+        self.app, self.api_key, self.max_bytes = app, api_key, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http':
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [0]
+        scope.setdefault('state', {})  # shared with the app's requests
+
+        async def send_status(message):
+            if message['type'] == 'http.response.start':
+                status[0] = message['status']
+            await send(message)
+
+        try:
+            refused = self._refuse(scope)
+            if refused:
+                scope['state']['error'] = refused[1]
+                await _send_json(send_status, scope, *refused)
+            else:
+                await self.app(scope, self._limited(receive), send_status)
+        finally:
+            error = scope['state'].get('error')
+            client = scope.get('client') or ('-', 0)
+            log.info('%s "%s %s" %d %.1f ms%s', client[0], scope['method'],
+                     scope['path'], status[0],
+                     1000 * (time.perf_counter() - start),
+                     f' error: {error}' if error else '')
+
+    def _refuse(self, scope):
+        """``(status, message)`` of a request refused before reading it."""
+        headers = dict(scope['headers'])
+        if self.api_key and scope['path'] not in OPEN_PATHS:
+            given = headers.get(b'authorization', b'').decode('latin-1')
+            if not hmac.compare_digest(given.encode(),
+                                       f'Bearer {self.api_key}'.encode()):
+                return UNAUTHORIZED, ('missing or wrong API key: send '
+                                      '"Authorization: Bearer <key>"')
+        length = headers.get(b'content-length', b'0')
+        if not length.isdigit():
+            return BAD_REQUEST, 'bad Content-Length header'
+        if int(length) > self.max_bytes:
+            return TOO_LARGE, self._too_large()
+        return None
+
+    def _too_large(self):
+        return (f'request body over {self.max_bytes / 2**20:g} MB '
+                f'(--max_upload_mb)')
+
+    def _limited(self, receive):
+        received = 0
+
+        async def limited():
+            nonlocal received
+            message = await receive()
+            received += len(message.get('body', b''))
+            if received > self.max_bytes:
+                raise ClientError(TOO_LARGE, self._too_large())
+            return message
+
+        return limited
+
+
+async def _send_json(send, scope, status, message):
+    body = (upstream_error(status, message) if scope['path'] == UPSTREAM
+            else {'error': message})
+    response = JSONResponse(body, status)
+    if status == UNAUTHORIZED:
+        response.headers['WWW-Authenticate'] = 'Bearer'
+    await response(scope, None, send)

@@ -1,0 +1,97 @@
+"""What goes over the wire: request validation and the response bodies,
+PaddleSpeech's (``/paddlespeech/cls``) and this service's (``/v1/...``).
+
+Every client mistake becomes a :class:`ClientError`: an HTTP status
+(4xx) and one line naming the problem.
+"""
+import base64
+import binascii
+import json
+
+import numpy as np
+
+BAD_REQUEST, UNAUTHORIZED, TOO_LARGE, UNUSABLE = 400, 401, 413, 422
+
+
+class ClientError(Exception):
+    """A request the service refuses: ``status`` and a one-line message."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def parse_top_k(value, name='top_k'):
+    """A positive integer from JSON or a form field (text)."""
+    if isinstance(value, str) and value.strip().lstrip('+').isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ClientError(BAD_REQUEST, f'{name} must be a positive integer, '
+                          f'got {value!r}')
+    return value
+
+
+def parse_upstream_request(body):
+    """``(audio bytes, topk)`` of PaddleSpeech's ``{"audio": "<base64
+    wav>", "topk": 1}`` (what ``paddlespeech_client cls`` sends)."""
+    if not body:
+        raise ClientError(BAD_REQUEST, 'empty request body: send JSON '
+                          '{"audio": "<base64 audio file>", "topk": 1}')
+    try:
+        request = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ClientError(BAD_REQUEST, f'request body is not JSON ({e})')
+    if not isinstance(request, dict):
+        raise ClientError(BAD_REQUEST, 'request body must be a JSON object '
+                          '{"audio": "<base64 audio file>", "topk": 1}')
+    audio = request.get('audio')
+    if not isinstance(audio, str):
+        raise ClientError(BAD_REQUEST, '"audio" must be a string: the audio '
+                          'file, base64-encoded')
+    try:
+        data = base64.b64decode(audio, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise ClientError(BAD_REQUEST, f'"audio" is not valid base64 ({e})')
+    if not data:
+        raise ClientError(BAD_REQUEST, '"audio" is empty')
+    return data, parse_top_k(request.get('topk', 1), 'topk')
+
+
+def top(scores, labels, k):
+    """``[(label, score)]`` of the ``k`` best classes, best first (ties:
+    the lower index first, as ``deploy/predict.py`` prints them)."""
+    order = np.argsort(-scores, kind='stable')[:k]
+    return [(labels[i], float(scores[i])) for i in order]
+
+
+def upstream_result(scores, labels, topk):
+    return {'success': True, 'code': 200,
+            'message': {'description': 'success'},
+            'result': {'topk': topk, 'results': [
+                {'class_name': name, 'prob': p}
+                for name, p in top(scores, labels, topk)]}}
+
+
+def upstream_error(status, message):
+    """PaddleSpeech's error body (``failed_response``), sent with the
+    matching HTTP status instead of upstream's 200."""
+    return {'success': False, 'code': status,
+            'message': {'description': message}}
+
+
+UPSTREAM_HELP = {
+    'success': 'True', 'code': 200, 'message': {'global': 'success'},
+    'result': {'description': 'cls server',
+               'input': 'base64 string of wavfile',
+               'output': 'classification result'}}
+
+
+def file_result(name, scores, labels, top_k, duration):
+    best = top(scores, labels, top_k)
+    return {'file': name, 'duration': round(duration, 6),
+            'labels': [label for label, _ in best],
+            'scores': [s for _, s in best]}
+
+
+def file_error(name, error):
+    return {'file': name, 'error': error.message, 'status': error.status}

@@ -1,0 +1,558 @@
+"""deploy/serve.py and paddlespeech.cls.serving: PaddleSpeech's client API,
+multipart uploads, bad inputs, micro-batching, API key, SIGTERM, the page
+in a real browser. Results are checked against deploy/predict.py run on
+the same files."""
+import base64
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import ROOT, run_script, script_env
+from paddlespeech.cls.export import export
+from paddlespeech.cls.inference import Predictor
+from paddlespeech.cls.serving import MicroBatcher, Service, create_app
+from test_recipe import parse_blocks
+
+MAX_SECONDS = 20
+MAX_UPLOAD_MB = 1
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class ThreadServer:
+    """uvicorn serving ``app`` on 127.0.0.1 in a thread of this process."""
+
+    def __init__(self, app):
+        import uvicorn
+        self.port = free_port()
+        self.url = f'http://127.0.0.1:{self.port}'
+        self.server = uvicorn.Server(uvicorn.Config(
+            app, host='127.0.0.1', port=self.port, access_log=False,
+            log_level='warning'))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        wait_ready(self.url)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def wait_ready(url, proc=None, timeout=60, headers=None):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc is None or proc.poll() is None, proc.communicate()
+        try:
+            if httpx.get(url + '/readyz', headers=headers).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f'{url} not ready after {timeout} s')
+
+
+def tone(path, seconds, sr=32000, freq=440.0, channels=1, subtype=None):
+    t = np.arange(int(seconds * sr)) / sr
+    wav = 0.3 * np.sin(2 * np.pi * freq * t)
+    wav = np.stack([wav] * channels, axis=1) if channels > 1 else wav
+    sf.write(str(path), wav.astype(np.float32), sr, subtype=subtype)
+    return path
+
+
+@pytest.fixture(scope='module')
+def model(trained_checkpoint, tmp_path_factory):
+    return export(trained_checkpoint, tmp_path_factory.mktemp('serve') /
+                  'export')
+
+
+@pytest.fixture(scope='module')
+def clips(tiny_dataset, tmp_path_factory):
+    """Dataset clips (0.5 s, 44.1 kHz) plus other formats and lengths."""
+    tmp = tmp_path_factory.mktemp('serve_clips')
+    files = sorted((tiny_dataset / 'audio').glob('*.wav'))[:6]
+    data, sr = sf.read(str(files[1]))
+    sf.write(str(tmp / 'stereo.flac'), np.stack([data, 0.5 * data], 1), sr)
+    files.append(tmp / 'stereo.flac')
+    files.append(tone(tmp / 'long_12s.wav', 12.0, freq=150))  # 2 windows
+    return files
+
+
+@pytest.fixture(scope='module')
+def expected(model, clips):
+    """``{path: {label: score}}`` printed by deploy/predict.py (top 3)."""
+    out = run_script('deploy/predict.py', '--model_dir', model, '--wav',
+                     *clips, '--top_k', 3, '--device', 'cpu',
+                     '--window_seconds', 10, '--cpu_threads', 1)
+    return parse_blocks(out.stdout)
+
+
+def service(model, **kw):
+    return Service(model, lambda: Predictor(str(model), device='cpu',
+                                            cpu_threads=1), **kw)
+
+
+@pytest.fixture(scope='module')
+def server(model):
+    """One in-process server for the fast tests: no API key, a 1 MB
+    upload limit, 20 s of audio at most, 10 s windows; batches wait up to
+    1 s for requests being read (only then)."""
+    app = create_app(service(model, max_batch_size=8, max_wait_ms=1000,
+                             max_seconds=MAX_SECONDS, window_seconds=10),
+                     max_upload_mb=MAX_UPLOAD_MB)
+    with ThreadServer(app) as s:
+        yield s
+
+
+def b64(path):
+    return base64.b64encode(open(path, 'rb').read()).decode('utf8')
+
+
+def upstream_post(url, audio, topk=1):
+    """Exactly what ``paddlespeech_client cls`` sends:
+    ``requests.post(url, data=json.dumps({"audio": ..., "topk": ...}))``
+    (a JSON body without a Content-Type header)."""
+    return httpx.post(url + '/paddlespeech/cls',
+                      content=json.dumps({'audio': audio, 'topk': topk}))
+
+
+def best(scores):
+    return max(scores, key=scores.get)
+
+
+def test_upstream_client_request(server, clips, expected):
+    for path in clips:
+        r = upstream_post(server.url, b64(path), topk=2)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        want = sorted(expected[str(path)].items(), key=lambda kv: -kv[1])[:2]
+        assert body == {'success': True, 'code': 200,
+                        'message': {'description': 'success'},
+                        'result': {'topk': 2, 'results': [
+                            {'class_name': label, 'prob': prob}
+                            for label, prob in want]}}, path
+    r = httpx.get(server.url + '/paddlespeech/cls/help')
+    assert r.json() == {'success': 'True', 'code': 200,
+                        'message': {'global': 'success'},
+                        'result': {'description': 'cls server',
+                                   'input': 'base64 string of wavfile',
+                                   'output': 'classification result'}}
+
+
+def test_multipart_several_files(server, clips, expected, tmp_path):
+    bad = tmp_path / 'notes.wav'
+    bad.write_text('not audio')
+    names = [clips[0], bad, clips[-2], clips[-1]]  # wav, bad, flac, 12 s
+    r = httpx.post(server.url + '/v1/classify', data={'top_k': '3'},
+                   files=[('files', (p.name, open(p, 'rb').read()))
+                          for p in names])
+    assert r.status_code == 200, r.text
+    results = r.json()['results']
+    assert [x['file'] for x in results] == [p.name for p in names]
+    assert results[1] == {'file': 'notes.wav', 'status': 422, 'error':
+                          'notes.wav: cannot read audio (Format not '
+                          'recognised)'}
+    for x, path in zip(results[::2] + results[3:], names[::2] + names[3:]):
+        assert dict(zip(x['labels'], x['scores'])) == expected[str(path)]
+        assert x['duration'] == pytest.approx(sf.info(str(path)).duration)
+    assert results[3]['duration'] == 12.0
+
+
+def test_model_health_ready(server, model):
+    assert httpx.get(server.url + '/healthz').json() == {'status': 'alive'}
+    assert httpx.get(server.url + '/readyz').json() == {'status': 'ready'}
+    info = httpx.get(server.url + '/v1/model').json()
+    meta = json.loads((model / 'model.json').read_text())
+    assert info['labels'] == meta['label_list'] == [
+        'Low hum', 'High beeps', 'White noise']
+    assert info['feature'] == meta['feature']
+    assert info['multi_label'] is False and info['input'] == 'logmel'
+    page = httpx.get(server.url + '/')
+    assert page.status_code == 200 and 'id="file"' in page.text
+    assert 'src="http' not in page.text and 'href="http' not in page.text
+
+
+def _nan_wav(path):
+    wav = np.full(16000, 0.1, np.float32)
+    wav[100] = np.nan
+    sf.write(str(path), wav, 16000, subtype='FLOAT')
+    return path
+
+
+def access_lines(caplog, count):
+    """The server's log lines, once ``count`` are there (it writes each
+    just after sending its answer)."""
+    end = time.monotonic() + 5
+    while True:
+        lines = [r.getMessage() for r in caplog.records
+                 if r.name == 'paddlespeech.cls.serving']
+        if len(lines) >= count or time.monotonic() > end:
+            return lines
+        time.sleep(0.01)
+
+
+def test_bad_inputs_are_4xx_and_the_next_request_is_served(
+        server, clips, expected, tmp_path, caplog):
+    url, good = server.url, clips[0]
+    too_long = tone(tmp_path / 'long.wav', MAX_SECONDS + 1, sr=8000)
+    nan = _nan_wav(tmp_path / 'nan.wav')
+    big = b'\0' * (MAX_UPLOAD_MB * 2**20 + 1)
+
+    def chunks():
+        for _ in range(MAX_UPLOAD_MB * 4 + 1):  # no Content-Length
+            yield b'\0' * 2**18
+
+    def v1(*files, **kw):
+        return httpx.post(url + '/v1/classify', files=[
+            ('files', f) for f in files], **kw)
+
+    cases = {
+        'empty body': (lambda: httpx.post(url + '/paddlespeech/cls'),
+                       400, 'empty request body'),
+        'wrong JSON': (lambda: httpx.post(url + '/paddlespeech/cls',
+                                          content=b'{"audio": '),
+                       400, 'not JSON'),
+        'JSON not an object': (lambda: httpx.post(
+            url + '/paddlespeech/cls', content=b'[1]'), 400,
+            'must be a JSON object'),
+        'no audio field': (lambda: httpx.post(
+            url + '/paddlespeech/cls', json={'wav': 'x'}), 400,
+            '"audio" must be a string'),
+        'bad base64': (lambda: upstream_post(url, 'abc$'), 400,
+                       'not valid base64'),
+        'empty audio': (lambda: upstream_post(url, ''), 400,
+                        '"audio" is empty'),
+        'bad topk': (lambda: upstream_post(url, b64(good), topk=0), 400,
+                     'topk must be a positive integer'),
+        'undecodable': (lambda: upstream_post(
+            url, base64.b64encode(b'hello').decode()), 422,
+            'audio: cannot read audio'),
+        'NaN samples': (lambda: upstream_post(url, b64(nan)), 422,
+                        'audio: contains NaN or infinite samples'),
+        'too long': (lambda: upstream_post(url, b64(too_long)), 413,
+                     f'21.0 s of audio; this service takes at most '
+                     f'{MAX_SECONDS} s'),
+        'too large': (lambda: httpx.post(url + '/paddlespeech/cls',
+                                         content=big), 413,
+                      'request body over 1 MB'),
+        'too large, streamed': (lambda: httpx.post(
+            url + '/paddlespeech/cls', content=chunks()), 413,
+            'request body over 1 MB'),
+        'v1 empty file': (lambda: v1(('a.wav', b'')), 422,
+                          'a.wav: empty file (0 bytes)'),
+        'v1 NaN': (lambda: v1(('nan.wav', nan.read_bytes())), 422,
+                   'nan.wav: contains NaN'),
+        'v1 no files': (lambda: httpx.post(url + '/v1/classify',
+                                           files={'other': b'x'}), 400,
+                        'no files'),
+        'v1 not multipart': (lambda: httpx.post(url + '/v1/classify',
+                                                json={}), 400,
+                             'multipart/form-data'),
+        'v1 bad top_k': (lambda: v1(('a.wav', good.read_bytes()),
+                                    data={'top_k': 'x'}), 400,
+                         'top_k must be a positive integer'),
+        'v1 too large': (lambda: v1(('big.wav', big)), 413,
+                         'request body over 1 MB'),
+    }
+    want = best(expected[str(good)])
+    caplog.set_level(logging.INFO, 'paddlespeech.cls.serving')
+    for name, (send, status, message) in cases.items():
+        caplog.clear()
+        r = send()
+        assert r.status_code == status, (name, r.text)
+        body = r.json()
+        if r.url.path == '/paddlespeech/cls':
+            assert body['success'] is False and body['code'] == status
+            text = body['message']['description']
+        else:
+            text = body.get('error') or body['results'][0]['error']
+        assert message in text, (name, text)
+        ok = upstream_post(url, b64(good))
+        assert ok.status_code == 200, (name, ok.text)
+        assert ok.json()['result']['results'][0]['class_name'] == want
+        # one access line each, the refused one naming the problem
+        bad_line, ok_line = access_lines(caplog, 2)
+        assert f' {status} ' in bad_line, bad_line
+        assert bad_line.endswith(f' ms error: {text}'), bad_line
+        assert ok_line.startswith('127.0.0.1 "POST /paddlespeech/cls" 200 ')
+        assert 'error' not in ok_line
+
+
+def test_concurrent_requests_are_batched_and_scored_alike(
+        server, clips, expected):
+    """Eight clips of 0.5 s sent at once (and one of 12 s among them):
+    batches of more than one clip run, and every score equals the one
+    deploy/predict.py prints for the file alone."""
+    equal = [p for p in clips if sf.info(str(p)).duration == 0.5]
+    assert len(equal) >= 6
+    paths = equal * 2
+    def batches():  # the debug counter: {batch size: batches run}
+        return {int(k): n for k, n in httpx.get(
+            server.url + '/v1/stats').json()['batches'].items()}
+
+    before = batches()
+    start = threading.Barrier(len(paths) + 1)
+
+    def post(path):
+        start.wait()
+        r = httpx.post(server.url + '/v1/classify', params={'top_k': 3},
+                       files={'files': (path.name, path.read_bytes())})
+        return path, r
+
+    with ThreadPoolExecutor(len(paths) + 1) as pool:
+        futures = [pool.submit(post, p) for p in paths + [clips[-1]]]
+        for f in futures:
+            path, r = f.result()
+            assert r.status_code == 200, r.text
+            (x,) = r.json()['results']
+            assert dict(zip(x['labels'], x['scores'])) == expected[str(path)]
+    after = batches()
+    new = {k: after[k] - before.get(k, 0) for k in after}
+    assert sum(k * n for k, n in new.items()) == len(paths) + 2  # 12 s: 2
+    assert max(k for k, n in new.items() if n) > 1, new
+
+
+def _fake_predictor(waves):
+    return np.stack([[float(w.sum()), float(len(w))] for w in waves])
+
+
+def test_batcher_groups_equal_lengths_and_does_not_wait_idle():
+    batcher = MicroBatcher(lambda: _fake_predictor, max_batch_size=4,
+                           max_wait_ms=60_000).start()
+    try:
+        while not batcher.ready:
+            time.sleep(0.01)
+        rng = np.random.default_rng(0)
+        waves = [rng.standard_normal(n).astype(np.float32)
+                 for n in (100, 100, 100, 100, 100, 70)]
+        alone = time.monotonic()
+        batcher.score(waves[:1])  # no request being read: no wait
+        assert time.monotonic() - alone < 30
+        tickets = [batcher.incoming() for _ in waves]
+        opened = [t.__enter__() for t in tickets]
+
+        def one(i):
+            try:
+                return batcher.score([waves[i]], opened[i])
+            finally:
+                tickets[i].__exit__(None, None, None)
+
+        with ThreadPoolExecutor(len(waves)) as pool:
+            scores = list(pool.map(one, range(len(waves))))
+        for w, s in zip(waves, scores):
+            np.testing.assert_array_equal(s, _fake_predictor([w]))
+        # 4 of 100 samples (full), then the fifth alone, the 70 alone
+        assert batcher.batches_run() == {1: 3, 4: 1}
+    finally:
+        batcher.close()
+
+
+def test_api_key_on_and_off(model):
+    import asyncio
+    app = create_app(service(model), api_key='s3cret')  # not started
+
+    async def requests():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport,
+                                     base_url='http://test') as client:
+            key = {'Authorization': 'Bearer s3cret'}
+            wrong = {'Authorization': 'Bearer nope'}
+            return [
+                (await client.get('/healthz')).status_code,
+                (await client.get('/')).status_code,
+                (await client.get('/readyz')).status_code,
+                (await client.get('/v1/model', headers=wrong)).status_code,
+                (await client.post('/paddlespeech/cls')).json(),
+                (await client.get('/readyz', headers=key)).status_code,
+                (await client.get('/v1/stats', headers=key)).status_code]
+
+    health, page, ready, wrong, upstream, ready_key, stats = \
+        asyncio.run(requests())
+    assert (health, page, ready, wrong) == (200, 200, 401, 401)
+    assert upstream['code'] == 401 and 'API key' in upstream['message'][
+        'description']
+    assert (ready_key, stats) == (503, 200)  # through: loading, counters
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_request_in_flight(model, clips, expected,
+                                                tmp_path):
+    """Stage 6 (local/serve.sh, which execs serve.py), API key from the
+    environment: SIGTERM while a 30 s file is being scored; that request
+    completes, exit status 0."""
+    port = free_port()
+    env = script_env()
+    env['PADDLESPEECH_CLS_API_KEY'] = 'k'
+    key = {'Authorization': 'Bearer k'}
+    proc = subprocess.Popen(
+        ['bash', str(ROOT / 'local' / 'serve.sh'), str(ROOT / 'conf' /
+                                                      'demo.yaml'),
+         '--model_dir', str(model), '--port', str(port), '--device', 'cpu',
+         '--cpu_threads', '1'],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f'http://127.0.0.1:{port}'
+    try:
+        wait_ready(url, proc, headers=key)
+        assert httpx.get(url + '/v1/model').status_code == 401
+        long = tone(tmp_path / 'long.wav', 30, freq=150)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(httpx.post, url + '/v1/classify',
+                                  headers=key, timeout=60, files={
+                                      'files': ('long.wav',
+                                                long.read_bytes())})
+            while not httpx.get(url + '/v1/stats', headers=key).json()[
+                    'requests_in_flight']:
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            r = pending.result()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert r.status_code == 200, r.text
+    (x,) = r.json()['results']
+    alone = parse_blocks(run_script(
+        'deploy/predict.py', '--model_dir', model, '--wav', long, '--device',
+        'cpu', '--cpu_threads', 1).stdout)[str(long)]
+    assert x['duration'] == 30.0
+    assert dict(zip(x['labels'], x['scores'])) == alone
+    assert proc.returncode == 0, err
+    assert 'POST /v1/classify" 200 ' in err and ' ms' in err
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium(server, clips, expected):
+    """The page in Debian's chromium (system chromedriver): a file chosen
+    through it shows the bar chart with deploy/predict.py's top label."""
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver_path = shutil.which('chromedriver') or '/usr/bin/chromedriver'
+    assert os.path.exists(driver_path), 'apt-get install chromium-driver'
+    options = webdriver.ChromeOptions()
+    for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
+                '--disable-dev-shm-usage', '--use-fake-ui-for-media-stream',
+                '--use-fake-device-for-media-stream'):  # a beeping mic
+        options.add_argument(arg)
+    options.binary_location = shutil.which('chromium') or '/usr/bin/chromium'
+    driver = webdriver.Chrome(service=webdriver.ChromeService(driver_path),
+                              options=options)
+    try:
+        driver.get(server.url + '/')
+        WebDriverWait(driver, 30).until(
+            lambda d: 'classes' in d.find_element(By.ID, 'model').text)
+        path = clips[-1]
+        driver.find_element(By.ID, 'file').send_keys(str(path))
+        bars = WebDriverWait(driver, 30).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, '#result .bar'))
+        labels = [b.find_element(By.CLASS_NAME, 'label').text for b in bars]
+        scores = [float(b.find_element(By.CLASS_NAME, 'score').text)
+                  for b in bars]
+        width = bars[0].find_element(By.CLASS_NAME, 'fill').value_of_css_property
+        want = expected[str(path)]
+        assert labels[0] == best(want)
+        assert len(labels) == 3  # every class (top-k 5 of 3)
+        assert scores[0] == pytest.approx(want[labels[0]], abs=5e-4)
+        assert width('width') != '0px'
+        # recording: the page's own WAV encoder, decoded by the server
+        record = driver.find_element(By.ID, 'record')
+        record.click()
+        WebDriverWait(driver, 10).until(lambda d: record.text == 'Stop')
+        time.sleep(1.5)
+        record.click()
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(
+            By.ID, 'status').text.startswith('recording.wav: '))
+        status = driver.find_element(By.ID, 'status').text
+        assert 1.0 < float(status.split(': ')[1].split(' s')[0]) < 10, status
+        assert len(driver.find_elements(By.CSS_SELECTOR, '#result .bar')) == 3
+    finally:
+        driver.quit()
+
+
+@pytest.mark.slow
+def test_load_benchmark_quick(model, tmp_path):
+    """benchmarks/load.py with tiny numbers: its figures are the counts
+    and timings it measured, its top-1s deploy/predict.py's."""
+    out = tmp_path / 'load.json'
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'benchmarks' / 'load.py'), '--model_dir',
+         model, '--concurrency', '1,2', '--requests', '6', '--mixed', '20',
+         '--clips', '3', '--seconds', '1', '--reps', '1', '--json', out,
+         '--work_dir', tmp_path / 'work'],
+        capture_output=True, text=True, env=script_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = result['rows']
+    assert [(r['concurrency'], r['requests'], r['bad'], r['mixed'])
+            for r in rows] == [(1, 6, 0, False), (2, 6, 0, False),
+                               (2, 20, 2, True)]  # every 10th is bad
+    for r in rows:
+        assert r['errors'] == 0, r['error_samples']
+        # one 1 s window per good request, batched by the server
+        assert sum(int(k) * n for k, n in r['batches'].items()) == \
+            r['requests'] - r['bad'] + r.get('uncounted', 0)
+        assert r['throughput'] == pytest.approx(r['requests'] / r['wall_s'])
+        assert 0 < r['p50_ms'] <= r['p95_ms'] <= r['p99_ms']
+        assert r['p99_ms'] <= 1000 * r['wall_s']
+    clips = sorted((tmp_path / 'work' / 'clips').glob('*.wav'))
+    printed = parse_blocks(run_script(
+        'deploy/predict.py', '--model_dir', model, '--wav', *clips,
+        '--device', 'cpu').stdout)
+    off = result['offline']
+    assert off['passes'] == 2  # --reps before the served runs, and after
+    assert {p: best(s) for p, s in printed.items()} == {
+        p: label for p, (label, _) in off['top1'].items()}
+    goals = {t['what'].split(' vs ')[0].split(' over ')[0]: t
+             for t in result['targets']}
+    t = goals['throughput at concurrency 2']
+    assert (t['value'], t['ref']) == (rows[1]['throughput'],
+                                      rows[1]['offline_clips_per_s'])
+    assert t['met'] == (t['ratio'] >= 0.8)
+    t, same = [g for g in result['targets']
+               if g['what'].startswith('p99 latency at concurrency 1')]
+    assert (t['value'], t['ref']) == (rows[0]['p99_ms'], off['latency_ms'])
+    assert t['ratio'] == pytest.approx(t['value'] / t['ref'])
+    assert t['met'] == (t['ratio'] <= 1.3)
+    assert (same['value'], same['ref']) == (rows[0]['p99_ms'],
+                                            off['latency_p99_ms'])
+    assert 'met' not in same and 'target' not in same
+    assert goals['errors']['value'] == 0 and goals['errors']['met']
+    m = result['mixed']
+    assert (m['after'], m['requests']) == (20, 20)
+    table = [line for line in proc.stdout.splitlines()
+             if line.startswith('| ')]
+    # each table's header row; offline rows (before/after, interleaved at
+    # concurrency 1, between the bursts at 2), served rows; targets
+    assert len(table) == 1 + 3 + len(rows) + 1 + len(result['targets'])
+    assert 'CPU flags:' in proc.stdout
+
+
+def test_unusable_export_is_one_error_line_and_exit_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns' /
+                             'deploy' / 'serve.py'), '--model_dir', tmp_path,
+         '--port', str(free_port()), '--device', 'cpu'],
+        capture_output=True, text=True, env=script_env(), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'error: cannot load {tmp_path}: export '
+                           f'directory {tmp_path} is incomplete: missing '), last
