@@ -2,6 +2,7 @@
 import contextlib
 import os
 import sys
+import threading
 import traceback
 
 from .errors import UserError
@@ -155,21 +156,35 @@ class HeapLimit:
             self.base = rss_mb()
 
 
+_silenced = {}  # fd -> [threads inside, saved copy of the fd]
+_silenced_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def stdout_silenced(fds=(1,)):
     """Paddle 3.3's oneDNN passes (and paddle2onnx) print debug lines
     (``ReduceMeanCheckIfOneDNNSupport``) straight to file descriptor 1,
-    inside our output; its INT8 passes list what they fused on 2."""
+    inside our output; its INT8 passes list what they fused on 2.
+    Thread-safe: the first thread in redirects a descriptor, the last one
+    out restores it (predictors run on several threads in a service)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    null = os.open(os.devnull, os.O_WRONLY)
-    saved = [os.dup(fd) for fd in fds]
-    for fd in fds:
-        os.dup2(null, fd)
+    with _silenced_lock:
+        for fd in fds:
+            entry = _silenced.setdefault(fd, [0, None])
+            if entry[0] == 0:
+                null = os.open(os.devnull, os.O_WRONLY)
+                entry[1] = os.dup(fd)
+                os.dup2(null, fd)
+                os.close(null)
+            entry[0] += 1
     try:
         yield
     finally:
-        for fd, copy in zip(fds, saved):
-            os.dup2(copy, fd)
-            os.close(copy)
-        os.close(null)
+        with _silenced_lock:
+            for fd in fds:
+                entry = _silenced[fd]
+                entry[0] -= 1
+                if entry[0] == 0:
+                    os.dup2(entry[1], fd)
+                    os.close(entry[1])
