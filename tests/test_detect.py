@@ -355,3 +355,20 @@ def test_memory_stays_flat_on_a_long_file(model, tmp_path):
     assert peak - base < 50, (base, peak)
     with np.load(tmp_path / 'out' / 'long.scores.npz') as z:
         assert z['scores'].shape == (120, 4)
+
+
+def test_training_clip_length_is_recorded_for_detection(trained_checkpoint,
+                                                         tmp_path):
+    """train.py records the clip length (the tiny set's clips are 0.5 s),
+    the export copies it with the backbone, and both scorers give it to
+    detect.py as its default window."""
+    from paddlespeech.cls.checkpoint import read_state
+    from paddlespeech.cls.export import export
+    from paddlespeech.cls.scoring import checkpoint_scorer, export_scorer
+    _, meta = read_state(trained_checkpoint)
+    assert meta['clip_seconds'] == 0.5
+    out = export(trained_checkpoint, tmp_path / 'export')
+    exported = yaml.safe_load((out / 'model.json').read_text())
+    assert (exported['backbone'], exported['clip_seconds']) == ('cnn6', 0.5)
+    assert checkpoint_scorer(trained_checkpoint).clip_seconds == 0.5
+    assert export_scorer(out, cpu_threads=1).clip_seconds == 0.5

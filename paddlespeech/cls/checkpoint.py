@@ -36,13 +36,19 @@ class CheckpointError(UserError):
     pass
 
 
-def model_meta(backbone, label_list, dropout, feature, task):
+def model_meta(backbone, label_list, dropout, feature, task,
+               clip_seconds=None):
     """The ``_meta`` entry: what predicting with or exporting a checkpoint
     needs besides the weights (``multi_label`` only when true, as in
-    checkpoints written before multi-label training)."""
-    return {'backbone': backbone, 'num_class': len(label_list),
+    checkpoints written before multi-label training). ``clip_seconds``:
+    the length of the clips it was trained on (detection's default
+    window), where known."""
+    meta = {'backbone': backbone, 'num_class': len(label_list),
             'label_list': list(label_list), 'dropout': dropout,
             'feature': feature.to_dict(), **task.meta()}
+    if clip_seconds:
+        meta['clip_seconds'] = round(float(clip_seconds), 3)
+    return meta
 
 
 def save_checkpoint(checkpoint_dir, epoch, model, meta, optimizer=None,

@@ -109,7 +109,9 @@ def write_export(folder, checkpoint, include_frontend=False, label_file=None,
         extra.unlink()
     meta = {'input': 'waveform' if include_frontend else 'logmel',
             'label_list': labels, 'feature': feature.to_dict(),
-            'checkpoint': str(checkpoint), 'backend': FORMATS[format],
+            'checkpoint': str(checkpoint), 'backbone': model.meta['backbone'],
+            **{k: model.meta[k] for k in ('clip_seconds',) if k in model.meta},
+            'backend': FORMATS[format],
             'precision': 'fp32', **model.task.meta()}
     write_meta(folder, meta)
     return meta

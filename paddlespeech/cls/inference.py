@@ -43,6 +43,7 @@ class Predictor:
         self.feature = FeatureConfig.from_dict(meta['feature'])
         self.task = Task.from_meta(meta)
         self.takes_waveform = meta['input'] == 'waveform'
+        self.clip_seconds = meta.get('clip_seconds')
         self.backend = meta.get('backend', 'paddle')
         self.precision = meta.get('precision', 'fp32')
         if backend not in (None, self.backend):

@@ -19,7 +19,8 @@ class Scorer:
     ``feature.sample_rate`` -> scores ``[batch, len(labels)]``;
     ``multi_label``: independent sigmoid scores (else softmax, summing to
     one); ``clip_seconds``: the length of the clips the model was trained
-    on, where it is known (checkpoints and exports do not record it)."""
+    on, where the model records it (checkpoints from train.py and their
+    exports do; upstream ones do not)."""
     score: Callable
     labels: List[str]
     feature: FeatureConfig
@@ -43,7 +44,7 @@ def checkpoint_scorer(checkpoint, expected_backbone=None, label_file=None,
         return model.probabilities(frontend(waves)).numpy()
 
     return Scorer(score, labels, feature, model.task.multi_label,
-                  str(checkpoint), model=model)
+                  str(checkpoint), model.meta.get('clip_seconds'), model)
 
 
 def export_scorer(model_dir, device='cpu', cpu_threads=None, **predictor_kw):
@@ -53,7 +54,7 @@ def export_scorer(model_dir, device='cpu', cpu_threads=None, **predictor_kw):
     predictor = Predictor(model_dir, device, cpu_threads, **predictor_kw)
     return Scorer(predictor, predictor.labels, predictor.feature,
                   predictor.task.multi_label, str(model_dir),
-                  model=predictor)
+                  predictor.clip_seconds, predictor)
 
 
 def tagger_scorer(arch, pretrained_path=None, feat_backend='numpy',

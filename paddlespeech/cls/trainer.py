@@ -19,6 +19,7 @@ import paddle.distributed as dist
 from tqdm import tqdm
 
 from . import atomic
+from .audio import AudioError, audio_seconds
 from .augment import Augmenter
 from .checkpoint import (load_checkpoint, model_meta, prune_checkpoints,
                          remove_step_checkpoints, resume_point, save_average,
@@ -116,7 +117,8 @@ class Trainer:
         self.scheduler = lr if isinstance(
             lr, paddle.optimizer.lr.LRScheduler) else None
         self.meta = model_meta(cfg.backbone, labels, cfg.dropout, cfg.feature,
-                               self.task)
+                               self.task, cfg.clip_seconds or
+                               typical_seconds(self.train_set.items))
         self.ckpt_dir = Path(cfg.checkpoint_dir)
         self.tracker = BestTracker(cfg.early_stop_patience)
         self.precision = MixedPrecision(cfg.amp)
@@ -636,3 +638,15 @@ class MixedPrecision:
     def set_state_dict(self, state):
         if self.scaler is not None and state:
             self.scaler.load_state_dict(state)
+
+
+def typical_seconds(items, sample=20):
+    """The median length of the first ``sample`` training clips (read from
+    their headers): the clip length a model trained on whole clips knows."""
+    seconds = []
+    for path, _ in items[:sample]:
+        try:
+            seconds.append(audio_seconds(path))
+        except AudioError:
+            continue
+    return float(np.median(seconds)) if seconds else None

@@ -72,6 +72,7 @@ def load_classifier(checkpoint, expected_backbone=None, label_file=None):
                               f'its metadata describes: {describe(problems)}')
     model.set_state_dict(state)
     model.eval()
+    model.meta = meta
     return model, meta['label_list'], FeatureConfig.from_dict(meta['feature'])
 
 

@@ -67,8 +67,8 @@ def get_parser():
     p.add('--label_file', help=LABEL_FILE_HELP)
     p.add('--window_seconds', key='detect_window_seconds', type=float,
           help='window length; default: the clip length the model was '
-          f'trained on (AudioSet tagger: 10 s; a checkpoint or export does '
-          f'not record it: {FALLBACK_WINDOW_SECONDS:g} s, ESC-50\'s)')
+          f'trained on, as train.py records it (AudioSet tagger: 10 s; '
+          f'models without it: {FALLBACK_WINDOW_SECONDS:g} s, ESC-50\'s)')
     p.add('--hop_seconds', type=float,
           help='a window every this many seconds (default: half a window); '
           'events are placed to this resolution')
