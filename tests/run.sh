@@ -2,6 +2,7 @@
 # Set up the recipe's environment (as run.sh does) plus the test-only
 # packages, then run the test suite. Extra arguments go to pytest, e.g.
 #   tests/run.sh -m "not slow"     the fast tier (edit-test loop)
+#   PYTEST_WORKERS=1 tests/run.sh   one process (default: one per core, at most 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source path.sh
@@ -16,4 +17,9 @@ if [[ ! -f "${stamp}" || "$(cat "${stamp}")" != "${want}" ]]; then
   python -m pip install --quiet --no-deps panns-inference==0.1.1 torchlibrosa==0.1.0
   echo "${want}" > "${stamp}"
 fi
-python -m pytest tests "$@"
+# Test files run in parallel (pytest-xdist), each file in one worker so its
+# module fixtures are built once; most tests run single-threaded
+# subprocesses, so a second core halves the wall time.
+cores="$(nproc)"
+workers="${PYTEST_WORKERS:-$(( cores < 4 ? cores : 4 ))}"
+python -m pytest -n "${workers}" --dist loadfile tests "$@"
