@@ -3,7 +3,7 @@ fine-tuned checkpoint (dynamic graph), an export (``paddle.inference``,
 the fast path) and the AudioSet tagger. Each gives a :class:`Scorer`, so
 ``predict.py``, ``tag.py`` and ``detect.py`` score waveforms the same way.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from .errors import UserError
@@ -27,7 +27,6 @@ class Scorer:
     multi_label: bool
     source: str
     clip_seconds: Optional[float] = None
-    model: object = field(default=None, repr=False)  # the layer or Predictor
 
 
 def checkpoint_scorer(checkpoint, expected_backbone=None, label_file=None,
@@ -44,7 +43,7 @@ def checkpoint_scorer(checkpoint, expected_backbone=None, label_file=None,
         return model.probabilities(frontend(waves)).numpy()
 
     return Scorer(score, labels, feature, model.task.multi_label,
-                  str(checkpoint), model.meta.get('clip_seconds'), model)
+                  str(checkpoint), model.meta.get('clip_seconds'))
 
 
 def export_scorer(model_dir, device='cpu', cpu_threads=None, **predictor_kw):
@@ -54,7 +53,7 @@ def export_scorer(model_dir, device='cpu', cpu_threads=None, **predictor_kw):
     predictor = Predictor(model_dir, device, cpu_threads, **predictor_kw)
     return Scorer(predictor, predictor.labels, predictor.feature,
                   predictor.task.multi_label, str(model_dir),
-                  predictor.clip_seconds, predictor)
+                  predictor.clip_seconds)
 
 
 def tagger_scorer(arch, pretrained_path=None, feat_backend='numpy',
@@ -77,4 +76,4 @@ def tagger_scorer(arch, pretrained_path=None, feat_backend='numpy',
         return model(frontend(waves)[:, None]).numpy()
 
     return Scorer(score, audioset_labels(), feature, True,
-                  f'{arch} AudioSet tagger', AUDIOSET_CLIP_SECONDS, model)
+                  f'{arch} AudioSet tagger', AUDIOSET_CLIP_SECONDS)
