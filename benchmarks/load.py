@@ -418,8 +418,8 @@ def mixed_run(a, server, good, bad):
 def targets(off, rows, mixed, concurrency):
     by_c = {r['concurrency']: r for r in rows if not r['mixed']}
     out = []
-    if max(concurrency) in by_c:
-        c = max(concurrency)
+    c = max(concurrency)
+    if c > 1 and c in by_c:
         out.append({'what': f'throughput at concurrency {c} vs offline '
                     f'deploy/predict.py --batch_size 8 (passes between its '
                     f'bursts)', 'value': by_c[c]['throughput'],

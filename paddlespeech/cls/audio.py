@@ -33,7 +33,9 @@ class AudioBytes(io.BytesIO):
 
 def to_mono(wav):
     """``[samples, channels]`` or ``[samples]`` -> ``[samples]`` by averaging."""
-    return wav.mean(axis=1) if wav.ndim == 2 else wav
+    if wav.ndim == 1:
+        return wav
+    return wav[:, 0] if wav.shape[1] == 1 else wav.mean(axis=1)
 
 
 def resample(wav, orig_sr, target_sr):

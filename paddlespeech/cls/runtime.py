@@ -1,5 +1,6 @@
 """Device and thread selection, and the error handling every script shares."""
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -81,7 +82,9 @@ def amd_cpu():
         return False
 
 
+@functools.lru_cache(maxsize=None)
 def _libc_function(name):
+    """Looked up once: ``find_library`` runs ``ldconfig`` in a subprocess."""
     import ctypes
     import ctypes.util
     try:
