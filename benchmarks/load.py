@@ -51,6 +51,7 @@ from common import ROOT, busy_cpu_seconds, machine, waves  # noqa: E402
 SERVE = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns' / 'deploy' / \
     'serve.py'
 MAX_SECONDS, MAX_UPLOAD_MB = 30, 4  # the server's limits in this test
+STAGES = ('queue', 'inference', 'decode', 'rest')  # of a served latency
 BLOCK = 10  # concurrency 1: requests per block alternating with offline
 
 
@@ -215,25 +216,27 @@ def bad_requests():
 async def send_all(url, jobs, concurrency, on_done=None):
     """Send ``jobs`` [(body, expect)] with at most ``concurrency`` in
     flight; ``expect`` is (label, prob) for a good request, None for a
-    bad one. Returns (wall seconds, [latency s], errors, [error texts])."""
+    bad one. Returns (wall seconds, [latency s], [error texts], [stages]):
+    the server's ``Server-Timing`` of each good answer (:func:`stages`)."""
     import httpx
     queue = asyncio.Queue()
     for i, job in enumerate(jobs):
         queue.put_nowait((i, job))
-    latencies, problems, done = [], [], [0]
+    latencies, problems, timings, done = [], [], [], [0]
     limits = httpx.Limits(max_connections=concurrency,
                           max_keepalive_connections=concurrency)
 
     async def client(http):
         while not queue.empty():
             i, (body, expect) = queue.get_nowait()
-            t = time.perf_counter()
+            t, r = time.perf_counter(), None
             try:
                 r = await http.post(url + '/paddlespeech/cls', content=body)
                 problem = check(r, expect)
             except httpx.HTTPError as e:
                 problem = f'{type(e).__name__}: {e}'
             latencies.append(time.perf_counter() - t)
+            timings.extend(stages(r, latencies[-1]))
             if problem:
                 problems.append(f'request {i}: {problem}')
             done[0] += 1
@@ -244,7 +247,21 @@ async def send_all(url, jobs, concurrency, on_done=None):
         t = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(concurrency)))
         wall = time.perf_counter() - t
-    return wall, latencies, problems
+    return wall, latencies, problems, timings
+
+
+def stages(r, seconds):
+    """``[{stage: ms}]`` of a good answer's ``Server-Timing`` (decode,
+    queue, inference, total) plus ``latency`` (the client's); ``[]`` for
+    other answers."""
+    if r is None or r.status_code != 200:
+        return []
+    ms = {'latency': 1000 * seconds}
+    for part in r.headers.get('server-timing', '').split(','):
+        name, _, dur = part.strip().partition(';dur=')
+        if dur:
+            ms[name] = float(dur)
+    return [ms]
 
 
 def check(r, expect):
@@ -259,10 +276,20 @@ def check(r, expect):
     return None
 
 
-def summary(what, concurrency, wall, latencies, problems, bad, peak_mb,
-            mixed=False, batches=None):
+def summary(what, concurrency, wall, latencies, problems, timings, bad,
+            peak_mb, mixed=False, batches=None):
+    """A table row. The good answers' latency split by the server's
+    ``Server-Timing`` (queue, inference, decode) and the rest: HTTP, the
+    request's parsing and the client."""
     ms = 1000 * np.asarray(latencies)
-    return {'what': what, 'concurrency': concurrency, 'mixed': mixed,
+    split = {}
+    if timings:
+        t = {k: np.array([x.get(k, np.nan) for x in timings])
+             for k in ('latency', 'queue', 'inference', 'decode')}
+        t['rest'] = t['latency'] - t['queue'] - t['inference'] - t['decode']
+        split = {f'{k}_{q}_ms': float(np.nanpercentile(t[k], q))
+                 for k in STAGES for q in (50, 99)}
+    return {**split, 'what': what, 'concurrency': concurrency, 'mixed': mixed,
             'batches': batches,
             'requests': len(latencies), 'bad': bad, 'wall_s': wall,
             'throughput': len(latencies) / wall,
@@ -341,7 +368,7 @@ def interleaved(server, off, files, good, requests, block=BLOCK, rest=0.25):
     send_all's figures (wall = the requests' own time) and the offline
     latencies (ms)."""
     import httpx
-    latencies, problems, single = [], [], []
+    latencies, problems, timings, single = [], [], [], []
     with httpx.Client(timeout=300) as http:
         for start in range(0, requests, block):
             clips = [i % len(files) for i in range(
@@ -353,18 +380,19 @@ def interleaved(server, off, files, good, requests, block=BLOCK, rest=0.25):
             http.post(server.url + '/paddlespeech/cls',
                       content=good[clips[0]][0])
             for k in clips:
-                t = time.perf_counter()
+                t, r = time.perf_counter(), None
                 try:
-                    problem = check(http.post(
-                        server.url + '/paddlespeech/cls',
-                        content=good[k][0]), good[k][1])
+                    r = http.post(server.url + '/paddlespeech/cls',
+                                  content=good[k][0])
+                    problem = check(r, good[k][1])
                 except httpx.HTTPError as e:
                     problem = f'{type(e).__name__}: {e}'
                 latencies.append(time.perf_counter() - t)
+                timings += stages(r, latencies[-1])
                 if problem:
                     problems.append(f'request {start}+: {problem}')
             time.sleep(rest)
-    return (sum(latencies), latencies, problems), single
+    return (sum(latencies), latencies, problems, timings), single
 
 
 def alternated(server, off, files, good, requests, concurrency, rounds,
@@ -375,20 +403,22 @@ def alternated(server, off, files, good, requests, concurrency, rounds,
     :func:`interleaved`. Returns send_all's figures summed over the bursts
     and the offline clips/s of the passes between them."""
     per = -(-requests // (rounds * concurrency)) * concurrency
-    wall, latencies, problems, offline_s, done = 0.0, [], [], 0.0, 0
+    wall, latencies, problems, timings = 0.0, [], [], []
+    offline_s, done = 0.0, 0
     while done < requests:
         offline_s += off.ask('batch8', files)['seconds']
         time.sleep(rest)
         n = min(per, requests - done)
-        w, lat, probs = asyncio.run(send_all(
+        w, lat, probs, tims = asyncio.run(send_all(
             server.url, [good[(done + i) % len(good)] for i in range(n)],
             concurrency))
         wall, done = wall + w, done + n
         latencies += lat
         problems += probs
+        timings += tims
         time.sleep(rest)
     passes = -(-requests // per)
-    return (wall, latencies, problems), passes * len(files) / offline_s
+    return (wall, latencies, problems, timings), passes * len(files) / offline_s
 
 
 def mixed_run(a, server, good, bad):
@@ -480,6 +510,16 @@ def table(off, rows, goals):
                      f"| {r['throughput']:.1f} | {r['p50_ms']:.1f} | "
                      f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} "
                      f"| {r['peak_rss_mb']:.0f} | {batches} |")
+    lines += ['', 'Where the good answers\' latency went, p50 / p99 ms '
+              '(the server\'s Server-Timing header; the rest is HTTP, the '
+              'parsing of the request and the client):', '',
+              '| measurement | queued in the batcher | predictor run (its '
+              'batch) | reading the audio | the rest |', '|---|---|---|---|---|']
+    for r in rows:
+        if 'queue_50_ms' in r:
+            lines.append(f"| {r['what']} | " + ' | '.join(
+                f"{r[f'{k}_50_ms']:.1f} / {r[f'{k}_99_ms']:.1f}"
+                for k in STAGES) + ' |')
     lines += ['', '| target | measured | compared with | ratio | target | '
               'met |', '|---|---|---|---|---|---|']
     for t in goals:

@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -158,6 +159,45 @@ def test_upstream_client_request(server, clips, expected):
                                    'output': 'classification result'}}
 
 
+def server_timing(response):
+    """``{stage: ms}`` of a ``Server-Timing`` header."""
+    stages = {}
+    for part in response.headers['server-timing'].split(','):
+        name, _, dur = part.strip().partition(';dur=')
+        stages[name] = float(dur)
+    return stages
+
+
+def test_server_timing_shows_no_wait_when_idle(server, clips, caplog):
+    """A lone request is not held for max_wait_ms (1 s here): its queue
+    time is the hand-over between threads, and the stages add up to no
+    more than the time until the response started."""
+    caplog.set_level(logging.INFO, 'paddlespeech.cls.serving')
+    caplog.clear()
+    t = time.perf_counter()
+    r = upstream_post(server.url, b64(clips[0]))
+    client_ms = 1000 * (time.perf_counter() - t)
+    assert r.status_code == 200, r.text
+    ms = server_timing(r)
+    assert list(ms) == ['decode', 'queue', 'inference', 'total']
+    assert 0 <= ms['queue'] < 100, ms
+    assert ms['inference'] > 0 and ms['decode'] > 0, ms
+    assert ms['decode'] + ms['queue'] + ms['inference'] <= ms['total'] + 0.05
+    assert ms['total'] <= client_ms
+    (line,) = [x for x in access_lines(caplog, 1) if 'POST' in x]
+    assert '"POST /paddlespeech/cls" 200' in line
+    logged = re.search(r'\(decode ([\d.]+), queue ([\d.]+), inference '
+                       r'([\d.]+)\)$', line)
+    assert logged, line
+    np.testing.assert_allclose([float(x) for x in logged.groups()],
+                               [ms['decode'], ms['queue'], ms['inference']],
+                               atol=0.051)
+    files = [('files', (p.name, open(p, 'rb').read())) for p in clips[:2]]
+    r = httpx.post(server.url + '/v1/classify', files=files)
+    assert set(server_timing(r)) == {'decode', 'queue', 'inference', 'total'}
+    assert 'server-timing' not in httpx.get(server.url + '/v1/model').headers
+
+
 def test_multipart_several_files(server, clips, expected, tmp_path):
     bad = tmp_path / 'notes.wav'
     bad.write_text('not audio')
@@ -293,7 +333,8 @@ def test_bad_inputs_are_4xx_and_the_next_request_is_served(
         # one access line each, the refused one naming the problem
         bad_line, ok_line = access_lines(caplog, 2)
         assert f' {status} ' in bad_line, bad_line
-        assert bad_line.endswith(f' ms error: {text}'), bad_line
+        assert re.search(r' ms( \(decode [^)]*\))? error: ', bad_line)
+        assert bad_line.endswith(f' error: {text}'), bad_line
         assert ok_line.startswith('127.0.0.1 "POST /paddlespeech/cls" 200 ')
         assert 'error' not in ok_line
 
@@ -514,6 +555,10 @@ def test_load_benchmark_quick(model, tmp_path):
         assert r['throughput'] == pytest.approx(r['requests'] / r['wall_s'])
         assert 0 < r['p50_ms'] <= r['p95_ms'] <= r['p99_ms']
         assert r['p99_ms'] <= 1000 * r['wall_s']
+        # the latency split by the server's Server-Timing, and the rest
+        for k in ('queue', 'inference', 'decode', 'rest'):
+            assert 0 <= r[f'{k}_50_ms'] <= r[f'{k}_99_ms'] <= r['p99_ms'], k
+        assert r['inference_50_ms'] > 0 and r['rest_50_ms'] > 0
     clips = sorted((tmp_path / 'work' / 'clips').glob('*.wav'))
     printed = parse_blocks(run_script(
         'deploy/predict.py', '--model_dir', model, '--wav', *clips,
@@ -542,8 +587,10 @@ def test_load_benchmark_quick(model, tmp_path):
     table = [line for line in proc.stdout.splitlines()
              if line.startswith('| ')]
     # each table's header row; offline rows (before/after, interleaved at
-    # concurrency 1, between the bursts at 2), served rows; targets
-    assert len(table) == 1 + 3 + len(rows) + 1 + len(result['targets'])
+    # concurrency 1, between the bursts at 2), served rows; where their
+    # latency went; targets
+    assert len(table) == (1 + 3 + len(rows) + 1 + len(rows) + 1 +
+                          len(result['targets']))
     assert 'CPU flags:' in proc.stdout
 
 

@@ -79,7 +79,7 @@ def create_app(service, api_key=None, max_upload_mb=20.0):
     async def upstream(request: Request):
         data, topk = parse_upstream_request(await request.body())
         _check_ready(service)
-        (result,) = await _classify(service, [('audio', data)])
+        (result,) = await _classify(request, service, [('audio', data)])
         if isinstance(result, ClientError):
             raise result
         return upstream_result(result[0], service.labels, topk)
@@ -88,7 +88,7 @@ def create_app(service, api_key=None, max_upload_mb=20.0):
     async def classify(request: Request):
         files, top_k = await _read_form(request)
         _check_ready(service)
-        results = await _classify(service, files)
+        results = await _classify(request, service, files)
         body = {'results': [
             file_error(name, r) if isinstance(r, ClientError) else
             file_result(name, r[0], service.labels, top_k, r[1])
@@ -102,10 +102,14 @@ def create_app(service, api_key=None, max_upload_mb=20.0):
     return Gate(app, api_key, int(max_upload_mb * 2**20))
 
 
-async def _classify(service, files):
+async def _classify(request, service, files):
+    """The results; their timing goes to the access log and the
+    ``Server-Timing`` header (:class:`Gate`)."""
     service.requests_in_flight += 1
     try:
-        return await run_in_threadpool(service.classify, files)
+        results, request.state.timing = await run_in_threadpool(
+            service.classify, files)
+        return results
     except Closed as e:
         raise ClientError(503, str(e))
     finally:
@@ -152,10 +156,11 @@ def _error(request, status, message):
 
 
 class Gate:
-    """Around every request: the access log line (with latency and the
-    error, if any), the API key, and the upload limit (413 before reading
-    a body whose declared length is over it, and while reading one that
-    did not declare it)."""
+    """Around every request: the access log line (with latency, where the
+    time went, and the error, if any), the ``Server-Timing`` header, the
+    API key, and the upload limit (413 before reading a body whose
+    declared length is over it, and while reading one that did not
+    declare it)."""
 
     def __init__(self, app, api_key, max_bytes):
         self.app, self.api_key, self.max_bytes = app, api_key, max_bytes
@@ -164,26 +169,31 @@ class Gate:
         if scope['type'] != 'http':
             return await self.app(scope, receive, send)
         start, status = time.perf_counter(), [0]
-        scope.setdefault('state', {})  # shared with the app's requests
+        state = scope.setdefault('state', {})  # the app's request.state
 
         async def send_status(message):
             if message['type'] == 'http.response.start':
                 status[0] = message['status']
+                if 'timing' in state:
+                    message['headers'] = list(message.get('headers', [])) + [
+                        (b'server-timing', _server_timing(
+                            state['timing'], time.perf_counter() - start))]
             await send(message)
 
         try:
             refused = self._refuse(scope)
             if refused:
-                scope['state']['error'] = refused[1]
+                state['error'] = refused[1]
                 await _send_json(send_status, scope, *refused)
             else:
                 await self.app(scope, self._limited(receive), send_status)
         finally:
-            error = scope['state'].get('error')
+            error, timing = state.get('error'), state.get('timing')
             client = scope.get('client') or ('-', 0)
-            log.info('%s "%s %s" %d %.1f ms%s', client[0], scope['method'],
+            log.info('%s "%s %s" %d %.1f ms%s%s', client[0], scope['method'],
                      scope['path'], status[0],
                      1000 * (time.perf_counter() - start),
+                     f' ({_timing_text(timing)})' if timing else '',
                      f' error: {error}' if error else '')
 
     def _refuse(self, scope):
@@ -218,6 +228,17 @@ class Gate:
             return message
 
         return limited
+
+
+def _timing_text(timing):
+    return ', '.join(f'{k} {1000 * v:.1f}' for k, v in timing.items())
+
+
+def _server_timing(timing, total):
+    """``Server-Timing`` (shown by browsers' developer tools): the
+    request's seconds per stage, and in all until the response started."""
+    return ', '.join(f'{k};dur={1000 * v:.2f}' for k, v in
+                     [*timing.items(), ('total', total)]).encode('latin-1')
 
 
 async def _send_json(send, scope, status, message):

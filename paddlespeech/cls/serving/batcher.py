@@ -28,18 +28,22 @@ class Closed(RuntimeError):
 
 
 class _Clip:
-    __slots__ = ('wave', 'future', 'arrived')
+    __slots__ = ('wave', 'future', 'arrived', 'ran')
 
     def __init__(self, wave):
         self.wave, self.future = wave, Future()
         self.arrived = time.monotonic()
+        self.ran = None  # (start, end) of its batch's predictor run
 
 
 class _Ticket:
-    __slots__ = ('handed_in',)
+    """One request: whether its clips are in, and the seconds they spent
+    queued (``waited``) and in predictor runs (``ran``)."""
+    __slots__ = ('handed_in', 'waited', 'ran')
 
     def __init__(self):
         self.handed_in = False
+        self.waited = self.ran = 0.0
 
 
 class MicroBatcher:
@@ -111,9 +115,10 @@ class MicroBatcher:
             self._cond.notify_all()
 
     def score(self, waves, ticket=None):
-        """Scores ``[len(waves), classes]``; blocks until they are done.
-        Raises :class:`Closed` when shutting down, and what the predictor
-        raised for a batch that failed."""
+        """Scores ``[len(waves), classes]``; blocks until they are done,
+        and adds the seconds queued and run to ``ticket``. Raises
+        :class:`Closed` when shutting down, and what the predictor raised
+        for a batch that failed."""
         clips = [_Clip(w) for w in waves]
         with self._cond:
             if self._closing or not self._threads:
@@ -122,7 +127,12 @@ class MicroBatcher:
                 self._groups.setdefault(len(c.wave), deque()).append(c)
             self._hand_in(ticket)
             self._cond.notify_all()
-        return np.stack([c.future.result() for c in clips])
+        scores = np.stack([c.future.result() for c in clips])
+        if ticket is not None:
+            ran = sum(end - start for start, end in {c.ran for c in clips})
+            ticket.ran += ran
+            ticket.waited += time.monotonic() - clips[0].arrived - ran
+        return scores
 
     def _next_batch(self):
         """The oldest clip's batch, once full, due, or nothing more is
@@ -169,6 +179,7 @@ class MicroBatcher:
                 batch = self._next_batch()
             if batch is None:
                 return
+            start = time.monotonic()
             try:
                 scores = predictor([c.wave for c in batch])
             except Exception as e:
@@ -177,8 +188,10 @@ class MicroBatcher:
                 for c in batch:
                     c.future.set_exception(e)
                 continue
+            ran = (start, time.monotonic())
             with self._cond:
                 self._batch_sizes[len(batch)] += 1
             for c, s in zip(batch, scores):
+                c.ran = ran
                 c.future.set_result(s)
             heap.check()

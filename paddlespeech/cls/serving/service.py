@@ -6,6 +6,7 @@ the shared :class:`.batcher.MicroBatcher`.
 """
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,11 +80,14 @@ class Service:
                             self.batcher.batches_run().items()}}
 
     def classify(self, files):
-        """``[(scores, duration) or ClientError]`` for ``[(name, bytes)]``,
-        in order; a bad file fails alone. Windows of equal length, from
-        one file or several, are handed to the batcher together."""
+        """``([(scores, duration) or ClientError], timing)`` for
+        ``[(name, bytes)]``, results in order; a bad file fails alone.
+        Windows of equal length, from one file or several, are handed to
+        the batcher together. ``timing``: seconds spent decoding, queued
+        and in predictor runs (``decode``, ``queue``, ``inference``)."""
         feature = self.predictor.feature
         results, usable = [None] * len(files), []
+        start = time.monotonic()
         with self.batcher.incoming() as ticket:
             for i, (name, data) in enumerate(files):
                 try:
@@ -106,7 +110,9 @@ class Service:
             for (i, _), (_, scores, error) in zip(usable, scored):
                 results[i] = _client_error(error) if error else (
                     scores, results[i])
-        return results
+        total = time.monotonic() - start
+        return results, {'decode': total - ticket.waited - ticket.ran,
+                         'queue': ticket.waited, 'inference': ticket.ran}
 
     def _check_length(self, source):
         seconds = audio_seconds(source)
