@@ -161,14 +161,17 @@ class Server:
         raise TimeoutError('serve.py not ready')
 
     def memory_mb(self):
-        """(current, peak) resident set size of the server process."""
-        fields = {}
-        for line in Path(f'/proc/{self.proc.pid}/status').read_text() \
-                .splitlines():
-            key, _, value = line.partition(':')
-            fields[key] = value
-        return (int(fields['VmRSS'].split()[0]) / 1024,
-                int(fields['VmHWM'].split()[0]) / 1024)
+        """(current, peak) resident set size of the server: its process
+        and its inference processes (the sum of their peaks)."""
+        now = peak = 0.0
+        for pid in [self.proc.pid] + children(self.proc.pid):
+            fields = {}
+            for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+                key, _, value = line.partition(':')
+                fields[key] = value
+            now += int(fields['VmRSS'].split()[0]) / 1024
+            peak += int(fields['VmHWM'].split()[0]) / 1024
+        return now, peak
 
     def batches(self, since=None):
         """``{batch size: batches run}`` (minus those of ``since``)."""
@@ -190,6 +193,19 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def children(pid):
+    """The processes started by ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat.read_text().rpartition(')')[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 # ------------------------------------------------------------------ client

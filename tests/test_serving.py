@@ -25,6 +25,8 @@ from conftest import ROOT, run_script, script_env
 from paddlespeech.cls.export import export
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.serving import MicroBatcher, Service, create_app
+from paddlespeech.cls.serving.batcher import Closed
+from paddlespeech.cls.serving.process import ProcessPredictor
 from test_recipe import parse_blocks
 
 MAX_SECONDS = 20
@@ -406,6 +408,61 @@ def test_batcher_groups_equal_lengths_and_does_not_wait_idle():
         assert batcher.batches_run() == {1: 3, 4: 1}
     finally:
         batcher.close()
+
+
+def test_process_predictor_runs_beside_the_server_threads(model):
+    """Paddle Inference keeps the GIL during a run; in a child process the
+    server's threads go on meanwhile. Same scores as in-process; errors
+    come back as exceptions; SIGTERM is left to the server; a dead child
+    stops the batcher (and the server) instead of failing every batch."""
+    rng = np.random.default_rng(1)
+    waves = [0.1 * rng.standard_normal(10 * 32000).astype(np.float32)
+             for _ in range(8)]
+    local = Predictor(str(model), device='cpu', cpu_threads=1)
+    child = ProcessPredictor(model_dir=str(model), device='cpu',
+                             cpu_threads=1)
+    try:
+        assert child.labels == local.labels and child.meta == local.meta
+        assert child.feature == local.feature
+        ticks, done = [], threading.Event()
+
+        def tick():
+            while not done.is_set():
+                ticks.append(time.monotonic())
+                time.sleep(0.002)
+
+        ticker = threading.Thread(target=tick)
+        ticker.start()
+        start = time.monotonic()
+        scores = child(waves)
+        end = time.monotonic()
+        done.set()
+        ticker.join()
+        during = np.array([t for t in ticks if start <= t <= end])
+        assert len(during) >= 5 and np.diff(during).max() < 0.5 * (
+            end - start), (end - start, len(during))
+        np.testing.assert_allclose(scores, local(waves), atol=1e-6)
+        with pytest.raises(ValueError, match='same shape'):
+            child([waves[0], waves[1][:1000]])
+        child.process.terminate()  # SIGTERM: ignored
+        np.testing.assert_allclose(child(waves[:1]), local(waves[:1]),
+                                   atol=1e-6)
+
+        fatal = []
+        batcher = MicroBatcher(lambda: child, on_fatal=fatal.append).start()
+        while not batcher.ready:
+            time.sleep(0.01)
+        child.process.kill()
+        child.process.join()
+        with pytest.raises(RuntimeError, match='inference process ended'):
+            batcher.score(waves[:1])
+        batcher.close(30)
+        assert len(fatal) == 1 and not batcher.ready
+        with pytest.raises(Closed):
+            batcher.score(waves[:1])
+    finally:
+        child.close()
+    assert not child.process.is_alive()
 
 
 def test_api_key_on_and_off(model):

@@ -37,7 +37,7 @@ class Predictor:
         Two cover a folder's full batches and its last, shorter one.
         ``label_file``: class names of an export without ``model.json``."""
         graph, params, meta = read_export(model_dir, label_file)
-        self.model_dir = model_dir
+        self.model_dir, self.meta = model_dir, meta
         self.logits = meta.get('logits', False)
         self.labels = meta['label_list']
         self.feature = FeatureConfig.from_dict(meta['feature'])

@@ -6,10 +6,11 @@ accuracy (plus top-5 and macro F1) choosing ``best/``. Multi-label (a clip
 listed with several labels): independent sigmoid scores, binary
 cross-entropy, dev mAP choosing ``best/``; a training accuracy means
 nothing there and is not reported.
+
+Paddle is imported by the methods on tensors only: the deployed side (a
+server's process, :mod:`.serving.process`) uses the numpy ones without it.
 """
 import numpy as np
-import paddle
-import paddle.nn.functional as F
 
 from . import metrics
 
@@ -50,12 +51,15 @@ class Task:
         one-hot rows of class indices, or the multi-hot rows as they are."""
         if self.multi_label:
             return y.astype('float32')
+        import paddle.nn.functional as F
         return F.one_hot(y.reshape([-1]).astype('int64'),
                          num_class).astype('float32')
 
     def loss(self, logits, targets):
         """Mean loss of a batch. ``targets``: class indices, or float
         ``[batch, num_class]`` (multi-hot, or mixed by augmentation)."""
+        import paddle
+        import paddle.nn.functional as F
         logits = logits.astype('float32')
         if self.multi_label:
             return F.binary_cross_entropy_with_logits(
@@ -65,6 +69,7 @@ class Task:
         return F.cross_entropy(logits, targets)
 
     def probabilities(self, logits):
+        import paddle.nn.functional as F
         if self.multi_label:
             return F.sigmoid(logits)
         return F.softmax(logits, axis=-1)
@@ -124,5 +129,6 @@ class Task:
 def soft_cross_entropy(logits, soft_targets):
     """Mean over the batch of ``-sum(t * log_softmax(logits))``; equals
     ``F.cross_entropy(logits, y)`` for one-hot ``t``."""
+    import paddle.nn.functional as F
     logp = F.log_softmax(logits.astype('float32'), axis=-1)
     return -(soft_targets.astype('float32') * logp).sum(axis=-1).mean()

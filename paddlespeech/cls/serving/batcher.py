@@ -156,19 +156,31 @@ class MicroBatcher:
                 del self._groups[length]
             return batch
 
+    def _fatal(self, error):
+        """No more clips taken; ``on_fatal`` stops the server."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self.on_fatal is not None:
+            self.on_fatal(error)
+
     def _work(self):
+        predictor = None
         try:
             predictor = self.make_predictor()
             if self.warmup is not None:
                 self.warmup(predictor)
         except BaseException as e:  # noqa: B902  (reported, then fatal)
             log.error('error: cannot load the model: %s', e)
-            with self._cond:
-                self._closing = True
-                self._cond.notify_all()
-            if self.on_fatal is not None:
-                self.on_fatal(e)
+            _close(predictor)
+            self._fatal(e)
             return
+        try:
+            self._serve(predictor)
+        finally:
+            _close(predictor)
+
+    def _serve(self, predictor):
         with self._cond:
             if self.predictor is None:
                 self.predictor = predictor
@@ -187,6 +199,9 @@ class MicroBatcher:
                           len(batch), e)
                 for c in batch:
                     c.future.set_exception(e)
+                if not getattr(predictor, 'alive', True):
+                    self._fatal(e)  # its process is gone
+                    return
                 continue
             ran = (start, time.monotonic())
             with self._cond:
@@ -195,3 +210,9 @@ class MicroBatcher:
                 c.ran = ran
                 c.future.set_result(s)
             heap.check()
+
+
+def _close(predictor):
+    """Ends a predictor that has a process of its own."""
+    if predictor is not None and hasattr(predictor, 'close'):
+        predictor.close()

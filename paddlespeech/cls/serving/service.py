@@ -4,7 +4,6 @@ Files are decoded and windowed exactly as ``deploy/predict.py`` reads
 files (:func:`..prediction.predict_files`), their windows scored through
 the shared :class:`.batcher.MicroBatcher`.
 """
-import json
 import os
 import time
 from pathlib import Path
@@ -12,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import AudioBytes, AudioError, audio_seconds
-from ..export import META_FILE
 from ..prediction import predict_files
 from .batcher import MicroBatcher
 from .protocol import TOO_LARGE, UNUSABLE, ClientError
@@ -60,15 +58,12 @@ class Service:
 
     def model_info(self):
         p = self.predictor
-        meta = {}
-        if (self.model_dir / META_FILE).is_file():
-            meta = json.loads((self.model_dir / META_FILE).read_text())
         return {'model_dir': str(self.model_dir), 'labels': list(p.labels),
                 'num_classes': len(p.labels),
                 'feature': p.feature.to_dict(),
-                'backbone': meta.get('backbone'),
+                'backbone': p.meta.get('backbone'),
                 'multi_label': p.task.multi_label,
-                'input': meta.get('input'),
+                'input': p.meta.get('input'),
                 'max_batch_size': self.batcher.max_batch_size,
                 'max_seconds': self.max_seconds,
                 'window_seconds': self.window_seconds}

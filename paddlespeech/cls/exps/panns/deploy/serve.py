@@ -17,7 +17,7 @@ import signal
 from paddlespeech.cls.config import ConfigArgumentParser
 from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.prediction import LABEL_FILE_HELP, WINDOW_HELP
-from paddlespeech.cls.runtime import run, select_device
+from paddlespeech.cls.runtime import run
 
 API_KEY_ENV = 'PADDLESPEECH_CLS_API_KEY'
 
@@ -72,10 +72,9 @@ def check_serve_args(cfg):
 def main(argv):
     cfg = get_parser().parse_config(argv)
     check_serve_args(cfg)
-    device = select_device(cfg.device)
     import uvicorn
-    from paddlespeech.cls.inference import Predictor
     from paddlespeech.cls.serving import Service, create_app
+    from paddlespeech.cls.serving.process import ProcessPredictor
     from paddlespeech.cls.serving.service import default_threads
 
     handler = logging.StreamHandler()
@@ -93,8 +92,9 @@ def main(argv):
 
     service = Service(
         cfg.export_dir,
-        lambda: Predictor(cfg.export_dir, device=device, cpu_threads=threads,
-                          label_file=cfg.label_file),
+        lambda: ProcessPredictor(model_dir=cfg.export_dir, device=cfg.device,
+                                 cpu_threads=threads,
+                                 label_file=cfg.label_file),
         cfg.serve_workers, cfg.max_batch_size, cfg.max_wait_ms,
         cfg.max_seconds, cfg.window_seconds, on_fatal=fatal)
     app = create_app(service, cfg.api_key or os.environ.get(API_KEY_ENV),

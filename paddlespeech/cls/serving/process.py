@@ -1,0 +1,108 @@
+"""A predictor in a child process.
+
+Paddle Inference keeps the GIL for the whole of a run (a CNN14 batch of
+eight 5 s clips: about a second), so a predictor inside the server's
+process stalls every other thread meanwhile: the event loop, ``/healthz``,
+the reading and decoding of the next requests. In a process of its own it
+runs beside them.
+"""
+import multiprocessing
+import pickle
+import signal
+
+SHARED = ('labels', 'feature', 'task', 'clip_seconds', 'meta')  # Predictor's
+
+
+class ProcessPredictor:
+    """``Predictor(**kwargs)`` in a child process, called like one and with
+    its metadata (:data:`SHARED`); the child
+    picks the device (``device=None``: a GPU if there is one), so that
+    the server's own process never loads Paddle. Errors
+    come back as the exceptions the predictor raised. The child ignores
+    SIGINT and SIGTERM (the server answers the requests in flight first)
+    and ends when its pipe closes: :meth:`close`, or the server's exit."""
+
+    def __init__(self, **kwargs):
+        context = multiprocessing.get_context('spawn')
+        self._conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, kwargs),
+                                       name='inference', daemon=True)
+        self.process.start()
+        child.close()
+        for name, value in self._answer().items():
+            setattr(self, name, value)
+
+    @property
+    def alive(self):
+        return self.process.is_alive()
+
+    def __call__(self, waves):
+        try:
+            self._conn.send(list(waves))
+        except OSError:
+            self._ended()
+        return self._answer()
+
+    def _answer(self):
+        try:
+            ok, value = self._conn.recv()
+        except (EOFError, OSError):
+            self._ended()
+        if not ok:
+            raise value
+        return value
+
+    def _ended(self):
+        self.process.join(5)
+        raise RuntimeError(f'the inference process ended (exit code '
+                           f'{self.process.exitcode})') from None
+
+    def close(self):
+        """Ends the child (once its current run is over); idempotent."""
+        if not self._conn.closed:
+            self._conn.close()
+        self.process.join(30)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+def _ignore_stop_signals():
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
+
+
+def _serve(conn, kwargs):
+    _ignore_stop_signals()
+    import paddlespeech.cls  # noqa: F401  (before paddle: MKL setup)
+    from ..inference import Predictor
+    from ..runtime import HeapLimit, select_device
+    try:
+        p = Predictor(**{**kwargs, 'device': select_device(
+            kwargs.get('device'))})
+        _ignore_stop_signals()  # again: importing Paddle set its own
+        conn.send((True, {name: getattr(p, name) for name in SHARED}))
+    except Exception as e:
+        conn.send((False, _picklable(e)))
+        return
+    heap = HeapLimit()  # batches of ever other shapes fragment the heap
+    while True:
+        try:
+            waves = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            answer = (True, p(waves))
+        except Exception as e:
+            answer = (False, _picklable(e))
+        conn.send(answer)
+        heap.check()
+
+
+def _picklable(e):
+    """``e``, or a RuntimeError with its text where it does not survive
+    pickling (exceptions whose constructor takes other arguments)."""
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:
+        return RuntimeError(f'{type(e).__name__}: {e}')
