@@ -658,6 +658,9 @@ def test_unusable_export_is_one_error_line_and_exit_2(tmp_path):
          '--port', str(free_port()), '--device', 'cpu'],
         capture_output=True, text=True, env=script_env(), timeout=120)
     assert proc.returncode == 2, proc.stderr
+    # the inference process ends cleanly, without Paddle's signal report
+    assert 'Traceback' not in proc.stderr, proc.stderr
+    assert 'FatalError' not in proc.stderr, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f'error: cannot load {tmp_path}: export '
                            f'directory {tmp_path} is incomplete: missing '), last

@@ -29,7 +29,12 @@ class ProcessPredictor:
                                        name='inference', daemon=True)
         self.process.start()
         child.close()
-        for name, value in self._answer().items():
+        try:
+            shared = self._answer()
+        except BaseException:
+            self.close()  # the child ends by itself after a failed start
+            raise
+        for name, value in shared.items():
             setattr(self, name, value)
 
     @property
@@ -79,11 +84,12 @@ def _serve(conn, kwargs):
     try:
         p = Predictor(**{**kwargs, 'device': select_device(
             kwargs.get('device'))})
-        _ignore_stop_signals()  # again: importing Paddle set its own
-        conn.send((True, {name: getattr(p, name) for name in SHARED}))
     except Exception as e:
+        _ignore_stop_signals()  # again: importing Paddle set its own
         conn.send((False, _picklable(e)))
         return
+    _ignore_stop_signals()
+    conn.send((True, {name: getattr(p, name) for name in SHARED}))
     heap = HeapLimit()  # batches of ever other shapes fragment the heap
     while True:
         try:
