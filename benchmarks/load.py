@@ -20,9 +20,12 @@
 3. ``--mixed`` requests at the highest concurrency with ``--bad_fraction``
    bad inputs (bad JSON, bad base64, undecodable, NaN samples, too long, too
    large): an error is a bad input not answered with a 4xx, or a good one
-   not answered 200 with the offline top-1 and score. Server RSS is read
-   after the first 200 of them and at the end.
-4. The server is stopped (SIGTERM; it must exit 0) and the table printed.
+   not answered 200 with the offline top-1 and score. Server RSS (its
+   process and its inference process) is read after the first 200 of
+   them and at the end.
+4. The server is stopped (SIGTERM; it must exit 0) and the tables
+   printed, one of them splitting the good answers' latency by the
+   server's ``Server-Timing`` header (queue, inference, decoding, rest).
 """
 import argparse
 import asyncio

@@ -15,12 +15,12 @@ SHARED = ('labels', 'feature', 'task', 'clip_seconds', 'meta')  # Predictor's
 
 class ProcessPredictor:
     """``Predictor(**kwargs)`` in a child process, called like one and with
-    its metadata (:data:`SHARED`); the child
-    picks the device (``device=None``: a GPU if there is one), so that
-    the server's own process never loads Paddle. Errors
-    come back as the exceptions the predictor raised. The child ignores
-    SIGINT and SIGTERM (the server answers the requests in flight first)
-    and ends when its pipe closes: :meth:`close`, or the server's exit."""
+    its metadata (:data:`SHARED`). The child picks the device
+    (``device=None``: a GPU if there is one), so that the server's own
+    process never loads Paddle. Errors come back as the exceptions the
+    predictor raised. The child ignores SIGINT and SIGTERM (the server
+    answers the requests in flight first) and ends when its pipe closes:
+    :meth:`close`, or the server's exit."""
 
     def __init__(self, **kwargs):
         context = multiprocessing.get_context('spawn')
