@@ -275,12 +275,9 @@ def stages(r, seconds):
     other answers."""
     if r is None or r.status_code != 200:
         return []
-    ms = {'latency': 1000 * seconds}
-    for part in r.headers.get('server-timing', '').split(','):
-        name, _, dur = part.strip().partition(';dur=')
-        if dur:
-            ms[name] = float(dur)
-    return [ms]
+    from paddlespeech.cls.serving.protocol import parse_server_timing
+    return [{**parse_server_timing(r.headers.get('server-timing', '')),
+             'latency': 1000 * seconds}]
 
 
 def check(r, expect):

@@ -27,6 +27,7 @@ from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.serving import MicroBatcher, Service, create_app
 from paddlespeech.cls.serving.batcher import Closed
 from paddlespeech.cls.serving.process import ProcessPredictor
+from paddlespeech.cls.serving.protocol import parse_server_timing
 from test_recipe import parse_blocks
 
 MAX_SECONDS = 20
@@ -162,12 +163,7 @@ def test_upstream_client_request(server, clips, expected):
 
 
 def server_timing(response):
-    """``{stage: ms}`` of a ``Server-Timing`` header."""
-    stages = {}
-    for part in response.headers['server-timing'].split(','):
-        name, _, dur = part.strip().partition(';dur=')
-        stages[name] = float(dur)
-    return stages
+    return parse_server_timing(response.headers['server-timing'])
 
 
 def test_server_timing_shows_no_wait_when_idle(server, clips, caplog):

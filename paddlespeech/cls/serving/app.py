@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from .batcher import Closed
 from .protocol import (BAD_REQUEST, TOO_LARGE, UNAUTHORIZED, UPSTREAM_HELP,
                        ClientError, file_error, file_result, parse_top_k,
-                       parse_upstream_request, upstream_error,
+                       parse_upstream_request, server_timing, upstream_error,
                        upstream_result)
 
 log = logging.getLogger('paddlespeech.cls.serving')
@@ -176,7 +176,7 @@ class Gate:
                 status[0] = message['status']
                 if 'timing' in state:
                     message['headers'] = list(message.get('headers', [])) + [
-                        (b'server-timing', _server_timing(
+                        (b'server-timing', server_timing(
                             state['timing'], time.perf_counter() - start))]
             await send(message)
 
@@ -232,13 +232,6 @@ class Gate:
 
 def _timing_text(timing):
     return ', '.join(f'{k} {1000 * v:.1f}' for k, v in timing.items())
-
-
-def _server_timing(timing, total):
-    """``Server-Timing`` (shown by browsers' developer tools): the
-    request's seconds per stage, and in all until the response started."""
-    return ', '.join(f'{k};dur={1000 * v:.2f}' for k, v in
-                     [*timing.items(), ('total', total)]).encode('latin-1')
 
 
 async def _send_json(send, scope, status, message):

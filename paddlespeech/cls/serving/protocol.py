@@ -95,3 +95,20 @@ def file_result(name, scores, labels, top_k, duration):
 
 def file_error(name, error):
     return {'file': name, 'error': error.message, 'status': error.status}
+
+
+def server_timing(timing, total):
+    """The ``Server-Timing`` header (shown by browsers' developer tools):
+    a request's seconds per stage, and in all until the response started."""
+    return ', '.join(f'{k};dur={1000 * v:.2f}' for k, v in
+                     [*timing.items(), ('total', total)]).encode('latin-1')
+
+
+def parse_server_timing(header):
+    """``{stage: ms}`` of a ``Server-Timing`` header (for clients)."""
+    stages = {}
+    for part in header.split(','):
+        name, _, dur = part.strip().partition(';dur=')
+        if dur:
+            stages[name] = float(dur)
+    return stages
