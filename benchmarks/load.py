@@ -89,14 +89,17 @@ def offline_worker(model_dir, threads):
     (one pass over the files at --batch_size 8: seconds, top-1s) or
     ``single`` (one file alone: seconds)."""
     import paddlespeech.cls  # noqa: F401  (before paddle)
+    from paddlespeech.cls.audio import Windowing
     from paddlespeech.cls.inference import Predictor
     from paddlespeech.cls.prediction import predict_files
     p = Predictor(model_dir, device='cpu', cpu_threads=threads)
+    windowing = Windowing.of_model(p.clip_seconds)
     for line in sys.stdin:
         ask = json.loads(line)
         batch = 8 if ask['op'] == 'batch8' else 1
         t = time.perf_counter()
-        results = list(predict_files(ask['files'], p.feature, p, 10.0, batch))
+        results = list(predict_files(ask['files'], p.feature, p, windowing,
+                                     batch))
         seconds = time.perf_counter() - t
         print(json.dumps({'seconds': seconds, 'top1': {
             str(path): (p.labels[int(np.argmax(s))], float(np.max(s)))

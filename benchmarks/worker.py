@@ -349,6 +349,7 @@ def task_rss_predictor(a):
     import soundfile as sf
     _paddle()
     from paddlespeech.cls import prediction
+    from paddlespeech.cls.audio import Windowing
     from paddlespeech.cls.inference import Predictor
     _, exp = export_random(a['arch'], a['out_dir'])
     folder = Path(a['out_dir']) / f"rss_{a['clips']}_{a['min_s']}_{a['max_s']}"
@@ -377,7 +378,8 @@ def task_rss_predictor(a):
         return out
     t = time.perf_counter()
     results = list(prediction.predict_files(
-        sorted(folder.glob('*.wav')), pred.feature, score, 10.0, 1))
+        sorted(folder.glob('*.wav')), pred.feature, score,
+        Windowing.of_model(pred.clip_seconds), 1))
     elapsed = time.perf_counter() - t
     assert all(err is None for _, _, err in results)
     k = a['window']

@@ -17,6 +17,7 @@ import soundfile as sf
 
 from conftest import ROOT, SCRIPTS, run_script, script_env, train_args
 from paddlespeech.cls import prediction, runtime
+from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.features import FeatureConfig
 from paddlespeech.cls.models import BACKBONES, load_classifier
 from test_recipe import parse_blocks
@@ -183,7 +184,7 @@ def test_windows_are_batched_and_weighted(tmp_path):
 
     results = list(prediction.predict_files(
         [tmp_path / 'a.wav', tmp_path / 'missing.wav', tmp_path / 'b.wav'],
-        feature, score, window_seconds=10, batch_size=2))
+        feature, score, Windowing(10, pad=False), batch_size=2))
     assert [r[0].name for r in results] == ['a.wav', 'missing.wav', 'b.wav']
     assert max(n for batch in lengths for n in batch) == 10 * 32000
     assert results[0][1] == pytest.approx([(10 * 10 + 10 * 10 + 5 * 5) / 25,

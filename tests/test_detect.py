@@ -17,7 +17,8 @@ import soundfile as sf
 import yaml
 
 from conftest import SCRIPTS, script_env
-from paddlespeech.cls.audio import load_audio, read_windows, window_samples
+from paddlespeech.cls.audio import (Windowing, load_audio, read_windows,
+                                    window_samples)
 from paddlespeech.cls.datasets.esc50 import display_name
 from paddlespeech.cls.datasets.synthetic import (DEMO_EVENTS, generate,
                                                  long_recording)
@@ -290,7 +291,7 @@ def test_streamed_scores_equal_whole_file_scores(model, tmp_path):
     rec = tmp_path / 'rec.wav'
     long_recording(rec, seconds=9.1)
     t = stream_timeline(rec, s.score, s.labels, s.feature.sample_rate,
-                        WINDOW, HOP, batch_size=5)
+                        Windowing(WINDOW, HOP), batch_size=5)
     whole = load_audio(rec, s.feature.sample_rate)
     size, hop = window_samples(s.feature.sample_rate, WINDOW, HOP)
     windows = [whole[k:k + size] for k in range(0, len(whole), hop)]

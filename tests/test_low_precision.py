@@ -12,6 +12,7 @@ import soundfile as sf
 
 from conftest import ROOT, run_script, script_env
 from paddlespeech.cls import quantize
+from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.checkpoint import model_meta, save_checkpoint
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.errors import UserError
@@ -212,7 +213,9 @@ def test_deploy_predict_on_onnx_and_int8_exports(exports,
                           '--batch_size', 4, '--cpu_threads', 2, check=False)
         blocks[kind] = check_corpus_run(proc, good, bad, num_class=3)
     fp32 = Predictor(str(out / 'paddle'), 'cpu', 2)
-    for path, scores, _ in predict_files(good, fp32.feature, fp32, 10.0, 4):
+    windowing = Windowing.of_model(fp32.clip_seconds)
+    for path, scores, _ in predict_files(good, fp32.feature, fp32, windowing,
+                                         4):
         onnx = blocks['onnx'][str(path)]
         top = np.argsort(-scores, kind='stable')[:3]
         assert list(onnx) == [fp32.labels[i] for i in top]
@@ -243,6 +246,7 @@ from paddlespeech.cls.export import export
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.prediction import predict_files
 from paddlespeech.cls import quantize
+from paddlespeech.cls.audio import Windowing
 export({str(trained_checkpoint)!r}, {str(tmp_path / 'p')!r})
 predictor = Predictor({str(tmp_path / 'p')!r}, 'cpu', 1)
 print(predictor([np.zeros(8000, 'f')]).shape)

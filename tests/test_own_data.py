@@ -21,11 +21,13 @@ import yaml
 
 from conftest import ROOT, make_synthetic, run_script, script_env
 from paddlespeech.cls import atomic
+from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets import (ClipDataset, ClipWindows,
                                        DatasetError, load_table)
 from paddlespeech.cls.datasets.folds import assign_folds
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
+from paddlespeech.cls.prediction import predict_files
 from paddlespeech.cls.runtime import run
 from paddlespeech.cls.task import Task
 from paddlespeech.cls.trainer import (BalancedBatchSampler, Trainer,
@@ -264,18 +266,29 @@ def test_clip_windows_and_their_average(tmp_path):
         _sound(tmp_path / f'{name}.wav', secs, 32000)
     ds = ClipDataset([(tmp_path / 'a.wav', 0), (tmp_path / 'b.wav', 1)],
                      ['x', 'y'], False, feature, NumpyLogMel(feature))
-    # 1 s = 32000 samples = 1 + 32000 // 320 = 101 frames; 2.5 s = 251
-    win = ClipWindows(ds, 101)
+    # 1 s windows of the waveform, the last of each clip padded to 1 s
+    # with silence, then log-mel: 1 + 32000 // 320 = 101 frames each
+    win = ClipWindows(ds, Windowing(1.0), NumpyLogMel(feature))
     assert win.clip_of == [0, 0, 0, 1]
-    assert win.weights == [101, 101, 49, 51]
-    assert [len(win[i][0]) for i in range(4)] == [101, 101, 49, 51]
-    np.testing.assert_array_equal(win[2][0], ds[0][0][202:])
+    assert win.weights == [32000, 32000, 16000, 16000]
+    assert [win[i][0].shape for i in range(4)] == [(101, 64)] * 4
+    a, _ = sf.read(tmp_path / 'a.wav', dtype='float32')
+    by_hand = np.zeros(32000, np.float32)
+    by_hand[:16000] = a[64000:]
+    np.testing.assert_array_equal(win[2][0], NumpyLogMel(feature)(by_hand))
+    # the same windows, scored as predict.py scores files
+    seen = []
+    list(predict_files([tmp_path / 'a.wav', tmp_path / 'b.wav'], feature,
+                       lambda w: seen.extend(w) or np.ones((len(w), 2)),
+                       Windowing(1.0), batch_size=3))
+    for x, w in zip(win.items, seen):
+        np.testing.assert_array_equal(x[0], NumpyLogMel(feature)(w))
     # window probabilities averaged, weighted by length, as logits
     logits = np.log(np.array([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8],
                               [0.3, 0.7]]))
     pooled, targets = Task().pool_windows(logits, np.array([0, 0, 0, 1]),
                                           win.clip_of, win.weights)
-    p0 = (101 * 0.9 + 101 * 0.5 + 49 * 0.2) / 251
+    p0 = (2 * 0.9 + 2 * 0.5 + 1 * 0.2) / 5
     np.testing.assert_allclose(np.exp(pooled), [[p0, 1 - p0], [0.3, 0.7]],
                                rtol=1e-6)
     assert targets.tolist() == [0, 1]

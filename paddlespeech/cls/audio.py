@@ -1,7 +1,9 @@
 """Reading audio files into the mono float32 waveform the models expect."""
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import soundfile as sf
@@ -107,6 +109,58 @@ def window_samples(sample_rate, window_seconds, hop_seconds=None):
     if hop_seconds is None:
         return size, size
     return size, min(size, max(1, int(round(hop_seconds * sample_rate))))
+
+
+# The window of a model that records no clip length (upstream PaddleSpeech
+# exports, the AudioSet tagger): PANNs were trained on 10 s AudioSet clips.
+DEFAULT_WINDOW_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """The one rule by which every tool cuts audio into model inputs.
+
+    Windows of ``seconds``, one every ``hop_seconds`` (default: back to
+    back). With ``pad``, a window shorter than ``seconds`` (the end of a
+    file, or a whole file shorter than a window) is zero-padded to exactly
+    ``seconds``: training pads its crops with silence to the clip length,
+    so a model sees a short sound the same way in training, evaluation and
+    prediction, and windows of one length batch together whatever else is
+    in the batch. A file's score is the mean of its windows' scores,
+    weighted by the audio samples in each window (:meth:`windows` yields
+    that count), padding excluded.
+    """
+    seconds: float
+    hop_seconds: Optional[float] = None
+    pad: bool = True
+
+    @classmethod
+    def of_model(cls, clip_seconds, window_seconds=None, hop_seconds=None):
+        """The rule for a model trained on ``clip_seconds`` (its recorded
+        clip length, None when it records none): windows of that length
+        padded to it, unless ``window_seconds`` overrides the length.
+        Without a recorded length, windows of
+        :data:`DEFAULT_WINDOW_SECONDS` and no padding, as upstream
+        PaddleSpeech scores a whole short clip."""
+        return cls(window_seconds or clip_seconds or DEFAULT_WINDOW_SECONDS,
+                   hop_seconds, pad=clip_seconds is not None)
+
+    def samples(self, sample_rate):
+        """``(window, hop)`` in samples (:func:`window_samples`)."""
+        return window_samples(sample_rate, self.seconds, self.hop_seconds)
+
+    def windows(self, path, sample_rate, min_samples=0):
+        """Yield ``(window, audio samples in it)`` for ``path``
+        (:func:`read_windows`); windows shorter than ``min_samples`` (one
+        FFT frame) are padded even without :attr:`pad`."""
+        size, _ = self.samples(sample_rate)
+        length = max(size if self.pad else 0, min_samples)
+        for wav in read_windows(path, sample_rate, self.seconds,
+                                hop_seconds=self.hop_seconds):
+            n = len(wav)
+            if n < length:
+                wav = np.pad(wav, (0, length - n))
+            yield wav, n
 
 
 class _ResampleStream:

@@ -74,7 +74,7 @@ DEFAULTS = {
     'expected_sample_rate': None,  # --sample_rate: only checked
     'expected_n_mels': None,  # --n_mels: only checked
     'top_k': 1,
-    'window_seconds': 10.0,  # long files are classified in windows
+    'window_seconds': None,  # None: the model's clip length (audio.Windowing)
     'tag_arch': 'cnn14',  # tag.py --arch: the AudioSet model to tag with
     # export / deploy
     'export_dir': './export',

@@ -18,17 +18,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import paddle
 
 from . import atomic
+from .audio import Windowing
 from .checkpoint import latest_checkpoint
 from .curves import plot_confusion
-from .datasets import ClipWindows, FoldDataset, collate, load_table
+from .datasets import FoldDataset, load_table
 from .errors import UserError
 from .features import FrontEnd
 from .metrics import confusion_matrix, per_class_accuracy
 from .models import load_classifier
-from .trainer import Trainer, evaluate
+from .trainer import Trainer, evaluate, window_loader
 
 
 def cross_validate(cfg):
@@ -109,12 +109,10 @@ def evaluate_fold(fold, fold_dir, table, cfg):
         fold_dir / 'checkpoint', cfg.val_fraction, cfg.average_last)
     model, labels, feature = load_classifier(chosen)
     frontend = FrontEnd(feature, 'numpy')
-    dev = FoldDataset(table, 'dev', fold, feature, frontend.per_clip)
-    loader = paddle.io.DataLoader(
-        ClipWindows(dev, frontend.clip_length(cfg.clip_seconds))
-        if cfg.clip_seconds else dev, batch_size=cfg.batch_size,
-        shuffle=False,
-        collate_fn=lambda b: collate(b, frontend.pad_value))
+    dev = FoldDataset(table, 'dev', fold, feature)
+    loader = window_loader(
+        dev, Windowing.of_model(model.meta.get('clip_seconds')), frontend,
+        cfg.batch_size)
     metrics, scores, target = evaluate(model, loader, model.task)
     result = {'fold': fold, 'selection': selection, 'checkpoint': str(chosen),
               'files': [str(p) for p, _ in dev.items]}

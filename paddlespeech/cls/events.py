@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic
-from .audio import read_windows, window_samples
 from .runtime import HeapLimit
 
 
@@ -54,18 +53,21 @@ class Timeline:
                         self.duration, self.elapsed)
 
 
-def stream_timeline(path, score, labels, sample_rate, window_seconds,
-                    hop_seconds, batch_size=16, progress=None):
+def stream_timeline(path, score, labels, sample_rate, windowing,
+                    batch_size=16, progress=None):
     """Score ``path`` window by window; returns a :class:`Timeline`.
 
-    Windows come from :func:`..audio.read_windows` (blocks read and
-    resampled as one stream) and go to ``score`` ``batch_size`` at a time,
-    all of one length: the last, shorter window and a file shorter than
-    one window are zero-padded. Memory holds a batch of windows and the
-    scores, never the file. ``progress(seconds)`` is called with the
-    audio seconds scored so far. Raises :class:`..audio.AudioError`.
+    Windows come from ``windowing`` (:class:`..audio.Windowing`, padded:
+    blocks read and resampled as one stream, the last, shorter window and
+    a file shorter than one window zero-padded) and go to ``score``
+    ``batch_size`` at a time, all of one length. Memory holds a batch of
+    windows and the scores, never the file. ``progress(seconds)`` is
+    called with the audio seconds scored so far. Raises
+    :class:`..audio.AudioError`.
     """
-    size, hop = window_samples(sample_rate, window_seconds, hop_seconds)
+    if not windowing.pad:
+        raise ValueError('a timeline needs windows of one length (pad)')
+    size, hop = windowing.samples(sample_rate)
     lo, hi = (size - hop) // 2, (size + hop) // 2  # a window's centre region
     start, heap = time.perf_counter(), HeapLimit()
     scores, envelope, batch, samples = [], [], [], 0
@@ -77,12 +79,11 @@ def stream_timeline(path, score, labels, sample_rate, window_seconds,
         if progress:
             progress(samples / sample_rate)
 
-    for k, wav in enumerate(read_windows(path, sample_rate, size / sample_rate,
-                                         hop_seconds=hop / sample_rate)):
-        samples = k * hop + len(wav)
-        region = wav[0 if k == 0 else lo:hi if len(wav) == size else None]
+    for k, (wav, n) in enumerate(windowing.windows(path, sample_rate)):
+        samples = k * hop + n
+        region = wav[0 if k == 0 else lo:hi if n == size else n]
         envelope.append(float(np.abs(region).max()) if len(region) else 0.0)
-        batch.append(np.pad(wav, (0, size - len(wav))))
+        batch.append(wav)
         if len(batch) >= batch_size:
             run()
     if batch:

@@ -6,16 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import AUDIO_SUFFIXES, AudioError, read_windows
+from .audio import AUDIO_SUFFIXES, AudioError
 from .config import ConfigArgumentParser
 from .errors import UserError
 from .features import FEAT_BACKENDS
 from .runtime import HeapLimit, select_device, set_cpu_threads
 
-WINDOW_HELP = ('files longer than this are read and classified in '
-               'consecutive windows of this many seconds and the window '
-               'scores are averaged (weighted by window length), so memory '
-               'does not grow with the length of a file')
+WINDOW_HELP = ('files are classified in consecutive windows of this many '
+               'seconds, a shorter one padded with silence to this length, '
+               'and the window scores averaged (weighted by the audio in '
+               'each), so memory does not grow with the length of a file; '
+               'default: the clip length the model was trained on (10 s, '
+               'unpadded, for a model that does not record it)')
 
 
 def expand_inputs(inputs):
@@ -42,8 +44,9 @@ def expand_inputs(inputs):
 
 OUTPUT_HELP = """\
 Output: per file a [path] line, then the top_k "Label: score" lines, best
-first. Files longer than --window_seconds are scored window by window and
-the window scores averaged, so any length fits in memory. A file that
+first. Files are scored in windows of the model's clip length (as training
+evaluates its dev clips; --window_seconds overrides) and the window scores
+averaged, so any length fits in memory. A file that
 cannot be used gets one "error:" line on stderr and the others are still
 scored; the exit status is 0 only if every file was scored."""
 
@@ -89,7 +92,7 @@ def start(cfg, dynamic_graph=True):
 def check_prediction_args(cfg):
     if cfg.top_k < 1:
         raise UserError(f'--top_k must be at least 1, got {cfg.top_k}')
-    if not cfg.window_seconds > 0:
+    if cfg.window_seconds is not None and not cfg.window_seconds > 0:
         raise UserError(f'--window_seconds must be positive, got '
                         f'{cfg.window_seconds}')
 
@@ -102,15 +105,16 @@ class _File:
         self.error, self.unscored, self.read = None, 0, False
 
 
-def predict_files(paths, feature, score, window_seconds, batch_size=1):
+def predict_files(paths, feature, score, windowing, batch_size=1):
     """Yield ``(path, scores or None, error or None)`` in input order.
 
-    ``score(waves)`` maps equal-length waveforms to ``[batch, classes]``.
-    Windows of equal length (from one file or several) are batched, so a
-    file's result does not depend on its neighbours; at most
-    ``8 * batch_size`` windows are held in memory at once, and freed heap
-    memory goes back to the system (:class:`HeapLimit`), so neither long
-    files nor many files of different lengths grow the process.
+    ``score(waves)`` maps equal-length waveforms to ``[batch, classes]``;
+    ``windowing`` (:class:`..audio.Windowing`) cuts each file and weighs
+    its window scores. Windows of equal length (from one file or several)
+    are batched, so a file's result does not depend on its neighbours; at
+    most ``8 * batch_size`` windows are held in memory at once, and freed
+    heap memory goes back to the system (:class:`HeapLimit`), so neither
+    long files nor many files of different lengths grow the process.
     """
     files, groups = deque(), {}
     budget = max(8 * batch_size, 1)
@@ -118,11 +122,11 @@ def predict_files(paths, feature, score, window_seconds, batch_size=1):
 
     def run(length):
         batch = groups.pop(length)
-        for (f, wav), s in zip(batch, score([wav for _, wav in batch])):
+        for (f, wav, n), s in zip(batch, score([w for _, w, _ in batch])):
             f.unscored -= 1
             if f.error is None and not np.isfinite(s).all():
                 f.error = f'{f.path}: the model gave non-finite scores'
-            f.total, f.weight = f.total + len(wav) * s, f.weight + len(wav)
+            f.total, f.weight = f.total + n * s, f.weight + n
         heap.check()
 
     def finished():
@@ -135,9 +139,9 @@ def predict_files(paths, feature, score, window_seconds, batch_size=1):
         f = _File(path)
         files.append(f)
         try:
-            for wav in read_windows(path, feature.sample_rate, window_seconds,
-                                    feature.n_fft):
-                groups.setdefault(len(wav), []).append((f, wav))
+            for wav, n in windowing.windows(path, feature.sample_rate,
+                                            feature.n_fft):
+                groups.setdefault(len(wav), []).append((f, wav, n))
                 f.unscored += 1
                 if len(groups[len(wav)]) >= batch_size:
                     run(len(wav))

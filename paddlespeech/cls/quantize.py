@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import atomic
-from .audio import read_windows
+from .audio import Windowing
 from .datasets import load_table
 from .datasets.clips import DatasetError
 from .errors import UserError
@@ -127,14 +127,16 @@ def check_set(cfg, source=None):
         'data': str(table.source), 'fold': cfg.split, 'clips': len(items)})
 
 
-def graph_inputs(clipset, meta, window_seconds):
-    """The graph's input for each calibration clip (its first window),
-    one clip per batch: log-mel ``[1, frames, n_mels]`` or waveform."""
+def graph_inputs(clipset, meta, window_seconds=None):
+    """The graph's input for each calibration clip (its first window, cut
+    as prediction cuts it), one clip per batch: log-mel
+    ``[1, frames, n_mels]`` or waveform."""
     feature = FeatureConfig.from_dict(meta['feature'])
     frontend = FrontEnd(feature, 'numpy')
+    windowing = Windowing.of_model(meta.get('clip_seconds'), window_seconds)
     for path in clipset.paths:
-        wav = next(iter(read_windows(path, feature.sample_rate,
-                                     window_seconds, feature.n_fft)))
+        wav, _ = next(iter(windowing.windows(path, feature.sample_rate,
+                                             feature.n_fft)))
         x = wav[None] if meta['input'] == 'waveform' else \
             frontend.numpy([wav])
         yield x.astype(np.float32)
@@ -200,17 +202,19 @@ def onnx_int8(model, out, inputs):
                           op_types_to_quantize=['Conv', 'MatMul', 'Gemm'])
 
 
-def accuracy_check(fp32_dir, low_dir, clipset, window_seconds=10.0,
+def accuracy_check(fp32_dir, low_dir, clipset, window_seconds=None,
                    batch_size=8, cpu_threads=None):
-    """Score ``clipset`` with both exports: the task's score (accuracy,
-    or mAP for multi-label) of each in points, the drop, and how often
-    their top-1 classes agree (%)."""
+    """Score ``clipset`` with both exports as ``deploy/predict.py`` does
+    (the model's windowing; ``window_seconds`` overrides its length): the
+    task's score (accuracy, or mAP for multi-label) of each in points, the
+    drop, and how often their top-1 classes agree (%)."""
     scores = []
     for folder in (fp32_dir, low_dir):
         predictor = Predictor(str(folder), 'cpu', cpu_threads)
         out = []
+        windowing = Windowing.of_model(predictor.clip_seconds, window_seconds)
         for path, s, error in predict_files(
-                clipset.paths, predictor.feature, predictor, window_seconds,
+                clipset.paths, predictor.feature, predictor, windowing,
                 batch_size):
             if error:
                 raise UserError(f'accuracy check: {error}')
@@ -228,7 +232,7 @@ def accuracy_check(fp32_dir, low_dir, clipset, window_seconds=10.0,
 
 def export_low_precision(checkpoint, output_dir, precision, calib, check,
                          format='paddle', max_drop=1.0, force=False,
-                         label_file=None, window_seconds=10.0,
+                         label_file=None, window_seconds=None,
                          cpu_threads=None):
     """Export ``checkpoint`` in ``precision`` (``int8``: calibrated on the
     :class:`ClipSet` ``calib``; ``bf16``) and ``format``, after checking it

@@ -6,6 +6,7 @@ the fast path) and the AudioSet tagger. Each gives a :class:`Scorer`, so
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
+from .audio import Windowing
 from .errors import UserError
 from .features import FeatureConfig, FrontEnd
 
@@ -20,13 +21,22 @@ class Scorer:
     ``multi_label``: independent sigmoid scores (else softmax, summing to
     one); ``clip_seconds``: the length of the clips the model was trained
     on, where the model records it (checkpoints from train.py and their
-    exports do; upstream ones do not)."""
+    exports do; upstream ones do not); ``pad_windows``: whether short
+    windows are padded to it (:meth:`windowing`)."""
     score: Callable
     labels: List[str]
     feature: FeatureConfig
     multi_label: bool
     source: str
     clip_seconds: Optional[float] = None
+    pad_windows: bool = True
+
+    def windowing(self, window_seconds=None, hop_seconds=None):
+        """The model's :class:`..audio.Windowing` (``window_seconds``
+        overrides its clip length)."""
+        return Windowing.of_model(
+            self.clip_seconds if self.pad_windows else None,
+            window_seconds or self.clip_seconds, hop_seconds)
 
 
 def checkpoint_scorer(checkpoint, expected_backbone=None, label_file=None,
@@ -75,5 +85,7 @@ def tagger_scorer(arch, pretrained_path=None, feat_backend='numpy',
     def score(waves):
         return model(frontend(waves)[:, None]).numpy()
 
+    # as panns_inference tags a short clip: unpadded
     return Scorer(score, audioset_labels(), feature, True,
-                  f'{arch} AudioSet tagger', AUDIOSET_CLIP_SECONDS)
+                  f'{arch} AudioSet tagger', AUDIOSET_CLIP_SECONDS,
+                  pad_windows=False)

@@ -76,21 +76,27 @@ class Task:
 
     def pool_windows(self, logits, targets, clip_of, weights):
         """Per clip, the ``weights``-weighted mean of its windows'
-        probabilities (as ``predict.py`` averages a long file's windows),
-        as logits of that mean, and the clip's target: numpy in and out."""
-        logits = np.asarray(logits, dtype=np.float64)
-        clip_of, w = np.asarray(clip_of), np.asarray(weights, np.float64)
-        if self.multi_label:
-            p = 1.0 / (1.0 + np.exp(-logits))
+        probabilities (as ``predict.py`` averages a file's windows), as
+        logits of that mean, and the clip's target: numpy in and out.
+        Computed in log space, so a clip of one window keeps its logits
+        exactly however confident they are."""
+        z = np.asarray(logits, dtype=np.float64)
+        clip_of = np.asarray(clip_of)
+        logw = np.log(np.asarray(weights, np.float64))[:, None]
+        if self.multi_label:  # log p and log(1 - p) of each sigmoid
+            parts = (-np.logaddexp(0, -z), -np.logaddexp(0, z))
         else:
-            e = np.exp(logits - logits.max(axis=1, keepdims=True))
-            p = e / e.sum(axis=1, keepdims=True)
+            parts = (z - _logsumexp(z, axis=1),)
         n = clip_of.max() + 1
-        sums, total = np.zeros((n, p.shape[1])), np.zeros(n)
-        np.add.at(sums, clip_of, p * w[:, None])
-        np.add.at(total, clip_of, w)
-        p = np.clip(sums / total[:, None], 1e-12, 1 - 1e-12)
-        pooled = np.log(p) - (np.log1p(-p) if self.multi_label else 0.0)
+        pooled = []
+        for part in parts:
+            out = np.full((n, z.shape[1]), -np.inf)
+            for c in range(n):
+                rows = clip_of == c
+                lw = logw[rows] - _logsumexp(logw[rows], axis=0)
+                out[c] = _logsumexp(lw + part[rows], axis=0)[0]
+            pooled.append(out)
+        pooled = pooled[0] - pooled[1] if self.multi_label else pooled[0]
         _, first = np.unique(clip_of, return_index=True)
         return pooled.astype(np.float32), np.asarray(targets)[first]
 
@@ -132,3 +138,9 @@ def soft_cross_entropy(logits, soft_targets):
     import paddle.nn.functional as F
     logp = F.log_softmax(logits.astype('float32'), axis=-1)
     return -(soft_targets.astype('float32') * logp).sum(axis=-1).mean()
+
+
+def _logsumexp(x, axis):
+    """``log(sum(exp(x)))`` along ``axis`` (kept as a length-1 axis)."""
+    top = x.max(axis=axis, keepdims=True)
+    return top + np.log(np.exp(x - top).sum(axis=axis, keepdims=True))

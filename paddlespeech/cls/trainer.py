@@ -19,7 +19,7 @@ import paddle.distributed as dist
 from tqdm import tqdm
 
 from . import atomic
-from .audio import AudioError, audio_seconds
+from .audio import AudioError, Windowing, audio_seconds
 from .augment import Augmenter
 from .checkpoint import (load_checkpoint, model_meta, prune_checkpoints,
                          remove_step_checkpoints, resume_point, save_average,
@@ -90,21 +90,21 @@ class Trainer:
                 drop_last=False))
         if cfg.num_workers > 0:
             self.train_set.precompute('train features')
-            self.dev_set.precompute('dev features')
         pad = self.frontend.pad_value
-        dev = self.dev_set
         if cfg.clip_seconds:
             length = self.frontend.clip_length(cfg.clip_seconds)
             self.train_set.set_crop(length, pad, cfg.seed)
             self.sampler.tag_epoch = True
-            dev = ClipWindows(self.dev_set, length)
-        loader_kw = dict(num_workers=cfg.num_workers,
-                         collate_fn=lambda b: collate(b, pad),
-                         persistent_workers=cfg.num_workers > 0)
+        # the clip length the model records: prediction windows by it
+        clip_seconds = cfg.clip_seconds or typical_seconds(
+            self.train_set.items)
         self.train_loader = paddle.io.DataLoader(
-            self.train_set, batch_sampler=self.sampler, **loader_kw)
-        self.dev_loader = paddle.io.DataLoader(
-            dev, batch_size=cfg.batch_size, shuffle=False, **loader_kw)
+            self.train_set, batch_sampler=self.sampler,
+            num_workers=cfg.num_workers, collate_fn=lambda b: collate(b, pad),
+            persistent_workers=cfg.num_workers > 0)
+        self.dev_loader = window_loader(self.dev_set,
+                                        Windowing.of_model(clip_seconds),
+                                        self.frontend, cfg.batch_size)
 
         self.model = build_classifier(cfg.backbone, len(labels), cfg.dropout,
                                       cfg.pretrained, cfg.pretrained_path,
@@ -117,8 +117,7 @@ class Trainer:
         self.scheduler = lr if isinstance(
             lr, paddle.optimizer.lr.LRScheduler) else None
         self.meta = model_meta(cfg.backbone, labels, cfg.dropout, cfg.feature,
-                               self.task, cfg.clip_seconds or
-                               typical_seconds(self.train_set.items))
+                               self.task, clip_seconds)
         self.ckpt_dir = Path(cfg.checkpoint_dir)
         self.tracker = BestTracker(cfg.early_stop_patience)
         self.precision = MixedPrecision(cfg.amp)
@@ -362,9 +361,19 @@ def predict_scores(model, loader, frontend=None):
     return np.concatenate(scores), np.concatenate(targets)
 
 
+def window_loader(clips, windowing, frontend, batch_size):
+    """A loader of the windows of ``clips`` (:class:`ClipWindows`) for
+    :func:`evaluate`: training's dev set and cross-validation's folds are
+    scored as the prediction tools score files."""
+    windows = ClipWindows(clips, windowing, frontend.per_clip)
+    return paddle.io.DataLoader(
+        windows, batch_size=batch_size, shuffle=False,
+        collate_fn=lambda b: collate(b, frontend.pad_value))
+
+
 def evaluate(model, loader, task, frontend=None):
     """``({'loss', ...task metrics}, logits, targets)`` over ``loader``;
-    per clip when it yields :class:`ClipWindows` (``clip_seconds``)."""
+    per clip when it yields :class:`ClipWindows`."""
     scores, targets = predict_scores(model, loader, frontend)
     windows = loader.dataset
     if isinstance(windows, ClipWindows):

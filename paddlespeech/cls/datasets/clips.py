@@ -121,36 +121,34 @@ def random_crop(x, length, pad_value, rng):
 
 
 class ClipWindows:
-    """The clips of a :class:`ClipDataset` as consecutive windows of
-    ``length`` (only the last one of a clip may be shorter), to score whole
-    clips of any length with a model trained on fixed crops: item ``i`` is
-    ``(window, label)`` of clip :attr:`clip_of` ``[i]``, weighing
-    :attr:`weights` ``[i]`` (its length) in the clip's average
-    (:meth:`..task.Task.pool_windows`), as ``predict.py`` averages the
-    windows of a long file. Reads every clip once to count its windows
-    (the feature cache keeps them)."""
+    """The clips of a :class:`ClipDataset` cut into windows by
+    ``windowing`` (:class:`..audio.Windowing`) exactly as the prediction
+    tools cut files, so the dev scores training reports are the scores
+    ``predict.py`` and the exports give: item ``i`` is ``(window, label)``
+    of clip :attr:`clip_of` ``[i]``, weighing :attr:`weights` ``[i]`` (its
+    audio samples) in the clip's average
+    (:meth:`..task.Task.pool_windows`). Every clip is read once, here;
+    its windows are kept, as log-mel when an ``extractor`` (per window)
+    is given."""
 
-    def __init__(self, clips, length):
-        self.clips, self.length = clips, int(length)
-        self.clip_of, self.starts, self.weights = [], [], []
-        for i in range(len(clips)):
-            n = len(clips[i][0])
-            for start in range(0, n, self.length):
+    def __init__(self, clips, windowing, extractor=None):
+        c = clips.feature_config
+        self.items, self.clip_of, self.weights = [], [], []
+        for i, (path, label) in enumerate(tqdm(
+                clips.items, desc='dev windows', leave=False, disable=None,
+                file=sys.stdout)):
+            y = label if clips.multi_label else np.int64(label)
+            for wav, n in windowing.windows(path, c.sample_rate, c.n_fft):
+                x = wav if extractor is None else extractor(wav)
+                self.items.append((x, y))
                 self.clip_of.append(i)
-                self.starts.append(start)
-                self.weights.append(min(self.length, n - start))
-        self._last = (None, None)
+                self.weights.append(n)
 
     def __len__(self):
-        return len(self.clip_of)
+        return len(self.items)
 
     def __getitem__(self, idx):
-        i = self.clip_of[idx]
-        if self._last[0] != i:  # waveforms are not cached: read once
-            self._last = (i, self.clips[i])
-        x, y = self._last[1]
-        start = self.starts[idx]
-        return x[start:start + self.length], y
+        return self.items[idx]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio import AudioBytes, AudioError, audio_seconds
+from ..audio import AudioBytes, AudioError, Windowing, audio_seconds
 from ..prediction import predict_files
 from .batcher import MicroBatcher
 from .protocol import TOO_LARGE, UNUSABLE, ClientError
@@ -23,7 +23,7 @@ class Service:
 
     def __init__(self, model_dir, make_predictor, workers=1,
                  max_batch_size=8, max_wait_ms=10.0, max_seconds=600.0,
-                 window_seconds=10.0, on_fatal=None):
+                 window_seconds=None, on_fatal=None):
         self.model_dir = Path(model_dir)
         self.max_seconds, self.window_seconds = max_seconds, window_seconds
         self.batcher = MicroBatcher(make_predictor, workers, max_batch_size,
@@ -50,11 +50,20 @@ class Service:
     def labels(self):
         return self.predictor.labels
 
+    @property
+    def windowing(self):
+        """The model's :class:`..audio.Windowing` (``--window_seconds``
+        overrides its clip length), as ``deploy/predict.py`` cuts files."""
+        return Windowing.of_model(self.predictor.clip_seconds,
+                                  self.window_seconds)
+
     def _warm_up(self, predictor):
         """One window-length clip: the first run of a shape is the slow one."""
         sr = predictor.feature.sample_rate
-        seconds = min(self.window_seconds, 5.0)
-        predictor([np.zeros(int(seconds * sr), np.float32)])
+        w = Windowing.of_model(predictor.clip_seconds, self.window_seconds)
+        size, _ = w.samples(sr)
+        predictor([np.zeros(size if w.pad else min(size, 5 * sr),
+                            np.float32)])
 
     def model_info(self):
         p = self.predictor
@@ -66,7 +75,7 @@ class Service:
                 'input': p.meta.get('input'),
                 'max_batch_size': self.batcher.max_batch_size,
                 'max_seconds': self.max_seconds,
-                'window_seconds': self.window_seconds}
+                'window_seconds': self.windowing.seconds}
 
     def stats(self):
         return {'ready': self.ready,
@@ -91,16 +100,17 @@ class Service:
                     usable.append((i, source))
                 except (AudioError, ClientError) as e:
                     results[i] = _client_error(e)
+            windowing = self.windowing
             budget = _SampleBudget(
                 sum(results[i] for i, _ in usable) + len(usable) *
-                self.window_seconds, feature.sample_rate)
+                windowing.seconds, feature.sample_rate)
 
             def score(waves):
                 budget.spend(waves)
                 return self.batcher.score(waves, ticket)
 
             scored = predict_files([s for _, s in usable], feature, score,
-                                   self.window_seconds,
+                                   windowing,
                                    self.batcher.max_batch_size)
             for (i, _), (_, scores, error) in zip(usable, scored):
                 results[i] = _client_error(error) if error else (

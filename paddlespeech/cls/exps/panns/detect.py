@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from paddlespeech.cls.audio import AudioError
+from paddlespeech.cls.audio import AudioError, Windowing
 from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
 from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.events import (detect_events, format_event,
@@ -142,14 +142,16 @@ def build_scorer(cfg):
                          cfg.feature, cfg.config)
 
 
-def window_and_hop(cfg, scorer):
+def windowing(cfg, scorer):
+    """Windows of the model's clip length (or --window_seconds), every
+    --hop_seconds, always padded: a timeline's windows are of one length."""
     window = (cfg.detect_window_seconds or scorer.clip_seconds or
               FALLBACK_WINDOW_SECONDS)
     hop = window / 2 if cfg.hop_seconds is None else cfg.hop_seconds
     if not 0 < hop <= window:
         raise UserError(f'--hop_seconds must be in (0, --window_seconds '
                         f'{window:g}], got {hop}')
-    return window, hop
+    return Windowing(window, hop, pad=True)
 
 
 def class_columns(names, labels):
@@ -172,12 +174,13 @@ def output_names(paths):
     return names
 
 
-def score_file(path, scorer, window, hop, batch_size):
+def score_file(path, scorer, windows, batch_size):
+    """The file's timeline, with a progress line on a terminal only."""
     with tqdm(desc=Path(path).name, unit='s audio', leave=False,
               bar_format='{desc}: {n:.0f} {unit} {rate_fmt}',
-              file=sys.stderr) as bar:
+              file=sys.stderr, disable=None) as bar:
         return stream_timeline(path, scorer.score, scorer.labels,
-                               scorer.feature.sample_rate, window, hop,
+                               scorer.feature.sample_rate, windows,
                                batch_size,
                                progress=lambda s: bar.update(s - bar.n))
 
@@ -187,12 +190,12 @@ def main(argv):
     check_args(cfg)
     paths = expand_inputs(cfg.wav)
     scorer = build_scorer(cfg)
-    window, hop = window_and_hop(cfg, scorer)
+    windows = windowing(cfg, scorer)
     classes = class_columns(cfg.classes, scorer.labels)
     failed = 0
     for path, name in zip(paths, output_names(paths)):
         try:
-            tl = score_file(path, scorer, window, hop, cfg.infer_batch_size)
+            tl = score_file(path, scorer, windows, cfg.infer_batch_size)
         except AudioError as e:
             print(f'error: {e}', file=sys.stderr, flush=True)
             failed += 1

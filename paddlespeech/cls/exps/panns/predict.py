@@ -32,7 +32,7 @@ def main(argv):
                           cfg.label_file, cfg.feat_backend)
     check_contract(s.feature, cfg, cfg.checkpoint)
     results = predict_files(expand_inputs(cfg.wav), s.feature, s.score,
-                            cfg.window_seconds)
+                            s.windowing(cfg.window_seconds))
     return print_predictions(results, s.labels, cfg.top_k)
 
 

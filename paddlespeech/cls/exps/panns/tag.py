@@ -34,7 +34,7 @@ def main(argv):
                       cfg.feature, cfg.config)
     check_contract(s.feature, cfg, 'the AudioSet weights')
     results = predict_files(expand_inputs(cfg.wav), s.feature, s.score,
-                            cfg.window_seconds)
+                            s.windowing(cfg.window_seconds))
     return print_predictions(results, s.labels, cfg.top_k)
 
 

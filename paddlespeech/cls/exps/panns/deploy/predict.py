@@ -7,6 +7,7 @@ Inputs may be files or directories; clips of equal length are batched
 """
 import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 
+from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.config import parse_bool
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.prediction import (LABEL_FILE_HELP, check_contract,
@@ -46,7 +47,8 @@ def main(argv):
                           backend=cfg.backend)
     check_contract(predictor.feature, cfg, cfg.export_dir)
     results = predict_files(expand_inputs(cfg.wav), predictor.feature,
-                            predictor, cfg.window_seconds,
+                            predictor, Windowing.of_model(
+                                predictor.clip_seconds, cfg.window_seconds),
                             cfg.infer_batch_size)
     return print_predictions(results, predictor.labels, cfg.top_k)
 

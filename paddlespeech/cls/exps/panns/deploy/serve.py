@@ -62,7 +62,7 @@ def check_serve_args(cfg):
     for flag, value in (('--max_upload_mb', cfg.max_upload_mb),
                         ('--max_seconds', cfg.max_seconds),
                         ('--window_seconds', cfg.window_seconds)):
-        if not value > 0:
+        if value is not None and not value > 0:
             raise UserError(f'{flag} must be positive, got {value}')
     if not os.path.isdir(cfg.export_dir):
         raise UserError(f'--model_dir {cfg.export_dir}: no such directory '
