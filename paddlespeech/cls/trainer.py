@@ -10,6 +10,7 @@ import random
 import signal
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -329,9 +330,13 @@ class Trainer:
         opt = paddle.load(str(latest / 'model.pdopt'))
         ts = opt['train_state']
         replanned = ts.get('lr_plan') != self.lr_plan
-        self.optimizer.set_state_dict(
-            self._rebased_schedule(opt['optimizer'], ts) if replanned else
-            opt['optimizer'])
+        with warnings.catch_warnings():
+            # Paddle's LinearWarmup counts its inner schedule's entry as
+            # unused on every restore
+            warnings.filterwarnings('ignore', 'There are some unused values')
+            self.optimizer.set_state_dict(
+                self._rebased_schedule(opt['optimizer'], ts) if replanned
+                else opt['optimizer'])
         random.setstate(ts['python_rng'])
         np.random.set_state(ts['numpy_rng'])
         paddle.set_rng_state(ts['paddle_rng'])
