@@ -234,7 +234,8 @@ def test_config_types_match_the_flags():
     finally:
         sys.path.pop(0)
     from paddlespeech.cls.config import (AUGMENT_DEFAULTS, AUGMENT_TYPES,
-                                         DEFAULTS, TYPES, key_types, parse_bool)
+                                         DEFAULTS, TYPES, key_types,
+                                         parse_bool)
     types = {**key_types(DEFAULTS, TYPES), **{
         f'augment.{k}': v for k, v in key_types(AUGMENT_DEFAULTS,
                                                   AUGMENT_TYPES).items()}}
