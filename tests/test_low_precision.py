@@ -3,6 +3,7 @@ QDQ) and BF16 exports: scores against paddle.inference, the calibration
 set, the accuracy guard, deploy/predict.py on every export kind, and the
 optional extra staying optional."""
 import json
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import ROOT, run_script, script_env
+from conftest import ROOT, SCRIPTS, run_script, script_env
 from paddlespeech.cls import quantize
 from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.checkpoint import model_meta, save_checkpoint
@@ -278,3 +279,124 @@ def test_onnx_refuses_the_in_graph_front_end(trained_checkpoint, tmp_path):
         'error: --format onnx exports log-mel input only: paddle2onnx 2.1 '
         'has no conversion for the front end\'s STFT')
     assert not (tmp_path / 'o').exists()
+
+
+# ``python <script> <args>`` with the distributions that the requirement
+# files in sys.argv[2] (comma-separated) do not bring hidden (declared.py);
+# at exit it writes the imported modules, their owners and the hidden ones
+# to the file sys.argv[1].
+CLEAN_INSTALL = '''
+import atexit, json, runpy, sys
+from pathlib import Path
+import declared
+record, files, script = sys.argv[1:4]
+names = declared.declared_distributions(*map(Path, files.split(',')))
+owners, hidden = declared.owners(), declared.hide_undeclared(names)
+atexit.register(lambda: Path(record).write_text(json.dumps({
+    'modules': sorted(m for m, v in sys.modules.items() if v is not None),
+    'owners': owners, 'hidden': hidden, 'declared': sorted(names)})))
+sys.argv = sys.argv[3:]
+sys.path[0] = str(Path(script).parent)
+runpy.run_path(script, run_name='__main__')
+'''
+REQUIREMENTS = (ROOT / 'requirements.txt', ROOT / 'requirements-onnx.txt')
+
+
+@pytest.fixture(scope='module')
+def int8_export(trained_checkpoint, tiny_dataset, tmp_path_factory):
+    """``format -> (log, record)``: ``export_model.py --quantize int8`` run
+    as after a clean install of requirements.txt + requirements-onnx.txt
+    (other packages hidden); everything it wrote to stdout and stderr,
+    redirected to one file as a log would be, and what it imported."""
+    done = {}
+
+    def get(fmt):
+        if fmt not in done:
+            tmp = tmp_path_factory.mktemp(f'int8_{fmt}')
+            log, record = tmp / 'log.txt', tmp / 'modules.json'
+            env = dict(script_env())
+            env['PYTHONPATH'] += os.pathsep + str(ROOT / 'tests')
+            with open(log, 'w') as out:
+                proc = subprocess.run(
+                    [sys.executable, '-c', CLEAN_INSTALL, str(record),
+                     ','.join(map(str, REQUIREMENTS)),
+                     str(SCRIPTS / 'export_model.py'),
+                     '--checkpoint', str(trained_checkpoint), '--output_dir',
+                     str(tmp / 'out'), '--quantize', 'int8', '--format', fmt,
+                     '--data_dir', str(tiny_dataset), '--calib_clips', '8'],
+                    stdout=out, stderr=subprocess.STDOUT, env=env,
+                    timeout=600)
+            text = log.read_bytes().decode()  # '\r' kept as written
+            assert proc.returncode == 0, text[-3000:]
+            done[fmt] = text, json.loads(record.read_text())
+        return done[fmt]
+    return get
+
+
+@pytest.mark.parametrize('fmt', ['paddle', 'onnx'])
+def test_int8_export_log_holds_no_redraws_or_library_chatter(int8_export,
+                                                             fmt):
+    """Redirected, an INT8 export writes its two lines and nothing else:
+    no progress-bar redraws ('\\r'), no ONNX Runtime "Removing
+    initializer" warnings, no deprecation notices, no quantiser
+    narration."""
+    log, _ = int8_export(fmt)
+    assert '\r' not in log
+    for noise in ('Removing initializer', 'DeprecationWarning',
+                  'deprecated', 'Run batch', 'INFO'):
+        assert noise not in log, log[:3000]
+    lines = log.splitlines()
+    assert len(lines) == 2, log[:3000]
+    assert lines[0].startswith('accuracy check on ')
+    assert lines[1].startswith('exported ') and f'({fmt}, int8)' in lines[1]
+
+
+@pytest.mark.parametrize('fmt', ['paddle', 'onnx'])
+def test_int8_export_needs_only_declared_packages(int8_export, fmt):
+    """With every package that requirements.txt + requirements-onnx.txt
+    do not bring hidden, the INT8 export works (the fixture checks), and
+    each module it imported is the standard library's, this project's or
+    a declared distribution's. (onnxruntime's quantiser imports sympy,
+    which onnxruntime declares only under an extra.)"""
+    _, record = int8_export(fmt)
+    declared = set(record['declared'])
+    assert {'paddlepaddle', 'numpy'} <= declared
+    assert {'torch', 'pytest'} & set(record['hidden'])  # test-only: hidden
+    imported = {m.split('.')[0] for m in record['modules']}
+    if fmt == 'onnx':
+        assert {'onnxruntime', 'sympy'} <= imported
+    undeclared = {
+        name: record['owners'][name] for name in imported
+        if name not in sys.stdlib_module_names and name != 'paddlespeech'
+        and record['owners'].get(name)
+        and not set(record['owners'][name]) & declared}
+    assert undeclared == {}
+
+
+def test_declared_distributions_follow_requirements_and_extras():
+    from declared import declared_distributions
+    base = declared_distributions(ROOT / 'requirements.txt')
+    # matplotlib -> fonttools, whose sympy comes with its symfont extra only
+    assert {'matplotlib', 'fonttools', 'httpx', 'anyio'} <= base
+    assert not {'sympy', 'onnxruntime', 'torch', 'pygments'} & base
+    with_onnx = declared_distributions(*REQUIREMENTS)
+    assert {'onnxruntime', 'sympy', 'mpmath', 'flatbuffers'} <= with_onnx
+
+
+def test_third_party_progress_bars_only_on_a_terminal():
+    import io
+    import types
+    from paddlespeech.cls.runtime import progress_on_terminal_only
+    from tqdm import tqdm
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    module = types.SimpleNamespace(tqdm=tqdm)
+    with progress_on_terminal_only(module):
+        for file in (io.StringIO(), Terminal()):
+            with module.tqdm(total=3, file=file) as bar:
+                bar.update(3)
+            assert ('3/3' in file.getvalue()) == file.isatty()
+    assert module.tqdm is tqdm

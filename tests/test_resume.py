@@ -1,7 +1,10 @@
 """Interrupted training: atomic checkpoints, resume after SIGKILL, and a
 checkpoint saved on Ctrl-C; resumed runs end where an uninterrupted run
 with the same seed ends, weight for weight."""
+import contextlib
+import io
 import json
+import math
 import shutil
 import signal
 import subprocess
@@ -15,7 +18,9 @@ import yaml
 
 from conftest import ROOT, SCRIPTS, run_script, script_env, train_args
 from paddlespeech.cls import checkpoint
+from paddlespeech.cls.config import load_config
 from paddlespeech.cls.models import build_classifier
+from paddlespeech.cls.trainer import Trainer
 
 EPOCHS = 3
 
@@ -80,6 +85,63 @@ def test_failed_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     assert checkpoint.resume_point(tmp_path) == tmp_path / 'epoch_1'
     state, _ = checkpoint.load_checkpoint(tmp_path / 'epoch_1')
     assert_same_weights({k: v.numpy() for k, v in state.items()}, saved)
+
+
+def train_recording_lr(dataset, ckpt_dir, epochs, **over):
+    """Train in this process; the trainer, the learning rate of every
+    step it trained and its stdout."""
+    cfg = load_config(ROOT / 'conf' / 'demo.yaml', {
+        'data_dir': str(dataset), 'checkpoint_dir': str(ckpt_dir),
+        'epochs': epochs, 'save_freq': epochs, 'batch_size': 8,
+        'device': 'cpu', 'cpu_threads': 1, 'log_freq': 1000, **over})
+
+    def record(*epoch):
+        if not epoch:  # a training step, not resume() placing the schedule
+            used.append(trainer.optimizer.get_lr())
+        step(*epoch)
+
+    out = io.StringIO()
+    # parameter names as in a new process, which the optimizer state is
+    # keyed by
+    with paddle.utils.unique_name.guard(), contextlib.redirect_stdout(out):
+        trainer = Trainer(cfg)
+        used, step = [], trainer.scheduler.step
+        trainer.scheduler.step = record
+        assert trainer.fit() == 0
+    return trainer, used, out.getvalue()
+
+
+def test_more_epochs_on_resume_stretch_the_cosine_schedule(tiny_dataset,
+                                                           tmp_path):
+    """A finished cosine run (its rate at 0) resumed with twice the epochs
+    trains the new steps on the cosine of the longer run, by hand, and
+    ends at that schedule's end value."""
+    base, n = 1e-3, 2
+    ckpt_dir = tmp_path / 'ckpt'
+    trainer, first, _ = train_recording_lr(
+        tiny_dataset, ckpt_dir, n, learning_rate=base, lr_schedule='cosine')
+    steps = len(trainer.train_loader)
+    assert steps > 1 and len(first) == n * steps
+
+    def cosine(k, total):
+        return base * (1 + math.cos(math.pi * k / total)) / 2
+
+    np.testing.assert_allclose(first, [cosine(k, n * steps)
+                                       for k in range(n * steps)], rtol=1e-9)
+    assert trainer.optimizer.get_lr() == 0.0  # the 2-epoch schedule ended
+
+    trainer, resumed, out = train_recording_lr(
+        tiny_dataset, ckpt_dir, 2 * n, learning_rate=base,
+        lr_schedule='cosine', resume=True)
+    assert f'epochs {n} -> {2 * n}' in out, out
+    total = 2 * n * steps
+    expected = [cosine(k, total) for k in range(n * steps, total)]
+    assert len(resumed) == len(expected) and min(resumed) > 0
+    np.testing.assert_allclose(resumed, expected, rtol=1e-9)
+    assert resumed[0] == pytest.approx(base / 2)  # half-way down the new one
+    assert trainer.optimizer.get_lr() == pytest.approx(cosine(total, total),
+                                                       abs=1e-15)
+    assert [r['epoch'] for r in metrics(ckpt_dir)] == [n, 2 * n]
 
 
 @pytest.mark.slow

@@ -9,10 +9,13 @@ sections: the front end ``feature`` (see
 :class:`paddlespeech.cls.features.FeatureConfig`) and the training-time
 ``augment`` (see :class:`paddlespeech.cls.augment.Augmenter`), whose keys
 are overridden by flags of the same name (``--mixup_alpha``). Unknown keys
-are an error, so a typo never silently trains with a default. Importing
-this module does not import Paddle.
+are an error, so a typo never silently trains with a default, and so is a
+value of the wrong type, at load time rather than after data loading.
+Importing this module does not import Paddle.
 """
 import argparse
+import dataclasses
+import difflib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -129,11 +132,118 @@ AUGMENT_DEFAULTS = {
 }
 
 
+# Types of the keys whose default does not show it: None, or a whole
+# number where fractions are fine. The others have their default's type.
+TYPES = {
+    'data_dir': str, 'folds_file': str, 'clip_seconds': float,
+    'pretrained_path': str, 'warmup_epochs': float, 'lr_step_epochs': float,
+    'visualdl_dir': str, 'folds': (str, int), 'cv_dir': str, 'device': str,
+    'cpu_threads': int, 'wav': (str, list), 'checkpoint': str,
+    'label_file': str, 'expected_backbone': str, 'expected_sample_rate': int,
+    'expected_n_mels': int, 'quantize': str, 'calib_data': str,
+    'check_data': str, 'backend': str, 'detect_model_dir': str,
+    'detect_window_seconds': float, 'hop_seconds': float,
+    'threshold_off': float, 'classes': (str, list), 'api_key': str,
+}
+AUGMENT_TYPES = {'mixup_alpha': float, 'gain_db': float,
+                 'spec_fill': (str, float)}
+FEATURE_NULLABLE = ('f_max', 'top_db')  # None: Nyquist, no clipping
+
+_TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number',
+               str: 'a string', list: 'a list', dict: 'a mapping'}
+
+
 class ConfigError(UserError):
     pass
 
 
 SECTIONS = ('feature', 'augment')
+
+
+def key_types(defaults, explicit):
+    """``{key: (types...)}``: ``explicit``, else the default's type."""
+    types = {k: type(v) for k, v in defaults.items() if v is not None}
+    types.update(explicit)
+    return {k: t if isinstance(t, tuple) else (t,) for k, t in types.items()}
+
+
+def feature_types():
+    return {f.name: (f.type,) for f in dataclasses.fields(FeatureConfig)}
+
+
+def coerce(value, kinds):
+    """``value`` as one of the types ``kinds``; ValueError if it is none.
+
+    A string that reads as a number is that number where a number is
+    expected: YAML 1.1 reads ``1e-3`` (no dot) as a string. A number
+    where only a string is expected becomes its text (``api_key: 1234``).
+    """
+    if isinstance(value, bool) or bool in kinds:
+        if isinstance(value, bool) and bool in kinds:
+            return value
+        if bool in kinds and isinstance(value, (str, int)):
+            try:
+                return parse_bool(value)
+            except argparse.ArgumentTypeError:
+                pass
+        raise ValueError(value)
+    if isinstance(value, str):
+        for kind in (int, float):
+            if kind in kinds:
+                try:
+                    return kind(value)
+                except ValueError:
+                    pass
+        if str in kinds:
+            return value
+    elif isinstance(value, (int, float)):
+        if int in kinds and isinstance(value, int) or float in kinds:
+            return value
+        if str in kinds:
+            return str(value)
+    elif isinstance(value, (list, dict)) and type(value) in kinds:
+        return value
+    raise ValueError(value)
+
+
+def check_types(values, types, where, nullable=()):
+    """``values`` with each value of a key in ``types`` coerced to its
+    type (None allowed for the keys in ``nullable``); ConfigError naming
+    the key, ``where`` and the expected type otherwise."""
+    out = dict(values)
+    for key, value in values.items():
+        if key not in types or value is None and key in nullable:
+            continue
+        if key == 'amp' and value is False:  # YAML 1.1 reads off as false
+            out[key] = 'off'
+            continue
+        try:
+            out[key] = coerce(value, types[key])
+        except ValueError:
+            expected = ' or '.join(_TYPE_NAMES[t] for t in types[key])
+            raise ConfigError(f'{where}: {key} must be {expected}, got '
+                              f'{value!r}') from None
+    return out
+
+
+def unknown_keys(where, unknown, known, listing):
+    """The error for ``unknown`` keys: near misses of ``known``, and where
+    the keys are listed (``listing``)."""
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), known, n=3)
+        named.append(f'{key!r}' + (f' (did you mean {" or ".join(close)}?)'
+                                   if close else ''))
+    return ConfigError(f'{where}: unknown key{"s" * (len(unknown) > 1)} '
+                       f'{", ".join(named)}; {listing}')
+
+
+def _section(data, name, where):
+    section = data.pop(name, None) or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f'{where}: {name} must be a mapping of keys, got '
+                          f'{section!r}')
+    return section
 
 
 def load_config(path=None, overrides=None):
@@ -148,14 +258,33 @@ def load_config(path=None, overrides=None):
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f'config file {path} not found')
-        data = yaml.safe_load(path.read_text()) or {}
-        unknown = sorted(set(data) - set(DEFAULTS) - set(SECTIONS))
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, 'problem_mark', None)
+            where = f' at line {mark.line + 1}' if mark else ''
+            raise ConfigError(f'{path}: not valid YAML{where}: '
+                              f'{getattr(e, "problem", None) or e}') from None
+        if not isinstance(data, dict):
+            raise ConfigError(f'{path}: expected keys and values, got '
+                              f'{type(data).__name__}')
+        unknown = sorted(set(data) - set(DEFAULTS) - set(SECTIONS), key=str)
         if unknown:
-            raise ConfigError(f'{path}: unknown keys {unknown}; known keys: '
-                              f'{sorted(DEFAULTS) + list(SECTIONS)}')
-        feature = data.pop('feature', None) or {}
-        augment = data.pop('augment', None) or {}
-        values.update(data)
+            raise unknown_keys(
+                path, unknown, list(DEFAULTS) + list(SECTIONS),
+                'known keys: docs/flags.md (config key column), all of '
+                'them in DEFAULTS of paddlespeech/cls/config.py')
+        feature = check_types(_section(data, 'feature', path),
+                              feature_types(), f'{path}: feature',
+                              FEATURE_NULLABLE)
+        augment = check_types(_section(data, 'augment', path),
+                              key_types(AUGMENT_DEFAULTS, AUGMENT_TYPES),
+                              f'{path}: augment',
+                              [k for k, v in AUGMENT_DEFAULTS.items()
+                               if v is None])
+        values.update(check_types(
+            data, key_types(DEFAULTS, TYPES), path,
+            [k for k, v in DEFAULTS.items() if v is None]))
     for key, value in (overrides or {}).items():
         if key.startswith('augment.'):
             augment[key.split('.', 1)[1]] = value
@@ -166,14 +295,18 @@ def load_config(path=None, overrides=None):
     if values['amp'] is False:  # YAML 1.1 reads an unquoted off as false
         values['amp'] = 'off'
     values['config'] = str(path) if path is not None else None
+    unknown = sorted(set(feature) - set(feature_types()), key=str)
+    if unknown:
+        raise unknown_keys(f'{path}: feature', unknown, list(feature_types()),
+                           f'known: {", ".join(feature_types())}')
     try:
         values['feature'] = FeatureConfig.from_dict(feature)
     except (TypeError, ValueError) as e:
         raise ConfigError(f'{path}: feature section: {e}') from e
-    unknown = sorted(set(augment) - set(AUGMENT_DEFAULTS))
+    unknown = sorted(set(augment) - set(AUGMENT_DEFAULTS), key=str)
     if unknown:
-        raise ConfigError(f'{path}: augment section: unknown keys {unknown}; '
-                          f'known keys: {sorted(AUGMENT_DEFAULTS)}')
+        raise unknown_keys(f'{path}: augment', unknown, list(AUGMENT_DEFAULTS),
+                           f'known: {", ".join(AUGMENT_DEFAULTS)}')
     values['augment'] = {**AUGMENT_DEFAULTS, **augment}
     return SimpleNamespace(**values)
 

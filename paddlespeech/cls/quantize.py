@@ -13,6 +13,7 @@ accuracy check runs the dev fold (or other data) through the fp32 and the
 low-precision model, and the export is written (atomically) only if the
 score falls by at most ``max_drop`` points.
 """
+import logging
 import shutil
 import sys
 import tempfile
@@ -32,6 +33,7 @@ from .export import (GRAPH_PREFIX, ONNX_FILE, check_output_dir,
 from .features import FeatureConfig, FrontEnd
 from .inference import Predictor
 from .prediction import expand_inputs, predict_files
+from .runtime import loggers_quieted, progress_on_terminal_only
 
 PRECISIONS = ('fp32', 'int8', 'bf16')
 BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
@@ -149,8 +151,13 @@ def paddle_int8(fp32_dir, out_dir, inputs, feed='feats'):
     ``feed``). Paddle 3.3's quantiser works on that format only."""
     import paddle
     from paddle.static.quantization import PostTrainingQuantization
+    from paddle.static.quantization import \
+        post_training_quantization as ptq_module, quantization_pass
     inputs = list(inputs)
-    with paddle.pir_utils.OldIrGuard():
+    with paddle.pir_utils.OldIrGuard(), loggers_quieted({
+            ptq_module.__name__: logging.WARNING,
+            'paddle.static.io': logging.ERROR}), \
+            progress_on_terminal_only(ptq_module, quantization_pass):
         paddle.enable_static()
         try:
             ptq = PostTrainingQuantization(
@@ -181,8 +188,11 @@ def onnx_int8(model, out, inputs):
     from onnxruntime import quantization as q
     from onnxruntime.quantization.shape_inference import quant_pre_process
     import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
     name = ort.InferenceSession(
-        str(model), providers=['CPUExecutionProvider']).get_inputs()[0].name
+        str(model), options,
+        providers=['CPUExecutionProvider']).get_inputs()[0].name
 
     class Reader(q.CalibrationDataReader):
         def __init__(self):
@@ -192,14 +202,22 @@ def onnx_int8(model, out, inputs):
             x = next(self.batches, None)
             return None if x is None else {name: x}
 
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / 'pre.onnx'
-        quant_pre_process(str(model), str(pre))
-        q.quantize_static(str(pre), str(out), Reader(),
-                          quant_format=q.QuantFormat.QDQ, per_channel=True,
-                          weight_type=q.QuantType.QInt8,
-                          activation_type=q.QuantType.QUInt8,
-                          op_types_to_quantize=['Conv', 'MatMul', 'Gemm'])
+    # the sessions the quantiser opens warn of every initializer that
+    # paddle2onnx left unused ("Removing initializer")
+    ort.set_default_logger_severity(3)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, loggers_quieted(
+                {'onnxruntime.quantization': logging.WARNING}):
+            pre = Path(tmp) / 'pre.onnx'
+            quant_pre_process(str(model), str(pre))
+            q.quantize_static(str(pre), str(out), Reader(),
+                              quant_format=q.QuantFormat.QDQ,
+                              per_channel=True,
+                              weight_type=q.QuantType.QInt8,
+                              activation_type=q.QuantType.QUInt8,
+                              op_types_to_quantize=['Conv', 'MatMul', 'Gemm'])
+    finally:
+        ort.set_default_logger_severity(2)  # its default: warnings
 
 
 def accuracy_check(fp32_dir, low_dir, clipset, window_seconds=None,
@@ -302,4 +320,4 @@ def describe(result, precision):
 def _progress(inputs, total):
     from tqdm import tqdm
     return tqdm(inputs, total=total, desc='calibration clips', leave=False,
-                file=sys.stderr)
+                file=sys.stderr, disable=None)  # None: on a terminal only

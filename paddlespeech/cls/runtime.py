@@ -191,3 +191,45 @@ def stdout_silenced(fds=(1,)):
                 if entry[0] == 0:
                     os.dup2(entry[1], fd)
                     os.close(entry[1])
+
+
+@contextlib.contextmanager
+def loggers_quieted(levels):
+    """Python loggers of third-party libraries (``{name: level}``) held at
+    a higher level for the duration: Paddle's quantiser narrates each stage
+    and warns that its own way of loading a model is deprecated; ONNX
+    Runtime's shape inference says it is running. None of it means
+    anything to a user."""
+    import logging
+    saved = {}
+    for name, level in levels.items():
+        logger = logging.getLogger(name)
+        saved[name] = logger.level
+        logger.setLevel(max(level, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def progress_on_terminal_only(*modules):
+    """The ``tqdm`` bars of third-party ``modules`` (their module-level
+    ``tqdm`` name) drawn only on a terminal, as ``disable=None`` does: in a
+    redirected log every redraw is another line."""
+    from tqdm import tqdm
+
+    class TerminalTqdm(tqdm):
+        def __init__(self, *args, **kw):
+            kw.setdefault('disable', None)
+            super().__init__(*args, **kw)
+
+    saved = [(m, m.tqdm) for m in modules if hasattr(m, 'tqdm')]
+    for module, _ in saved:
+        module.tqdm = TerminalTqdm
+    try:
+        yield
+    finally:
+        for module, original in saved:
+            module.tqdm = original

@@ -10,6 +10,7 @@ import random
 import signal
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -112,6 +113,7 @@ class Trainer:
         lr = build_lr(cfg.learning_rate, cfg.lr_schedule, cfg.epochs,
                       len(self.train_loader), cfg.warmup_epochs,
                       cfg.lr_step_epochs, cfg.lr_gamma)
+        self.lr_plan = lr_plan(cfg, len(self.train_loader))
         self.optimizer = paddle.optimizer.Adam(
             learning_rate=lr, parameters=self.model.parameters())
         self.scheduler = lr if isinstance(
@@ -301,7 +303,8 @@ class Trainer:
                  'numpy_rng': np.random.get_state(),
                  'paddle_rng': paddle.get_rng_state(),
                  'best': self.tracker.state_dict(),
-                 'amp': self.precision.state_dict()}
+                 'amp': self.precision.state_dict(),
+                 'lr_plan': self.lr_plan}
         if complete:
             state['complete'] = True
         return state
@@ -324,8 +327,15 @@ class Trainer:
                                f'--checkpoint_dir')
         self.model.set_state_dict(state)
         opt = paddle.load(str(latest / 'model.pdopt'))
-        self.optimizer.set_state_dict(opt['optimizer'])
         ts = opt['train_state']
+        replanned = ts.get('lr_plan') != self.lr_plan
+        with warnings.catch_warnings():
+            # Paddle's LinearWarmup counts its inner schedule's entry as
+            # unused on every restore
+            warnings.filterwarnings('ignore', 'There are some unused values')
+            self.optimizer.set_state_dict(
+                self._rebased_schedule(opt['optimizer'], ts) if replanned
+                else opt['optimizer'])
         random.setstate(ts['python_rng'])
         np.random.set_state(ts['numpy_rng'])
         paddle.set_rng_state(ts['paddle_rng'])
@@ -341,6 +351,38 @@ class Trainer:
                  f'at epoch {ts["epoch"]} step {ts["step"]}')
         print(f'[resume] continuing {where} from {latest} (delete '
               f'{ckpt_dir} to start over)', flush=True)
+        if replanned and self.progress.epoch <= self.cfg.epochs:
+            self._report_replan(ts.get('lr_plan'))
+
+    def _rebased_schedule(self, opt_state, ts):
+        """``opt_state`` with the schedule of the current settings at the
+        step count the checkpoint reached (the saved schedule was planned
+        for other settings: more epochs, another rate or shape)."""
+        opt_state = dict(opt_state)
+        saved = opt_state.pop('LR_Scheduler', None)
+        if self.scheduler is None:
+            return opt_state
+        if saved is not None:
+            done = saved['last_epoch']
+        else:
+            done = (ts['epoch'] - 1) * len(self.train_loader) + ts.get(
+                'step', len(self.train_loader))
+        self.scheduler.step(done)  # with an epoch: the closed form
+        opt_state['LR_Scheduler'] = self.scheduler.state_dict()
+        return opt_state
+
+    def _report_replan(self, saved):
+        if saved is None:
+            why = 'the checkpoint records no schedule'
+        else:
+            why = ', '.join(f'{k} {saved.get(k)} -> {v}' for k, v in
+                            self.lr_plan.items() if saved.get(k) != v)
+        steps = self.cfg.epochs * len(self.train_loader)
+        done = self.scheduler.last_epoch if self.scheduler else None
+        at = f' at step {done} of {steps}' if done is not None else ''
+        print(f'[resume] learning-rate schedule changed ({why}): continuing '
+              f'the {self.cfg.lr_schedule} schedule of these settings{at}, '
+              f'lr {self.optimizer.get_lr():.3e}', flush=True)
 
 
 @paddle.no_grad()
@@ -444,6 +486,22 @@ def build_lr(learning_rate, schedule, epochs, steps_per_epoch,
     if warmup:
         lr = paddle.optimizer.lr.LinearWarmup(lr, warmup, 0.0, learning_rate)
     return lr
+
+
+def lr_plan(cfg, steps_per_epoch):
+    """The settings that shape the learning-rate schedule; a checkpoint
+    records them so ``--resume`` with other ones (say more ``epochs``)
+    rebuilds the schedule instead of continuing the old one."""
+    plan = {'lr_schedule': cfg.lr_schedule,
+            'learning_rate': cfg.learning_rate,
+            'warmup_epochs': cfg.warmup_epochs}
+    if cfg.lr_schedule == 'cosine':
+        plan['epochs'] = cfg.epochs
+    elif cfg.lr_schedule == 'step':
+        plan.update(lr_step_epochs=cfg.lr_step_epochs, lr_gamma=cfg.lr_gamma)
+    if cfg.lr_schedule != 'constant' or cfg.warmup_epochs:
+        plan['steps_per_epoch'] = steps_per_epoch
+    return plan
 
 
 class ResumableBatchSampler(paddle.io.DistributedBatchSampler):
