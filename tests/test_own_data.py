@@ -394,18 +394,34 @@ def test_changed_data_set_is_one_line_and_exit_2(tmp_path, capsys):
 def test_unreadable_clips_listed_or_skipped(tmp_path, capsys):
     data = make_synthetic(tmp_path / 'data', layout='folder', **TINY)
     (data / 'low_hum' / 'broken.wav').write_bytes(b'not audio at all')
+    # bad samples deep in float files: the scan decodes them block by
+    # block (70,000 frames: the NaN is in the second 65,536-frame block)
+    for name, value in (('nan.wav', np.nan), ('fine.flac', None),
+                        ('inf.wav', np.inf)):
+        x = np.full(70000, 0.1, np.float32)
+        if value is None:  # FLAC holds integers: always finite, kept
+            sf.write(data / 'white_noise' / name, x, 16000)
+            continue
+        x[-1] = value
+        sf.write(data / 'white_noise' / name, x, 16000, subtype='FLOAT')
     code, err = train_errors(capsys, data_dir=data,
                                     checkpoint_dir=tmp_path / 'ckpt')
-    assert code == 2 and '1 unreadable audio file(s)' in err, err
+    assert code == 2 and '3 unreadable audio file(s)' in err, err
     assert f'{data / "low_hum" / "broken.wav"}: cannot read audio' in err
+    for name in ('nan.wav', 'inf.wav'):
+        assert f'{data / "white_noise" / name}: contains NaN or infinite ' \
+            f'samples' in err
+    assert 'fine.flac' not in err
     assert '--skip_bad_files' in err
     with contextlib.redirect_stdout(io.StringIO()):
-        trainer = Trainer(config(data, tmp_path / 'ckpt',
+        trainer = Trainer(config(data, tmp_path / 'ckpt', epochs=1,
                                  skip_bad_files=True))
+        assert trainer.fit() == 0
     names = {p.name for p, _ in trainer.train_set.items +
              trainer.dev_set.items}
-    assert len(names) == 30 and 'broken.wav' not in names
-    assert 'skipping 1 unreadable audio file(s)' in capsys.readouterr().err
+    assert len(names) == 31 and 'fine.flac' in names
+    assert not {'broken.wav', 'nan.wav', 'inf.wav'} & names
+    assert 'skipping 3 unreadable audio file(s)' in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -8,7 +8,28 @@ import soundfile as sf
 
 from .errors import UserError
 
-AUDIO_SUFFIXES = {'.wav', '.flac', '.ogg', '.mp3', '.aiff', '.aif', '.au'}
+# File name endings of each libsndfile major format (soundfile's names),
+# its own and the usual aliases. Left out: RAW (header-less, needs its
+# parameters given), and MAT4/MAT5, MPC2K and HTK, whose endings (.mat,
+# .mpc, .htk) mostly name MATLAB data, Musepack (unreadable here) and HTK
+# feature files rather than audio.
+_SUFFIXES_OF_FORMAT = {
+    'WAV': ('wav', 'wave'), 'WAVEX': ('wav',), 'RF64': ('rf64', 'wav'),
+    'W64': ('w64',), 'NIST': ('nist', 'sph'), 'AIFF': ('aiff', 'aif', 'aifc'),
+    'AU': ('au', 'snd'), 'CAF': ('caf',), 'FLAC': ('flac',),
+    'OGG': ('ogg', 'oga', 'opus'), 'MP3': ('mp3', 'mp2', 'm1a'),
+    'IRCAM': ('sf', 'ircam'), 'VOC': ('voc',), 'SVX': ('iff', 'svx', '8svx'),
+    'PAF': ('paf',), 'PVF': ('pvf',), 'XI': ('xi',), 'SDS': ('sds',),
+    'AVR': ('avr',), 'SD2': ('sd2',), 'WVE': ('wve',),
+}
+# Every ending a folder scan takes for audio: those of the formats this
+# libsndfile reads.
+AUDIO_SUFFIXES = frozenset(
+    f'.{ext}' for name in sf.available_formats()
+    for ext in _SUFFIXES_OF_FORMAT.get(name, ()))
+# Integer samples are finite by construction and their decoding cannot
+# fail midway, so a header check is all a scan needs for them.
+_INTEGER_SUBTYPES = ('PCM_', 'ULAW', 'ALAW', 'DPCM_', 'DWVW_')
 
 
 class AudioError(UserError):
@@ -135,6 +156,27 @@ def probe_audio(path):
     with _open(path) as f:
         if f.frames == 0:
             raise AudioError(path, 'contains no samples')
+
+
+def check_audio(path, block_frames=1 << 16):
+    """:func:`probe_audio`, and every sample decoded (a block at a time,
+    so memory stays bounded) where a bad one can hide: NaN or infinite
+    float samples and compressed data that fails to decode midway, which
+    would otherwise stop a training run at the clip's first use. Files of
+    integer samples (ESC-50's 16-bit WAVs) need their header only."""
+    with _open(path) as f:
+        if f.frames == 0:
+            raise AudioError(path, 'contains no samples')
+        if f.subtype.startswith(_INTEGER_SUBTYPES):
+            return
+        first = True
+        while True:
+            wav = _read(f, path, block_frames, first=first)
+            if not wav.shape[0]:
+                return
+            if not np.isfinite(wav).all():
+                raise AudioError(path, 'contains NaN or infinite samples')
+            first = False
 
 
 def audio_seconds(path):
