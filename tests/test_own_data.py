@@ -379,6 +379,41 @@ def test_bad_data_is_one_line_and_exit_2(kind, bad, tmp_path, capsys):
     assert_one_line(code, err, name, fix)
 
 
+def test_one_class_is_refused_naming_the_level_below(tmp_path, capsys):
+    # data_dir one level too high: its one folder holds the class folders
+    top = tmp_path / 'top'
+    _folder(top / 'mysounds', {'cat': 5, 'dog': 5})
+    code, err = train_errors(capsys, data_dir=top,
+                             checkpoint_dir=tmp_path / 'ckpt')
+    assert_one_line(code, err, f'data_dir {top} holds one class folder '
+                    f"('mysounds')", f'set data_dir: {top / "mysounds"} (it '
+                    f'holds a folder dataset)')
+    assert not (top / '.folds.csv').exists()
+    # ... or a manifest
+    (top / 'mysounds' / 'metadata.csv').write_text(
+        'path,label\n' + ''.join(f'{d}/{i}.wav,{d}\n' for d in ('cat', 'dog')
+                                  for i in range(5)))
+    code, err = train_errors(capsys, data_dir=top,
+                             checkpoint_dir=tmp_path / 'ckpt')
+    assert_one_line(code, err, f'set data_dir: {top / "mysounds"} (it '
+                    f'holds a manifest dataset)')
+    # one class folder of clips: nothing below to point at
+    flat = _folder(tmp_path / 'flat', {'cat': 5})
+    code, err = train_errors(capsys, data_dir=flat,
+                             checkpoint_dir=tmp_path / 'ckpt')
+    assert_one_line(code, err, f"data_dir {flat} holds one class folder "
+                    f"('cat')", f'add a folder of clips for each other '
+                    f'class beside {flat / "cat"}')
+    # a manifest of one label
+    manifest = flat / 'one.csv'
+    manifest.write_text('path,label\n' + ''.join(
+        f'cat/{i}.wav,cat\n' for i in range(5)))
+    code, err = train_errors(capsys, data_dir=manifest,
+                             checkpoint_dir=tmp_path / 'ckpt')
+    assert_one_line(code, err, f"{manifest} names 1 class ('cat')",
+                    'at least two')
+
+
 def test_changed_data_set_is_one_line_and_exit_2(tmp_path, capsys):
     data = make_synthetic(tmp_path / 'data', layout='folder', **TINY)
     with contextlib.redirect_stdout(io.StringIO()):

@@ -65,7 +65,9 @@ def load_table(cfg, verbose=True):
         raise DatasetError(f'data_dir {root} does not exist: point it at '
                            f'your {layout} dataset')
     if layout == 'esc50':
-        return esc50_table(root)
+        table = esc50_table(root)
+        check_classes(table.label_list, table.source)
+        return table
     if layout == 'folder':
         files, labels, source = list_folder(root, verbose)
         folds = None
@@ -74,6 +76,7 @@ def load_table(cfg, verbose=True):
         root, source = manifest.parent, manifest
         files, labels, folds = read_manifest(manifest)
     label_list = sorted({name for names in labels for name in names})
+    check_classes(label_list, source, layout == 'folder')
     index = {name: i for i, name in enumerate(label_list)}
     targets = [[index[n] for n in names] for names in labels]
     folds_file = None
@@ -82,6 +85,28 @@ def load_table(cfg, verbose=True):
                                       verbose)
     return ClipTable(root, [root / f for f in files], folds, targets,
                      label_list, source, folds_file)
+
+
+def check_classes(label_list, source, folder=False):
+    """Refuse data of fewer than two classes, which would train to a
+    perfect score that means nothing. A folder layout's one class folder
+    is usually ``data_dir`` set one level too high: when that folder holds
+    a dataset itself, say to point ``data_dir`` at it."""
+    if len(label_list) >= 2:
+        return
+    name = label_list[0] if label_list else None
+    if not folder:
+        raise DatasetError(f'{source} names {len(label_list)} class '
+                           f'({name!r}); a classifier needs at least two: '
+                           f'label the clips of two or more classes')
+    inner = Path(source) / name
+    try:
+        fix = (f'if the classes are inside it, set data_dir: {inner} (it '
+               f'holds a {detect_layout(inner)} dataset)')
+    except DatasetError:
+        fix = f'add a folder of clips for each other class beside {inner}'
+    raise DatasetError(f'data_dir {source} holds one class folder ({name!r})'
+                       f' and a classifier needs at least two: {fix}')
 
 
 def list_folder(root, verbose=True):
