@@ -20,11 +20,12 @@ import soundfile as sf
 import yaml
 
 from conftest import ROOT, make_synthetic, run_script, script_env
-from paddlespeech.cls import atomic
+from paddlespeech.cls import atomic, prediction
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets import (ClipDataset, ClipWindows,
                                        DatasetError, load_table)
 from paddlespeech.cls.datasets.folds import assign_folds
+from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
 from paddlespeech.cls.runtime import run
 from paddlespeech.cls.task import Task
@@ -229,10 +230,12 @@ def test_read_only_data_keeps_folds_beside_the_checkpoints(tmp_path,
     assert load_table(cfg).folds == table.folds  # found there again
 
 
-def test_folder_listing_ignores_hidden_and_non_audio(tmp_path, capsys):
+def test_folder_listing_names_what_it_leaves_out(tmp_path, capsys):
     data = _folder(tmp_path / 'data', {'cat': 5, 'dog': 5})
     (data / 'cat' / '.DS_Store').write_bytes(b'')
-    (data / 'cat' / 'notes.txt').write_text('x')
+    (data / 'cat' / '._0.wav').write_bytes(b'')  # macOS resource fork
+    for name in ('notes.txt', 'a.txt', 'b.mid', 'c.mat'):
+        (data / 'cat' / name).write_text('x')
     (data / 'dog' / '.git').mkdir()
     (data / 'dog' / '.git' / 'x.wav').write_bytes(b'')
     (data / 'dog' / 'deep' / 'er').mkdir(parents=True)
@@ -245,9 +248,34 @@ def test_folder_listing_ignores_hidden_and_non_audio(tmp_path, capsys):
     assert rel == [f'cat/{i}.wav' for i in range(5)] + [
         'dog/0.wav', 'dog/1.wav', 'dog/2.wav', 'dog/3.wav', 'dog/4.wav',
         'dog/deep/er/n.FLAC']
-    assert f'[data] {data}: left out 2 hidden file(s) or folder(s), 1 ' \
-        f'non-audio file(s), 1 file(s) outside the class folders' in \
-        capsys.readouterr().out
+    warning = (
+        f'[data] warning: {data}: left out 8 file(s) or folder(s): 1 outside '
+        f'the class folders (README.md); 3 hidden (cat/.DS_Store, '
+        f'cat/._0.wav, dog/.git/); 4 not audio (cat/a.txt, cat/b.mid, '
+        f'cat/c.mat, ... 1 more)\n')
+    out = capsys.readouterr()
+    assert out.err == warning and 'left out' not in out.out
+    load_table(cfg)  # the folds file written beside the classes is not news
+    assert capsys.readouterr().err == warning
+
+
+def test_prediction_folder_scan_names_what_it_leaves_out(tmp_path, capsys):
+    d = tmp_path / 'in'
+    (d / 'sub' / '.cache').mkdir(parents=True)
+    for name in ('b.wav', 'a.opus', 'sub/c.oga', 'sub/.cache/d.wav',
+                 '._b.wav', 'notes.txt', 'sub/e.aif'):
+        (d / name).write_bytes(b'')
+    assert prediction.expand_inputs([d, d / 'notes.txt']) == [
+        d / 'a.opus', d / 'b.wav', d / 'sub' / 'c.oga', d / 'sub' / 'e.aif',
+        d / 'notes.txt']
+    assert capsys.readouterr().err == (
+        f'warning: {d}: left out 3 file(s) or folder(s): 2 hidden '
+        f'(._b.wav, sub/.cache/); 1 not audio (notes.txt)\n')
+    (d / 'only').mkdir()
+    (d / 'only' / 'x.txt').write_text('x')
+    with pytest.raises(UserError, match='directory holds no audio files'):
+        prediction.expand_inputs([d / 'only'])
+    assert '1 not audio (x.txt)' in capsys.readouterr().err
 
 
 # ------------------------------------------------------- any format, length
@@ -290,24 +318,36 @@ def test_clip_windows_and_their_average(tmp_path):
     assert (b[51:] == feature.floor_db).all()
 
 
-def test_mixed_formats_and_lengths_train(tmp_path):
+def test_mixed_formats_and_lengths_train(tmp_path, capsys):
+    assert {'OPUS', 'VORBIS'} <= set(sf.available_subtypes('OGG'))
     data = tmp_path / 'mixed'
     forms = [('wav', 16000, 1, {}), ('flac', 44100, 2, {}),
              ('ogg', 22050, 1, {'format': 'OGG', 'subtype': 'VORBIS'}),
              ('mp3', 44100, 1, {'format': 'MP3',
-                                'subtype': 'MPEG_LAYER_III'})]
+                                'subtype': 'MPEG_LAYER_III'}),
+             # Ogg's other names, and AIFF's short one
+             ('opus', 48000, 2, {'format': 'OGG', 'subtype': 'OPUS'}),
+             ('oga', 11025, 1, {'format': 'OGG', 'subtype': 'VORBIS'}),
+             ('aif', 8000, 1, {'format': 'AIFF'})]
+    written = []
     for c, label in enumerate(('hum', 'hiss', 'beep')):
         (data / label).mkdir(parents=True)
-        for i in range(6):
-            ext, rate, ch, kw = forms[(c + i) % 4]
-            _sound(data / label / f'{i}.{ext}', 0.3 + 0.45 * i, rate, ch,
+        for i in range(7):
+            ext, rate, ch, kw = forms[(c + i) % 7]
+            _sound(data / label / f'{i}.{ext}', 0.3 + 0.4 * i, rate, ch,
                    seed=10 * c + i, **kw)
+            written.append(data / label / f'{i}.{ext}')
+    # prediction's folder scan takes the same files, and says nothing
+    assert sorted(prediction.expand_inputs([data])) == sorted(written)
     records, log = train(data, tmp_path / 'ckpt', epochs=1,
                          clip_seconds=1.0, balanced_sampling=True)
     assert len(records) == 1 and np.isfinite(records[0]['dev_loss'])
     assert 0.0 <= records[0]['dev_acc'] <= 1.0
     assert '[data] train clips per class: beep' in log
-    assert 'left out' not in log  # every format was listed as audio
+    table = load_table(config(data, tmp_path / 'ckpt'))
+    assert sorted(table.paths) == sorted(written)  # every format is audio
+    err = capsys.readouterr().err
+    assert 'left out' not in err and 'unreadable' not in err, err
 
 
 # ------------------------------------------------------------------ balance

@@ -179,6 +179,57 @@ def check_audio(path, block_frames=1 << 16):
             first = False
 
 
+def find_audio(folder):
+    """``(audio, left_out)``: the audio files under ``folder`` (by
+    :data:`AUDIO_SUFFIXES`; links kept even when dangling, so that they
+    are reported rather than lost), sorted, and what was left out, as
+    ``{reason: [paths]}``: hidden files and folders (a folder counts
+    once), files that are not audio by name, links to folders (not
+    followed). Paths are relative to ``folder``, in POSIX form."""
+    audio, left_out = [], {'hidden': [], 'not audio': [],
+                           'linked folder (not followed)': []}
+    for top, dirs, names in os.walk(folder):
+        rel = Path(os.path.relpath(top, folder))
+
+        def name_of(name):
+            return (rel / name).as_posix()
+        for d in sorted(dirs):
+            if d.startswith('.'):
+                left_out['hidden'].append(name_of(d) + '/')
+            elif os.path.islink(os.path.join(top, d)):
+                left_out['linked folder (not followed)'].append(
+                    name_of(d) + '/')
+        dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+        for name in names:
+            if name.startswith('.'):
+                left_out['hidden'].append(name_of(name))
+            elif os.path.splitext(name)[1].lower() in AUDIO_SUFFIXES:
+                audio.append(name_of(name))
+            else:
+                left_out['not audio'].append(name_of(name))
+    return sorted(audio, key=_by_folder), {
+        k: sorted(v, key=_by_folder) for k, v in left_out.items() if v}
+
+
+def _by_folder(path):
+    """Sort key of a POSIX path as pathlib orders paths: folder by folder
+    (``a/b.wav`` before ``a.wav``)."""
+    return path.split('/')
+
+
+def describe_left_out(left_out, first=3):
+    """``left_out`` of :func:`find_audio` as one phrase: how many in all,
+    then each reason's count and first few names."""
+    parts = []
+    for reason, paths in left_out.items():
+        more = f', ... {len(paths) - first} more' if len(paths) > first \
+            else ''
+        parts.append(f'{len(paths)} {reason} ({", ".join(paths[:first])}'
+                     f'{more})')
+    n = sum(map(len, left_out.values()))
+    return f'left out {n} file(s) or folder(s): {"; ".join(parts)}'
+
+
 def audio_seconds(path):
     """Duration from the header alone (nothing decoded); raises AudioError."""
     with _open(path) as f:
