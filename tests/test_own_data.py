@@ -203,12 +203,48 @@ def test_folds_file_is_reused_and_a_change_is_refused(tmp_path):
     msg = str(e.value)
     assert msg == (f'the data set changed since the folds in {folds_file} '
                    f'were assigned (1 file(s) added, e.g. dog/new.wav): '
-                   f'delete {folds_file} to assign folds again')
+                   f'delete {folds_file} to assign folds again, or set '
+                   f'folds_file to another path to keep it')
     (data / 'dog' / 'new.wav').unlink()
     (data / 'cat' / '3.wav').unlink()
     with pytest.raises(DatasetError, match=r'1 file\(s\) removed, e.g. '
                        r'cat/3.wav\): delete'):
         load_table(cfg)
+
+
+def test_two_manifests_in_one_folder_keep_their_own_folds(tmp_path):
+    data = make_synthetic(tmp_path / 'data', layout='folder', **TINY)
+    rows = folder_rows(data)
+    first, second = data / 'metadata.csv', data / 'others.csv'
+    first.write_text('path,label\n' + ''.join(
+        f'{p},{label}\n' for p, label, _ in rows))
+    second.write_text('path,label\n' + ''.join(  # other files, no owl
+        f'{p},{label}\n' for p, label, _ in rows[::2]))
+    ckpt = tmp_path / 'ckpt'
+    records, log = train(first, ckpt / 'a', epochs=1)
+    assert f'{data / "metadata.folds.csv"} (delete it' in log
+    folds_a = (data / 'metadata.folds.csv').read_text()
+    records, log = train(second, ckpt / 'b', epochs=1)
+    assert f'{data / "others.folds.csv"} (delete it' in log
+    assert len((data / 'others.folds.csv').read_text().splitlines()) == 16
+    records, log = train(first, ckpt / 'c', epochs=1)  # read back, unchanged
+    assert 'assigned' not in log and len(records) == 1
+    assert (data / 'metadata.folds.csv').read_text() == folds_a
+    assert not (data / '.folds.csv').exists()
+    # the .folds.csv both once shared is still read for the manifest it fits
+    (data / 'metadata.folds.csv').rename(data / '.folds.csv')
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert load_table(config(first, ckpt)).folds_file == \
+            data / '.folds.csv'
+        assert load_table(config(second, ckpt)).folds_file == \
+            data / 'others.folds.csv'
+    assert out.getvalue() == ''
+    # a change names the file and the key that moves it
+    (data / 'others.folds.csv').write_text('path,fold\n')
+    with pytest.raises(DatasetError, match=r'delete .*others\.folds\.csv to '
+                       r'assign folds again, or set folds_file to another '
+                       r'path to keep it'):
+        load_table(config(second, ckpt))
 
 
 def test_read_only_data_keeps_folds_beside_the_checkpoints(tmp_path,

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..audio import AUDIO_SUFFIXES, describe_left_out, find_audio
 from .clips import ClipTable, DatasetError
 from .esc50 import dataset_root, esc50_table
-from .folds import FOLDS_NAME, folds_for
+from .folds import FOLDS_NAME, folds_file_name, folds_for
 
 LAYOUTS = ('auto', 'esc50', 'folder', 'manifest')
 MANIFEST_NAMES = ('metadata.csv', 'manifest.csv', 'manifest.tsv')
@@ -82,8 +82,9 @@ def load_table(cfg, verbose=True):
     targets = [[index[n] for n in names] for names in labels]
     folds_file = None
     if folds is None:
-        folds, folds_file = folds_for(root, files, targets, label_list, cfg,
-                                      verbose)
+        folds, folds_file = folds_for(
+            root, files, targets, label_list, cfg, verbose,
+            folds_file_name(source if layout == 'manifest' else None))
     return ClipTable(root, [root / f for f in files], folds, targets,
                      label_list, source, folds_file)
 
