@@ -149,7 +149,8 @@ def test_manifest_forms(tmp_path):
     assert table.multi_label
     assert table.paths[5] == tmp_path / 'clips' / 'b0.wav'
     assert table.targets == [[0]] * 5 + [[0, 1]] * 4 + [[1]]
-    assert (tmp_path / '.folds.csv').is_file()
+    assert table.folds_file == tmp_path / 'list.folds.csv'
+    assert table.folds_file.is_file()
 
 
 # -------------------------------------------------------------------- folds

@@ -144,6 +144,7 @@ def list_folder(root, verbose=True):
     if not files:
         raise DatasetError(f'data_dir {root} holds no class folders: '
                            f'expected {HELP}')
+    check_classes(sorted(set(name for [name] in labels)), root, True)
     if verbose and left_out:
         print(f'[data] warning: {root}: {describe_left_out(left_out)}',
               file=sys.stderr, flush=True)
