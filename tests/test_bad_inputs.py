@@ -9,13 +9,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import paddle
 import pytest
 import soundfile as sf
 
-from conftest import ROOT, SCRIPTS, run_script, script_env, train_args
+from conftest import (ROOT, SCRIPTS, make_synthetic, run_script,
+                      script_env, train_args)
 from paddlespeech.cls import prediction, runtime
 from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.features import FeatureConfig
@@ -299,3 +301,79 @@ def test_training_lists_all_unreadable_files(damaged_dataset, tmp_path):
     assert 'skipping 3 unreadable audio file(s)' in proc.stderr
     assert all(str(path) in proc.stderr for path in bad)
     assert (tmp_path / 'ckpt' / 'epoch_1' / 'model.pdparams').is_file()
+
+
+# Runs train.py with a fault set in after the start-up scan of the clips
+# passed: 'nan' rewrites the first training clip with NaN samples, 'raise'
+# makes loading it raise a ValueError, 'die' ends the loader worker that
+# loads it (os._exit).
+FAULT_AFTER_SCAN = '''
+import os, runpy, sys
+import numpy as np, soundfile as sf
+from paddlespeech.cls import trainer
+from paddlespeech.cls.datasets import ClipDataset
+
+fault, script = sys.argv[1], sys.argv[2]
+check = trainer.check_readable
+
+
+def check_then_break(datasets, *args, **kw):
+    check(datasets, *args, **kw)
+    path = datasets[0].items[0][0]
+    print('broken after the scan:', path, file=sys.stderr, flush=True)
+    if fault == 'nan':
+        sf.write(path, np.full(8000, np.nan, np.float32), 16000,
+                 subtype='FLOAT')
+        return
+    get = ClipDataset.__getitem__
+
+    def broken(self, idx):
+        if self.items[idx[0] if isinstance(idx, tuple) else idx][0] == path:
+            if fault == 'die':
+                os._exit(3)
+            raise ValueError('item broke')
+        return get(self, idx)
+    ClipDataset.__getitem__ = broken
+
+
+trainer.check_readable = check_then_break
+sys.argv = [script] + sys.argv[3:]
+runpy.run_path(script, run_name='__main__')
+'''
+
+
+@pytest.mark.parametrize('fault,workers,backend,reason', [
+    # the loader thread of num_workers=0 (this hung for ever)
+    ('nan', 0, 'numpy', 'contains NaN or infinite samples'),
+    ('raise', 0, 'paddle', 'ValueError: item broke'),
+    # a worker process (this ended in a SystemError traceback)
+    ('nan', 1, 'paddle', 'contains NaN or infinite samples'),
+    ('raise', 1, 'paddle', 'ValueError: item broke'),
+    ('die', 1, 'paddle', 'exited unexpectedly with code 3'),
+])
+def test_a_clip_failing_in_the_loader_ends_the_run_in_one_line(
+        fault, workers, backend, reason, tmp_path):
+    data = make_synthetic(tmp_path / 'data', layout='folder', classes=3,
+                          clips_per_fold=2, folds=5, seconds=0.5)
+    script = tmp_path / 'fault.py'
+    script.write_text(FAULT_AFTER_SCAN)
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(script), fault, str(SCRIPTS / 'train.py'),
+         *map(str, train_args(data, tmp_path / 'ckpt', '--epochs', 2,
+                              '--num_workers', workers, '--feat_backend',
+                              backend))],
+        capture_output=True, text=True, env=script_env(), timeout=180)
+    assert time.monotonic() - start < 180
+    broken = re.search(r'broken after the scan: (\S+)', proc.stderr)
+    assert broken, proc.stderr[-3000:]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines()
+              if line.startswith('error: ')]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert reason in errors[0]
+    if fault != 'die':  # a dead worker's message cannot know the file
+        assert broken.group(1) in errors[0]
+    assert proc.stderr.rstrip().endswith(errors[0])
+    assert not (tmp_path / 'ckpt' / 'epoch_1').exists()

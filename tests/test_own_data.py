@@ -20,12 +20,13 @@ import soundfile as sf
 import yaml
 
 from conftest import ROOT, make_synthetic, run_script, script_env
-from paddlespeech.cls import atomic
+from paddlespeech.cls import atomic, prediction
 from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets import (ClipDataset, ClipWindows,
                                        DatasetError, load_table)
 from paddlespeech.cls.datasets.folds import assign_folds
+from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
 from paddlespeech.cls.prediction import predict_files
 from paddlespeech.cls.runtime import run
@@ -150,7 +151,8 @@ def test_manifest_forms(tmp_path):
     assert table.multi_label
     assert table.paths[5] == tmp_path / 'clips' / 'b0.wav'
     assert table.targets == [[0]] * 5 + [[0, 1]] * 4 + [[1]]
-    assert (tmp_path / '.folds.csv').is_file()
+    assert table.folds_file == tmp_path / 'list.folds.csv'
+    assert table.folds_file.is_file()
 
 
 # -------------------------------------------------------------------- folds
@@ -204,12 +206,48 @@ def test_folds_file_is_reused_and_a_change_is_refused(tmp_path):
     msg = str(e.value)
     assert msg == (f'the data set changed since the folds in {folds_file} '
                    f'were assigned (1 file(s) added, e.g. dog/new.wav): '
-                   f'delete {folds_file} to assign folds again')
+                   f'delete {folds_file} to assign folds again, or set '
+                   f'folds_file to another path to keep it')
     (data / 'dog' / 'new.wav').unlink()
     (data / 'cat' / '3.wav').unlink()
     with pytest.raises(DatasetError, match=r'1 file\(s\) removed, e.g. '
                        r'cat/3.wav\): delete'):
         load_table(cfg)
+
+
+def test_two_manifests_in_one_folder_keep_their_own_folds(tmp_path):
+    data = make_synthetic(tmp_path / 'data', layout='folder', **TINY)
+    rows = folder_rows(data)
+    first, second = data / 'metadata.csv', data / 'others.csv'
+    first.write_text('path,label\n' + ''.join(
+        f'{p},{label}\n' for p, label, _ in rows))
+    second.write_text('path,label\n' + ''.join(  # other files, no owl
+        f'{p},{label}\n' for p, label, _ in rows[::2]))
+    ckpt = tmp_path / 'ckpt'
+    records, log = train(first, ckpt / 'a', epochs=1)
+    assert f'{data / "metadata.folds.csv"} (delete it' in log
+    folds_a = (data / 'metadata.folds.csv').read_text()
+    records, log = train(second, ckpt / 'b', epochs=1)
+    assert f'{data / "others.folds.csv"} (delete it' in log
+    assert len((data / 'others.folds.csv').read_text().splitlines()) == 16
+    records, log = train(first, ckpt / 'c', epochs=1)  # read back, unchanged
+    assert 'assigned' not in log and len(records) == 1
+    assert (data / 'metadata.folds.csv').read_text() == folds_a
+    assert not (data / '.folds.csv').exists()
+    # the .folds.csv both once shared is still read for the manifest it fits
+    (data / 'metadata.folds.csv').rename(data / '.folds.csv')
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert load_table(config(first, ckpt)).folds_file == \
+            data / '.folds.csv'
+        assert load_table(config(second, ckpt)).folds_file == \
+            data / 'others.folds.csv'
+    assert out.getvalue() == ''
+    # a change names the file and the key that moves it
+    (data / 'others.folds.csv').write_text('path,fold\n')
+    with pytest.raises(DatasetError, match=r'delete .*others\.folds\.csv to '
+                       r'assign folds again, or set folds_file to another '
+                       r'path to keep it'):
+        load_table(config(second, ckpt))
 
 
 def test_read_only_data_keeps_folds_beside_the_checkpoints(tmp_path,
@@ -231,10 +269,12 @@ def test_read_only_data_keeps_folds_beside_the_checkpoints(tmp_path,
     assert load_table(cfg).folds == table.folds  # found there again
 
 
-def test_folder_listing_ignores_hidden_and_non_audio(tmp_path, capsys):
+def test_folder_listing_names_what_it_leaves_out(tmp_path, capsys):
     data = _folder(tmp_path / 'data', {'cat': 5, 'dog': 5})
     (data / 'cat' / '.DS_Store').write_bytes(b'')
-    (data / 'cat' / 'notes.txt').write_text('x')
+    (data / 'cat' / '._0.wav').write_bytes(b'')  # macOS resource fork
+    for name in ('notes.txt', 'a.txt', 'b.mid', 'c.mat'):
+        (data / 'cat' / name).write_text('x')
     (data / 'dog' / '.git').mkdir()
     (data / 'dog' / '.git' / 'x.wav').write_bytes(b'')
     (data / 'dog' / 'deep' / 'er').mkdir(parents=True)
@@ -247,9 +287,34 @@ def test_folder_listing_ignores_hidden_and_non_audio(tmp_path, capsys):
     assert rel == [f'cat/{i}.wav' for i in range(5)] + [
         'dog/0.wav', 'dog/1.wav', 'dog/2.wav', 'dog/3.wav', 'dog/4.wav',
         'dog/deep/er/n.FLAC']
-    assert f'[data] {data}: left out 2 hidden file(s) or folder(s), 1 ' \
-        f'non-audio file(s), 1 file(s) outside the class folders' in \
-        capsys.readouterr().out
+    warning = (
+        f'[data] warning: {data}: left out 8 file(s) or folder(s): 1 outside '
+        f'the class folders (README.md); 3 hidden (cat/.DS_Store, '
+        f'cat/._0.wav, dog/.git/); 4 not audio (cat/a.txt, cat/b.mid, '
+        f'cat/c.mat, ... 1 more)\n')
+    out = capsys.readouterr()
+    assert out.err == warning and 'left out' not in out.out
+    load_table(cfg)  # the folds file written beside the classes is not news
+    assert capsys.readouterr().err == warning
+
+
+def test_prediction_folder_scan_names_what_it_leaves_out(tmp_path, capsys):
+    d = tmp_path / 'in'
+    (d / 'sub' / '.cache').mkdir(parents=True)
+    for name in ('b.wav', 'a.opus', 'sub/c.oga', 'sub/.cache/d.wav',
+                 '._b.wav', 'notes.txt', 'sub/e.aif'):
+        (d / name).write_bytes(b'')
+    assert prediction.expand_inputs([d, d / 'notes.txt']) == [
+        d / 'a.opus', d / 'b.wav', d / 'sub' / 'c.oga', d / 'sub' / 'e.aif',
+        d / 'notes.txt']
+    assert capsys.readouterr().err == (
+        f'warning: {d}: left out 3 file(s) or folder(s): 2 hidden '
+        f'(._b.wav, sub/.cache/); 1 not audio (notes.txt)\n')
+    (d / 'only').mkdir()
+    (d / 'only' / 'x.txt').write_text('x')
+    with pytest.raises(UserError, match='directory holds no audio files'):
+        prediction.expand_inputs([d / 'only'])
+    assert '1 not audio (x.txt)' in capsys.readouterr().err
 
 
 # ------------------------------------------------------- any format, length
@@ -303,24 +368,36 @@ def test_clip_windows_and_their_average(tmp_path):
     assert (b[51:] == feature.floor_db).all()
 
 
-def test_mixed_formats_and_lengths_train(tmp_path):
+def test_mixed_formats_and_lengths_train(tmp_path, capsys):
+    assert {'OPUS', 'VORBIS'} <= set(sf.available_subtypes('OGG'))
     data = tmp_path / 'mixed'
     forms = [('wav', 16000, 1, {}), ('flac', 44100, 2, {}),
              ('ogg', 22050, 1, {'format': 'OGG', 'subtype': 'VORBIS'}),
              ('mp3', 44100, 1, {'format': 'MP3',
-                                'subtype': 'MPEG_LAYER_III'})]
+                                'subtype': 'MPEG_LAYER_III'}),
+             # Ogg's other names, and AIFF's short one
+             ('opus', 48000, 2, {'format': 'OGG', 'subtype': 'OPUS'}),
+             ('oga', 11025, 1, {'format': 'OGG', 'subtype': 'VORBIS'}),
+             ('aif', 8000, 1, {'format': 'AIFF'})]
+    written = []
     for c, label in enumerate(('hum', 'hiss', 'beep')):
         (data / label).mkdir(parents=True)
-        for i in range(6):
-            ext, rate, ch, kw = forms[(c + i) % 4]
-            _sound(data / label / f'{i}.{ext}', 0.3 + 0.45 * i, rate, ch,
+        for i in range(7):
+            ext, rate, ch, kw = forms[(c + i) % 7]
+            _sound(data / label / f'{i}.{ext}', 0.3 + 0.4 * i, rate, ch,
                    seed=10 * c + i, **kw)
+            written.append(data / label / f'{i}.{ext}')
+    # prediction's folder scan takes the same files, and says nothing
+    assert sorted(prediction.expand_inputs([data])) == sorted(written)
     records, log = train(data, tmp_path / 'ckpt', epochs=1,
                          clip_seconds=1.0, balanced_sampling=True)
     assert len(records) == 1 and np.isfinite(records[0]['dev_loss'])
     assert 0.0 <= records[0]['dev_acc'] <= 1.0
     assert '[data] train clips per class: beep' in log
-    assert 'left out' not in log  # every format was listed as audio
+    table = load_table(config(data, tmp_path / 'ckpt'))
+    assert sorted(table.paths) == sorted(written)  # every format is audio
+    err = capsys.readouterr().err
+    assert 'left out' not in err and 'unreadable' not in err, err
 
 
 # ------------------------------------------------------------------ balance
@@ -392,6 +469,41 @@ def test_bad_data_is_one_line_and_exit_2(kind, bad, tmp_path, capsys):
     assert_one_line(code, err, name, fix)
 
 
+def test_one_class_is_refused_naming_the_level_below(tmp_path, capsys):
+    # data_dir one level too high: its one folder holds the class folders
+    top = tmp_path / 'top'
+    _folder(top / 'mysounds', {'cat': 5, 'dog': 5})
+    code, err = train_errors(capsys, data_dir=top,
+                             checkpoint_dir=tmp_path / 'ckpt')
+    assert_one_line(code, err, f'data_dir {top} holds one class folder '
+                    f"('mysounds')", f'set data_dir: {top / "mysounds"} (it '
+                    f'holds a folder dataset)')
+    assert not (top / '.folds.csv').exists()
+    # ... or a manifest
+    (top / 'mysounds' / 'metadata.csv').write_text(
+        'path,label\n' + ''.join(f'{d}/{i}.wav,{d}\n' for d in ('cat', 'dog')
+                                  for i in range(5)))
+    code, err = train_errors(capsys, data_dir=top,
+                             checkpoint_dir=tmp_path / 'ckpt')
+    assert_one_line(code, err, f'set data_dir: {top / "mysounds"} (it '
+                    f'holds a manifest dataset)')
+    # one class folder of clips: nothing below to point at
+    flat = _folder(tmp_path / 'flat', {'cat': 5})
+    code, err = train_errors(capsys, data_dir=flat,
+                             checkpoint_dir=tmp_path / 'ckpt')
+    assert_one_line(code, err, f"data_dir {flat} holds one class folder "
+                    f"('cat')", f'add a folder of clips for each other '
+                    f'class beside {flat / "cat"}')
+    # a manifest of one label
+    manifest = flat / 'one.csv'
+    manifest.write_text('path,label\n' + ''.join(
+        f'cat/{i}.wav,cat\n' for i in range(5)))
+    code, err = train_errors(capsys, data_dir=manifest,
+                             checkpoint_dir=tmp_path / 'ckpt')
+    assert_one_line(code, err, f"{manifest} names 1 class ('cat')",
+                    'at least two')
+
+
 def test_changed_data_set_is_one_line_and_exit_2(tmp_path, capsys):
     data = make_synthetic(tmp_path / 'data', layout='folder', **TINY)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -407,18 +519,34 @@ def test_changed_data_set_is_one_line_and_exit_2(tmp_path, capsys):
 def test_unreadable_clips_listed_or_skipped(tmp_path, capsys):
     data = make_synthetic(tmp_path / 'data', layout='folder', **TINY)
     (data / 'low_hum' / 'broken.wav').write_bytes(b'not audio at all')
+    # bad samples deep in float files: the scan decodes them block by
+    # block (70,000 frames: the NaN is in the second 65,536-frame block)
+    for name, value in (('nan.wav', np.nan), ('fine.flac', None),
+                        ('inf.wav', np.inf)):
+        x = np.full(70000, 0.1, np.float32)
+        if value is None:  # FLAC holds integers: always finite, kept
+            sf.write(data / 'white_noise' / name, x, 16000)
+            continue
+        x[-1] = value
+        sf.write(data / 'white_noise' / name, x, 16000, subtype='FLOAT')
     code, err = train_errors(capsys, data_dir=data,
                                     checkpoint_dir=tmp_path / 'ckpt')
-    assert code == 2 and '1 unreadable audio file(s)' in err, err
+    assert code == 2 and '3 unreadable audio file(s)' in err, err
     assert f'{data / "low_hum" / "broken.wav"}: cannot read audio' in err
+    for name in ('nan.wav', 'inf.wav'):
+        assert f'{data / "white_noise" / name}: contains NaN or infinite ' \
+            f'samples' in err
+    assert 'fine.flac' not in err
     assert '--skip_bad_files' in err
     with contextlib.redirect_stdout(io.StringIO()):
-        trainer = Trainer(config(data, tmp_path / 'ckpt',
+        trainer = Trainer(config(data, tmp_path / 'ckpt', epochs=1,
                                  skip_bad_files=True))
+        assert trainer.fit() == 0
     names = {p.name for p, _ in trainer.train_set.items +
              trainer.dev_set.items}
-    assert len(names) == 30 and 'broken.wav' not in names
-    assert 'skipping 1 unreadable audio file(s)' in capsys.readouterr().err
+    assert len(names) == 31 and 'fine.flac' in names
+    assert not {'broken.wav', 'nan.wav', 'inf.wav'} & names
+    assert 'skipping 3 unreadable audio file(s)' in capsys.readouterr().err
 
 
 @pytest.mark.slow

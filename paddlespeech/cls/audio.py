@@ -10,7 +10,28 @@ import soundfile as sf
 
 from .errors import UserError
 
-AUDIO_SUFFIXES = {'.wav', '.flac', '.ogg', '.mp3', '.aiff', '.aif', '.au'}
+# File name endings of each libsndfile major format (soundfile's names),
+# its own and the usual aliases. Left out: RAW (header-less, needs its
+# parameters given), and MAT4/MAT5, MPC2K and HTK, whose endings (.mat,
+# .mpc, .htk) mostly name MATLAB data, Musepack (unreadable here) and HTK
+# feature files rather than audio.
+_SUFFIXES_OF_FORMAT = {
+    'WAV': ('wav', 'wave'), 'WAVEX': ('wav',), 'RF64': ('rf64', 'wav'),
+    'W64': ('w64',), 'NIST': ('nist', 'sph'), 'AIFF': ('aiff', 'aif', 'aifc'),
+    'AU': ('au', 'snd'), 'CAF': ('caf',), 'FLAC': ('flac',),
+    'OGG': ('ogg', 'oga', 'opus'), 'MP3': ('mp3', 'mp2', 'm1a'),
+    'IRCAM': ('sf', 'ircam'), 'VOC': ('voc',), 'SVX': ('iff', 'svx', '8svx'),
+    'PAF': ('paf',), 'PVF': ('pvf',), 'XI': ('xi',), 'SDS': ('sds',),
+    'AVR': ('avr',), 'SD2': ('sd2',), 'WVE': ('wve',),
+}
+# Every ending a folder scan takes for audio: those of the formats this
+# libsndfile reads.
+AUDIO_SUFFIXES = frozenset(
+    f'.{ext}' for name in sf.available_formats()
+    for ext in _SUFFIXES_OF_FORMAT.get(name, ()))
+# Integer samples are finite by construction and their decoding cannot
+# fail midway, so a header check is all a scan needs for them.
+_INTEGER_SUBTYPES = ('PCM_', 'ULAW', 'ALAW', 'DPCM_', 'DWVW_')
 
 
 class AudioError(UserError):
@@ -189,6 +210,78 @@ def probe_audio(path):
     with _open(path) as f:
         if f.frames == 0:
             raise AudioError(path, 'contains no samples')
+
+
+def check_audio(path, block_frames=1 << 16):
+    """:func:`probe_audio`, and every sample decoded (a block at a time,
+    so memory stays bounded) where a bad one can hide: NaN or infinite
+    float samples and compressed data that fails to decode midway, which
+    would otherwise stop a training run at the clip's first use. Files of
+    integer samples (ESC-50's 16-bit WAVs) need their header only."""
+    with _open(path) as f:
+        if f.frames == 0:
+            raise AudioError(path, 'contains no samples')
+        if f.subtype.startswith(_INTEGER_SUBTYPES):
+            return
+        first = True
+        while True:
+            wav = _read(f, path, block_frames, first=first)
+            if not wav.shape[0]:
+                return
+            if not np.isfinite(wav).all():
+                raise AudioError(path, 'contains NaN or infinite samples')
+            first = False
+
+
+def find_audio(folder):
+    """``(audio, left_out)``: the audio files under ``folder`` (by
+    :data:`AUDIO_SUFFIXES`; links kept even when dangling, so that they
+    are reported rather than lost), sorted, and what was left out, as
+    ``{reason: [paths]}``: hidden files and folders (a folder counts
+    once), files that are not audio by name, links to folders (not
+    followed). Paths are relative to ``folder``, in POSIX form."""
+    audio, left_out = [], {'hidden': [], 'not audio': [],
+                           'linked folder (not followed)': []}
+    for top, dirs, names in os.walk(folder):
+        rel = Path(os.path.relpath(top, folder))
+
+        def name_of(name):
+            return (rel / name).as_posix()
+        for d in sorted(dirs):
+            if d.startswith('.'):
+                left_out['hidden'].append(name_of(d) + '/')
+            elif os.path.islink(os.path.join(top, d)):
+                left_out['linked folder (not followed)'].append(
+                    name_of(d) + '/')
+        dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+        for name in names:
+            if name.startswith('.'):
+                left_out['hidden'].append(name_of(name))
+            elif os.path.splitext(name)[1].lower() in AUDIO_SUFFIXES:
+                audio.append(name_of(name))
+            else:
+                left_out['not audio'].append(name_of(name))
+    return sorted(audio, key=_by_folder), {
+        k: sorted(v, key=_by_folder) for k, v in left_out.items() if v}
+
+
+def _by_folder(path):
+    """Sort key of a POSIX path as pathlib orders paths: folder by folder
+    (``a/b.wav`` before ``a.wav``)."""
+    return path.split('/')
+
+
+def describe_left_out(left_out, first=3):
+    """``left_out`` of :func:`find_audio` as one phrase: how many in all,
+    then each reason's count and first few names."""
+    parts = []
+    for reason, paths in left_out.items():
+        more = f', ... {len(paths) - first} more' if len(paths) > first \
+            else ''
+        parts.append(f'{len(paths)} {reason} ({", ".join(paths[:first])}'
+                     f'{more})')
+    n = sum(map(len, left_out.values()))
+    return f'left out {n} file(s) or folder(s): {"; ".join(parts)}'
 
 
 def audio_seconds(path):

@@ -31,7 +31,7 @@ DEFAULTS = {
     'data_dir': None,  # ESC-50 layout, a folder per class, or a manifest; None: ESC-50
     'split': 1,  # dev fold; training uses the other folds
     'num_folds': 5,  # folds assigned to data without them
-    'folds_file': None,  # None: <data_dir>/.folds.csv (read-only data: <checkpoint_dir>/folds.csv)
+    'folds_file': None,  # None: <data_dir>/.folds.csv, beside a manifest <manifest stem>.folds.csv (read-only data: <checkpoint_dir>/folds.csv)
     'clip_seconds': None,  # train on random crops this long, score clips in windows; None: whole clips
     'balanced_sampling': False,  # class-balanced training batches
     'val_fraction': 0.0,  # > 0: best/ is chosen on this share of the training folds

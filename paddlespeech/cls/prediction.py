@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import AUDIO_SUFFIXES, AudioError
+from .audio import (AUDIO_SUFFIXES, AudioError, describe_left_out,
+                    find_audio)
 from .config import ConfigArgumentParser
 from .errors import UserError
 from .features import FEAT_BACKENDS
@@ -21,7 +22,9 @@ WINDOW_HELP = ('files are classified in consecutive windows of this many '
 
 
 def expand_inputs(inputs):
-    """Files as given, directories expanded to their audio files (sorted).
+    """Files as given, directories expanded to their audio files (sorted,
+    :func:`..audio.find_audio`); what a directory holds besides (hidden,
+    not audio by name) is named in one warning line on stderr.
 
     Links found in a directory are kept even when dangling, so that they
     are reported rather than silently left out.
@@ -30,13 +33,14 @@ def expand_inputs(inputs):
     for item in inputs:
         p = Path(item)
         if p.is_dir() and p.suffix.lower() not in AUDIO_SUFFIXES:
-            found = sorted(f for f in p.rglob('*')
-                           if f.suffix.lower() in AUDIO_SUFFIXES
-                           and (f.is_file() or f.is_symlink()))
+            found, left_out = find_audio(p)
+            if left_out:
+                print(f'warning: {p}: {describe_left_out(left_out)}',
+                      file=sys.stderr, flush=True)
             if not found:
                 raise UserError(f'{p}: directory holds no audio files '
                                 f'({", ".join(sorted(AUDIO_SUFFIXES))})')
-            paths.extend(found)
+            paths.extend(p / f for f in found)
         else:
             paths.append(p)
     return paths

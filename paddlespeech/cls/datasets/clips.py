@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..audio import AudioError, load_audio, probe_audio
+from ..audio import AudioError, check_audio, load_audio
 from ..errors import UserError
 
 
@@ -82,15 +82,14 @@ class ClipDataset:
             self[i]
 
     def unreadable_files(self):
-        """``[(path, reason)]`` of clips that cannot be read.
-
-        Header only (fast even for all of ESC-50): missing, empty, non-audio
-        and zero-length files; bad samples are caught when read.
-        """
+        """``[(path, reason)]`` of clips that cannot be read: missing,
+        empty, non-audio and zero-length files, and (:func:`check_audio`)
+        NaN or infinite samples and data that fails to decode. Integer
+        PCM files (all of ESC-50) are checked by their header alone."""
         bad = []
         for path, _ in self.items:
             try:
-                probe_audio(path)
+                check_audio(path)
             except AudioError as e:
                 bad.append((path, e.reason))
         return bad

@@ -1,7 +1,9 @@
 """Folds for data that comes without them: stratified, seeded, and kept in
 a folds file (``path,fold`` rows) so that training, the later stages,
 cross-validation and a rerun all see the same split, and a changed data
-set is noticed instead of silently re-split."""
+set is noticed instead of silently re-split. Each manifest has its own
+folds file (``<manifest stem>.folds.csv`` beside it), a folder-per-class
+data set ``.folds.csv``; ``folds_file`` sets another place."""
 import csv
 import io
 from pathlib import Path
@@ -31,27 +33,43 @@ def assign_folds(targets, k, seed):
     return folds.tolist()
 
 
-def folds_file_candidates(root, cfg):
+def folds_file_name(manifest=None):
+    """The folds file's name beside the data: ``.folds.csv`` in a
+    folder-per-class ``data_dir``, ``<manifest stem>.folds.csv`` beside a
+    manifest, so that manifests sharing a folder keep their own folds."""
+    return f'{Path(manifest).stem}.folds.csv' if manifest else FOLDS_NAME
+
+
+def folds_file_candidates(root, cfg, name=FOLDS_NAME):
     """Where the folds file is looked for, in order, and written: the
-    configured ``folds_file``, else ``<data>/.folds.csv`` and, for
-    read-only data, ``<checkpoint_dir>/folds.csv``."""
+    configured ``folds_file``, else ``<data>/<name>`` and, for read-only
+    data, ``<checkpoint_dir>/folds.csv``."""
     if cfg.folds_file:
         return [Path(cfg.folds_file)]
-    return [Path(root) / FOLDS_NAME, Path(cfg.checkpoint_dir) / 'folds.csv']
+    return [Path(root) / name, Path(cfg.checkpoint_dir) / 'folds.csv']
 
 
-def folds_for(root, files, targets, label_list, cfg, verbose=True):
+def folds_for(root, files, targets, label_list, cfg, verbose=True,
+              name=FOLDS_NAME):
     """``(folds, folds file)``: the fold of each of ``files`` (relative to
     ``root``), read from the folds file when there is one, else assigned
     (``num_folds`` folds, seeded with ``seed``) and written to the first
-    writable candidate."""
+    writable candidate. ``name``: :func:`folds_file_name`. A manifest's
+    folds in the ``.folds.csv`` that all manifests of a folder once
+    shared are still read when they are exactly this manifest's files."""
     k = int(cfg.num_folds)
     if k < 2:
         raise DatasetError(f'num_folds must be at least 2, got {k}')
-    candidates = folds_file_candidates(root, cfg)
+    candidates = folds_file_candidates(root, cfg, name)
     for path in candidates:
         if path.is_file():
             return read_folds(path, files, k), path
+    shared = Path(root) / FOLDS_NAME
+    if not cfg.folds_file and name != FOLDS_NAME and shared.is_file():
+        try:
+            return read_folds(shared, files, k), shared
+        except DatasetError:
+            pass  # another manifest's: this one gets its own
     counts = np.zeros(len(label_list), dtype=np.int64)
     for t in targets:
         counts[t] += 1
@@ -84,7 +102,8 @@ def folds_for(root, files, targets, label_list, cfg, verbose=True):
 def read_folds(path, files, k):
     """Folds of ``files`` from the folds file at ``path``; refuses one
     written for other files or another number of folds."""
-    hint = f'delete {path} to assign folds again'
+    hint = (f'delete {path} to assign folds again, or set folds_file to '
+            f'another path to keep it')
     try:
         with open(path, newline='', encoding='utf-8') as f:
             reader = csv.DictReader(f)

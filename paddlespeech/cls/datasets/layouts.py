@@ -4,7 +4,7 @@ layout, each read into a :class:`.clips.ClipTable`.
 * folder per class: ``<data_dir>/<label>/**/<file>``; the label is the
   first folder level, nested folders are allowed; hidden files and folders
   and files that are not audio (:data:`..audio.AUDIO_SUFFIXES`) are left
-  out and counted.
+  out and named in a warning.
 * manifest: a CSV (or ``.tsv``) with a header, a ``path`` (or
   ``file_name``) column relative to the manifest's folder and a ``label``
   column (or ``labels``, split on ``;``), optionally ``fold``; a file on
@@ -17,12 +17,13 @@ without folds gets stratified ones (:mod:`.folds`). Lists the tree once
 """
 import csv
 import os
+import sys
 from pathlib import Path
 
-from ..audio import AUDIO_SUFFIXES
+from ..audio import AUDIO_SUFFIXES, describe_left_out, find_audio
 from .clips import ClipTable, DatasetError
 from .esc50 import dataset_root, esc50_table
-from .folds import FOLDS_NAME, folds_for
+from .folds import FOLDS_NAME, folds_file_name, folds_for
 
 LAYOUTS = ('auto', 'esc50', 'folder', 'manifest')
 MANIFEST_NAMES = ('metadata.csv', 'manifest.csv', 'manifest.tsv')
@@ -65,7 +66,9 @@ def load_table(cfg, verbose=True):
         raise DatasetError(f'data_dir {root} does not exist: point it at '
                            f'your {layout} dataset')
     if layout == 'esc50':
-        return esc50_table(root)
+        table = esc50_table(root)
+        check_classes(table.label_list, table.source)
+        return table
     if layout == 'folder':
         files, labels, source = list_folder(root, verbose)
         folds = None
@@ -74,59 +77,77 @@ def load_table(cfg, verbose=True):
         root, source = manifest.parent, manifest
         files, labels, folds = read_manifest(manifest)
     label_list = sorted({name for names in labels for name in names})
+    check_classes(label_list, source, layout == 'folder')
     index = {name: i for i, name in enumerate(label_list)}
     targets = [[index[n] for n in names] for names in labels]
     folds_file = None
     if folds is None:
-        folds, folds_file = folds_for(root, files, targets, label_list, cfg,
-                                      verbose)
+        folds, folds_file = folds_for(
+            root, files, targets, label_list, cfg, verbose,
+            folds_file_name(source if layout == 'manifest' else None))
     return ClipTable(root, [root / f for f in files], folds, targets,
                      label_list, source, folds_file)
 
 
+def check_classes(label_list, source, folder=False):
+    """Refuse data of fewer than two classes, which would train to a
+    perfect score that means nothing. A folder layout's one class folder
+    is usually ``data_dir`` set one level too high: when that folder holds
+    a dataset itself, say to point ``data_dir`` at it."""
+    if len(label_list) >= 2:
+        return
+    name = label_list[0] if label_list else None
+    if not folder:
+        raise DatasetError(f'{source} names {len(label_list)} class '
+                           f'({name!r}); a classifier needs at least two: '
+                           f'label the clips of two or more classes')
+    inner = Path(source) / name
+    try:
+        fix = (f'if the classes are inside it, set data_dir: {inner} (it '
+               f'holds a {detect_layout(inner)} dataset)')
+    except DatasetError:
+        fix = f'add a folder of clips for each other class beside {inner}'
+    raise DatasetError(f'data_dir {source} holds one class folder ({name!r})'
+                       f' and a classifier needs at least two: {fix}')
+
+
 def list_folder(root, verbose=True):
     """``(files, [[label]], root)`` of a folder-per-class tree, files
-    relative to ``root`` in sorted order."""
+    relative to ``root`` in sorted order. What is left out (hidden, not
+    audio by name, directly in ``root``) is named in one warning line on
+    stderr."""
     root = Path(root)
     files, labels = [], []
-    skipped = {'hidden file(s) or folder(s)': 0, 'non-audio file(s)': 0,
-               'file(s) outside the class folders': 0}
+    left_out = {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name == FOLDS_NAME:
             continue
         if entry.name.startswith('.'):
-            skipped['hidden file(s) or folder(s)'] += 1
+            left_out.setdefault('hidden', []).append(
+                entry.name + '/' * entry.is_dir())
             continue
         if not entry.is_dir():
-            skipped['file(s) outside the class folders'] += 1
+            left_out.setdefault('outside the class folders', []).append(
+                entry.name)
             continue
-        found = []
-        for folder, dirs, names in os.walk(entry.path):
-            skipped['hidden file(s) or folder(s)'] += sum(
-                d.startswith('.') for d in dirs)
-            dirs[:] = [d for d in dirs if not d.startswith('.')]
-            rel = os.path.relpath(folder, root)
-            for name in names:
-                if name.startswith('.'):
-                    skipped['hidden file(s) or folder(s)'] += 1
-                elif os.path.splitext(name)[1].lower() in AUDIO_SUFFIXES:
-                    found.append(Path(rel, name).as_posix())
-                else:
-                    skipped['non-audio file(s)'] += 1
+        found, skipped = find_audio(entry.path)
+        for reason, paths in skipped.items():
+            left_out.setdefault(reason, []).extend(
+                f'{entry.name}/{path}' for path in paths)
         if not found:
             raise DatasetError(
                 f'class folder {entry.path} holds no audio files '
                 f'({" ".join(sorted(AUDIO_SUFFIXES))}): add clips of '
                 f'{entry.name!r} or remove the folder')
-        found.sort()
-        files += found
+        files += [f'{entry.name}/{path}' for path in found]
         labels += [[entry.name]] * len(found)
     if not files:
         raise DatasetError(f'data_dir {root} holds no class folders: '
                            f'expected {HELP}')
-    left_out = ', '.join(f'{n} {what}' for what, n in skipped.items() if n)
+    check_classes(sorted(set(name for [name] in labels)), root, True)
     if verbose and left_out:
-        print(f'[data] {root}: left out {left_out}', flush=True)
+        print(f'[data] warning: {root}: {describe_left_out(left_out)}',
+              file=sys.stderr, flush=True)
     return files, labels, root
 
 

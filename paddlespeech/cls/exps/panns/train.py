@@ -63,7 +63,8 @@ def get_parser():
     add('--num_folds', type=int, help='stratified folds assigned to data '
         'without folds (kept in a folds file for every later run)')
     add('--folds_file', help='where assigned folds are kept (default: '
-        '<data_dir>/.folds.csv, or <checkpoint_dir>/folds.csv when data_dir '
+        '<data_dir>/.folds.csv, <manifest stem>.folds.csv beside a '
+        'manifest, or <checkpoint_dir>/folds.csv when data_dir '
         'is read-only)')
     add('--clip_seconds', type=float,
         help='train on random crops of this many seconds (shorter clips '
