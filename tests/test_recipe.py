@@ -1,8 +1,10 @@
 """The recipe end to end on generated data: train -> predict -> export ->
 deploy, each script through its command line, and run.sh chaining stages."""
 import json
+import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -44,6 +46,42 @@ def test_training_writes_checkpoints_and_metrics(trained_checkpoint):
         assert set(r) == {'epoch', 'dev_acc', 'dev_loss', 'train_loss',
                           'train_acc', 'dev_top5', 'dev_macro_f1'}
         assert 0 <= r['dev_acc'] <= 1 and r['dev_loss'] > 0
+
+
+def test_training_ends_with_its_best_epoch(trained_checkpoint):
+    ckpt_dir = trained_checkpoint.parents[1]
+    last = (ckpt_dir.parent / 'train.log').read_text().splitlines()[-1]
+    m = re.fullmatch(r'best dev_acc (\d\.\d{4}) at epoch (\d+) '
+                     r'\(checkpoint (.+)\)', last)
+    assert m, last
+    records = [json.loads(line) for line in
+               (ckpt_dir / 'metrics.jsonl').read_text().splitlines()]
+    top = max(r['dev_acc'] for r in records)
+    first = next(r for r in records if r['dev_acc'] == top)
+    assert float(m[1]) == round(top, 4) and int(m[2]) == first['epoch']
+    assert m[3] == str(ckpt_dir / 'best' / 'model.pdparams')
+    assert json.loads((ckpt_dir / 'best' / 'metrics.json').read_text())[
+        'epoch'] == first['epoch']
+
+
+def test_training_summary_of_multi_label_run_without_best(tmp_path, capsys):
+    """The task's score key (dev_mAP), the earliest of tied epochs, and the
+    latest epoch checkpoint when there is no best/."""
+    from paddlespeech.cls.task import Task
+    from paddlespeech.cls.trainer import Trainer, write_metrics
+    write_metrics(tmp_path / 'metrics.jsonl', [
+        {'epoch': e, 'dev_map': m, 'dev_loss': 1.0, 'train_loss': 1.0}
+        for e, m in ((1, 0.5), (2, 0.8125), (3, 0.8125), (4, 0.7))])
+    for e in (2, 4):
+        (tmp_path / f'epoch_{e}').mkdir()
+        (tmp_path / f'epoch_{e}' / 'model.pdparams').write_bytes(b'')
+    trainer = Trainer.__new__(Trainer)
+    trainer.cfg = SimpleNamespace(average_last=0)
+    trainer.ckpt_dir, trainer.task = tmp_path, Task(multi_label=True)
+    trainer.finish()
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f'best dev_map 0.8125 at epoch 2 (checkpoint '
+        f'{tmp_path / "epoch_4" / "model.pdparams"})')
 
 
 def test_predict_prints_seed_block(trained_checkpoint, tiny_dataset):
