@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -143,7 +144,8 @@ def test_run_sh_chains_all_stages(tmp_path):
     assert '[eval] epoch 1: dev_acc' in proc.stdout
     assert 'exported' in proc.stdout
     blocks = parse_blocks(proc.stdout)
-    assert len(blocks) == 4  # stage 2: first dev clip; stage 4: first four
+    # stage 2: a dev clip of each of 3 classes; stage 4: of 4, each truth
+    assert len(blocks) == 4 and proc.stdout.count('\ntruth: ') == 7
     assert (tmp_path / 'export' / 'model.json').is_file()
 
     # A single stage on its own picks up the previous stages' results.
@@ -189,3 +191,69 @@ def test_locate_imports_no_paddle(what, tiny_dataset, tmp_path):
                 if line.startswith('import time:')}
     assert 'paddlespeech.cls.checkpoint' in imported  # the log is complete
     assert not {m for m in imported if m.split('.')[0] == 'paddle'}
+
+
+def locate(conf, *args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / 'local' / 'locate.py'), '--config',
+         str(conf), *map(str, args)], capture_output=True, text=True,
+        env=script_env(), check=True).stdout
+
+
+def test_dev_picks_are_of_different_classes(tiny_dataset, tmp_path):
+    conf = tmp_path / 'c.yaml'
+    conf.write_text(f'data_dir: {tiny_dataset}\n')
+    _, labels = read_meta(tiny_dataset)
+    # the first dev clips are two of class 0 ...
+    first = [Path(p) for p in locate(conf, 'dev_clips', '--limit', 2).split()]
+    assert [p.stem[-1] for p in first] == ['0', '0']
+    # ... the picks one of each class, in class order, with its label
+    for limit, n in ((2, 2), (5, 3)):
+        rows = [line.split('\t') for line in
+                locate(conf, 'dev_picks', '--limit', limit).splitlines()]
+        assert [int(Path(p).stem[-1]) for p, _ in rows] == list(range(n))
+        assert all(Path(p).name.startswith('1-') for p, _ in rows)  # fold 1
+        assert [label for _, label in rows] == labels[:n]
+
+
+@pytest.fixture(scope='module')
+def recipe_conf(tiny_dataset, trained_checkpoint, tmp_path_factory):
+    """A config of the tiny dataset and trained checkpoint, exported into
+    ``<root>/exp/tiny/export`` as stage 3 does; detect_dir not set."""
+    root = tmp_path_factory.mktemp('recipe')
+    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
+    conf.update(data_dir=str(tiny_dataset),
+                checkpoint_dir=str(trained_checkpoint.parents[1]),
+                export_dir=str(root / 'exp' / 'tiny' / 'export'))
+    conf.pop('detect_dir', None)
+    path = root / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(conf))
+    run_script('export_model.py', '--config', path, '--checkpoint',
+               trained_checkpoint, '--output_dir', conf['export_dir'])
+    return path
+
+
+def run_stage(*argv):
+    env = script_env()
+    env['VENV'] = sys.prefix
+    proc = subprocess.run([str(a) for a in argv], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('script', ['infer.sh', 'static_model_infer.sh'])
+def test_stages_2_and_4_print_the_truth(recipe_conf, tiny_dataset, script):
+    out = run_stage(ROOT / 'local' / script, recipe_conf)
+    _, labels = read_meta(tiny_dataset)
+    blocks = parse_blocks(out)
+    lines = out.splitlines()
+    # per clip: [path], top_k (3) "Label: score" lines, then its truth
+    assert len(lines) == 5 * len(blocks) and len(blocks) == 3
+    for k, path in enumerate(blocks):
+        head, scores, truth = lines[5 * k], blocks[path], lines[5 * k + 4]
+        assert head == f'[{path}]' and sorted(scores) == sorted(labels)
+        assert truth == f'truth: {labels[int(Path(path).stem[-1])]}'
+    assert {int(Path(p).stem[-1]) for p in blocks} == {0, 1, 2}
+
