@@ -10,7 +10,8 @@ dev_picks       a dev clip of each of the first --limit classes (that
                 have one), tab-separated from its label(s): the clips
                 stages 2 and 4 show, with the truth beside
 export_dir      the configured export directory
-detect_dir      where detect.py writes (stage 7)
+detect_dir      where detect.py writes (stage 7; default: beside
+                export_dir)
 
 Imports no Paddle, so each call takes a fraction of a second.
 """

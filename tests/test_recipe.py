@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_script, script_env
+from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets.esc50 import read_meta
+from paddlespeech.cls.datasets.synthetic import long_recording
 
 
 def parse_blocks(text):
@@ -193,6 +195,18 @@ def test_locate_imports_no_paddle(what, tiny_dataset, tmp_path):
     assert not {m for m in imported if m.split('.')[0] == 'paddle'}
 
 
+def test_detect_dir_defaults_beside_the_export(tmp_path):
+    # .ci/run reads exp/demo/detect after ./run.sh --conf conf/demo.yaml 7
+    assert load_config(ROOT / 'conf' / 'demo.yaml').detect_dir == \
+        'exp/demo/detect'
+    assert load_config(ROOT / 'conf' / 'my_sounds.yaml').detect_dir == \
+        'exp/my_sounds/detect'
+    conf = tmp_path / 'c.yaml'
+    conf.write_text('export_dir: a/export\ndetect_dir: b\n')
+    assert load_config(conf).detect_dir == 'b'
+    assert load_config(conf, {'detect_dir': 'c'}).detect_dir == 'c'
+
+
 def locate(conf, *args):
     return subprocess.run(
         [sys.executable, str(ROOT / 'local' / 'locate.py'), '--config',
@@ -257,3 +271,19 @@ def test_stages_2_and_4_print_the_truth(recipe_conf, tiny_dataset, script):
         assert truth == f'truth: {labels[int(Path(path).stem[-1])]}'
     assert {int(Path(p).stem[-1]) for p in blocks} == {0, 1, 2}
 
+
+@pytest.mark.slow
+def test_stage_7_takes_flags_after_double_dash(recipe_conf, tmp_path):
+    """``./run.sh 7 -- --wav F``: detect.py on F (no synthetic recording),
+    written beside the export, not into ./detect."""
+    field = tmp_path / 'field.wav'
+    long_recording(field, seconds=3)
+    stray = ROOT / 'detect'
+    existed = stray.exists()
+    out = run_stage(ROOT / 'run.sh', '--conf', recipe_conf, '7', '--',
+                    '--wav', field, '--plot', 'false')
+    detect_dir = recipe_conf.parent / 'exp' / 'tiny' / 'detect'
+    assert sorted(p.name for p in detect_dir.iterdir()) == [
+        'field.events.csv', 'field.labels.txt', 'field.scores.npz']
+    assert out.splitlines()[-1].startswith(f'{field}: ')
+    assert stray.exists() == existed
