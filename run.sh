@@ -9,7 +9,8 @@
 # export over HTTP until stopped (local/serve.sh, docs/serving.md),
 # 7 sound-event detection on a long recording (local/detect.sh).
 # Extra flags after -- go to stage 5's local/cross_validate.py (e.g.
-# -- --folds 1,3) and stage 6's serve.py (e.g. -- --port 8091).
+# -- --folds 1,3), stage 6's serve.py (-- --port 8091) and stage 7's
+# detect.py (-- --wav field.wav --threshold 0.3).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -19,7 +20,7 @@ conf=conf/panns.yaml
 nproc=1
 nodes=()
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stage) stage="$2"; shift 2 ;;
@@ -59,5 +60,5 @@ if [[ ${stage} -le 6 && ${stop_stage} -ge 6 ]]; then
   local/serve.sh "${conf}" "$@"
 fi
 if [[ ${stage} -le 7 && ${stop_stage} -ge 7 ]]; then
-  local/detect.sh "${conf}"
+  local/detect.sh "${conf}" "$@"
 fi

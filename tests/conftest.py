@@ -85,10 +85,12 @@ def tiny_dataset(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def trained_checkpoint(tiny_dataset, tmp_path_factory):
-    """``epoch_2/model.pdparams`` of a 2-epoch run that saved every epoch."""
+    """``epoch_2/model.pdparams`` of a 2-epoch run that saved every epoch;
+    its stdout beside the checkpoint directory, in ``train.log``."""
     ckpt_dir = tmp_path_factory.mktemp('trained') / 'checkpoint'
-    run_script('train.py', *train_args(tiny_dataset, ckpt_dir, '--epochs', 2,
-                                       '--save_freq', 1))
+    proc = run_script('train.py', *train_args(tiny_dataset, ckpt_dir,
+                                              '--epochs', 2, '--save_freq', 1))
+    (ckpt_dir.parent / 'train.log').write_text(proc.stdout)
     return ckpt_dir / 'epoch_2' / 'model.pdparams'
 
 

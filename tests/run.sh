@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set up the recipe's environment (as run.sh does) plus the test-only
-# packages, then run the test suite. Extra arguments go to pytest, e.g.
+# Set up the recipe's environment (as run.sh does), the test-only packages
+# and the browser of the service's browser test (tests/install_browser.sh:
+# as root, else it says the command), then run the test suite. Extra
+# arguments go to pytest, e.g.
 #   tests/run.sh -m "not slow"     the fast tier (edit-test loop)
 #   PYTEST_WORKERS=1 tests/run.sh   one process (default: one per core, at most 4)
 set -euo pipefail
@@ -17,6 +19,7 @@ if [[ ! -f "${stamp}" || "$(cat "${stamp}")" != "${want}" ]]; then
   python -m pip install --quiet --no-deps panns-inference==0.1.1 torchlibrosa==0.1.0
   echo "${want}" > "${stamp}"
 fi
+tests/install_browser.sh || true
 # Test files run in parallel (pytest-xdist), each file in one worker so its
 # module fixtures are built once; most tests run single-threaded
 # subprocesses, so a second core halves the wall time.

@@ -226,6 +226,33 @@ def test_user_errors_are_one_line_unless_debug(capsys, tmp_path):
     assert status == 2 and err[0].startswith('Traceback')
 
 
+def test_swapped_checkpoint_and_export_say_which_script(capsys, tmp_path):
+    """A checkpoint given as an export and an export given as a
+    checkpoint: one line naming the script (and flag) that takes it."""
+    from paddlespeech.cls.export import read_export
+    ckpt_dir, export_dir = tmp_path / 'checkpoint', tmp_path / 'export'
+    (ckpt_dir / 'best').mkdir(parents=True)
+    (ckpt_dir / 'best' / 'model.pdparams').write_bytes(b'')
+    export_dir.mkdir()
+    for name in ('inference.json', 'inference.pdiparams', 'model.json'):
+        (export_dir / name).write_text('{}')
+    best = ckpt_dir / 'best' / 'model.pdparams'
+    for given in (ckpt_dir, ckpt_dir / 'best', best):
+        status, err = user_error(capsys, lambda argv: read_export(given))
+        assert status == 2 and err == [
+            f'error: {given} is a training checkpoint, not an export: export '
+            f'it with export_model.py --checkpoint {best} --output_dir <new '
+            f'dir> and pass that dir, or predict with predict.py '
+            f'--checkpoint {best}']
+    for given in (export_dir, export_dir / 'inference.pdiparams'):
+        status, err = user_error(capsys, lambda argv: load_classifier(given))
+        assert status == 2 and err == [
+            f'error: {export_dir} is an export, not a training checkpoint: '
+            f'classify with deploy/predict.py --model_dir {export_dir} '
+            f'(predict.py --checkpoint takes train.py\'s <checkpoint_dir>/'
+            f'best/model.pdparams)']
+
+
 @pytest.mark.parametrize('script,args,reason', [
     ('predict', ['--checkpoint', '{tmp}/none.pdparams'], 'not found'),
     ('predict', ['--checkpoint', '{ckpt}', '--backbone', 'cnn10'],
@@ -240,7 +267,11 @@ def test_user_errors_are_one_line_unless_debug(capsys, tmp_path):
      '--top_k must be at least 1'),
     ('predict', ['--checkpoint', '{ckpt}', '--window_seconds', '0'],
      '--window_seconds must be positive'),
+    ('predict', ['--checkpoint', '{tmp}'],
+     'is an export, not a training checkpoint: classify with deploy/'),
     ('deploy', ['--model_dir', '{tmp}'], 'is incomplete: missing'),
+    ('deploy', ['--model_dir', '{ckpt_dir}'],
+     'is a training checkpoint, not an export: export it with '),
     ('deploy', ['--model_dir', '{tmp}', '--device', 'gpu:0'],
      'has no usable GPU'),
 ])
@@ -250,6 +281,7 @@ def test_argument_errors(tmp_path, trained_checkpoint, other_class_count,
     assert not paddle.device.is_compiled_with_cuda()  # a CPU-only install
     (tmp_path / 'inference.json').write_text('{}')  # export lacks the rest
     fill = dict(tmp=tmp_path, ckpt=trained_checkpoint,
+                ckpt_dir=trained_checkpoint.parents[1],
                 bad_ckpt=other_class_count)
     argv = [a.format(**fill) for a in args] + ['--wav', corpus[0][0]]
     proc = run_script({'predict': 'predict.py',

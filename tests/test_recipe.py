@@ -1,15 +1,20 @@
 """The recipe end to end on generated data: train -> predict -> export ->
 deploy, each script through its command line, and run.sh chaining stages."""
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import yaml
 
 from conftest import ROOT, run_script, script_env
+from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets.esc50 import read_meta
+from paddlespeech.cls.datasets.synthetic import long_recording
 
 
 def parse_blocks(text):
@@ -44,6 +49,42 @@ def test_training_writes_checkpoints_and_metrics(trained_checkpoint):
         assert set(r) == {'epoch', 'dev_acc', 'dev_loss', 'train_loss',
                           'train_acc', 'dev_top5', 'dev_macro_f1'}
         assert 0 <= r['dev_acc'] <= 1 and r['dev_loss'] > 0
+
+
+def test_training_ends_with_its_best_epoch(trained_checkpoint):
+    ckpt_dir = trained_checkpoint.parents[1]
+    last = (ckpt_dir.parent / 'train.log').read_text().splitlines()[-1]
+    m = re.fullmatch(r'best dev_acc (\d\.\d{4}) at epoch (\d+) '
+                     r'\(checkpoint (.+)\)', last)
+    assert m, last
+    records = [json.loads(line) for line in
+               (ckpt_dir / 'metrics.jsonl').read_text().splitlines()]
+    top = max(r['dev_acc'] for r in records)
+    first = next(r for r in records if r['dev_acc'] == top)
+    assert float(m[1]) == round(top, 4) and int(m[2]) == first['epoch']
+    assert m[3] == str(ckpt_dir / 'best' / 'model.pdparams')
+    assert json.loads((ckpt_dir / 'best' / 'metrics.json').read_text())[
+        'epoch'] == first['epoch']
+
+
+def test_training_summary_of_multi_label_run_without_best(tmp_path, capsys):
+    """The task's score key (dev_mAP), the earliest of tied epochs, and the
+    latest epoch checkpoint when there is no best/."""
+    from paddlespeech.cls.task import Task
+    from paddlespeech.cls.trainer import Trainer, write_metrics
+    write_metrics(tmp_path / 'metrics.jsonl', [
+        {'epoch': e, 'dev_map': m, 'dev_loss': 1.0, 'train_loss': 1.0}
+        for e, m in ((1, 0.5), (2, 0.8125), (3, 0.8125), (4, 0.7))])
+    for e in (2, 4):
+        (tmp_path / f'epoch_{e}').mkdir()
+        (tmp_path / f'epoch_{e}' / 'model.pdparams').write_bytes(b'')
+    trainer = Trainer.__new__(Trainer)
+    trainer.cfg = SimpleNamespace(average_last=0)
+    trainer.ckpt_dir, trainer.task = tmp_path, Task(multi_label=True)
+    trainer.finish()
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f'best dev_map 0.8125 at epoch 2 (checkpoint '
+        f'{tmp_path / "epoch_4" / "model.pdparams"})')
 
 
 def test_predict_prints_seed_block(trained_checkpoint, tiny_dataset):
@@ -105,7 +146,8 @@ def test_run_sh_chains_all_stages(tmp_path):
     assert '[eval] epoch 1: dev_acc' in proc.stdout
     assert 'exported' in proc.stdout
     blocks = parse_blocks(proc.stdout)
-    assert len(blocks) == 4  # stage 2: first dev clip; stage 4: first four
+    # stage 2: a dev clip of each of 3 classes; stage 4: of 4, each truth
+    assert len(blocks) == 4 and proc.stdout.count('\ntruth: ') == 7
     assert (tmp_path / 'export' / 'model.json').is_file()
 
     # A single stage on its own picks up the previous stages' results.
@@ -151,3 +193,97 @@ def test_locate_imports_no_paddle(what, tiny_dataset, tmp_path):
                 if line.startswith('import time:')}
     assert 'paddlespeech.cls.checkpoint' in imported  # the log is complete
     assert not {m for m in imported if m.split('.')[0] == 'paddle'}
+
+
+def test_detect_dir_defaults_beside_the_export(tmp_path):
+    # .ci/run reads exp/demo/detect after ./run.sh --conf conf/demo.yaml 7
+    assert load_config(ROOT / 'conf' / 'demo.yaml').detect_dir == \
+        'exp/demo/detect'
+    assert load_config(ROOT / 'conf' / 'my_sounds.yaml').detect_dir == \
+        'exp/my_sounds/detect'
+    conf = tmp_path / 'c.yaml'
+    conf.write_text('export_dir: a/export\ndetect_dir: b\n')
+    assert load_config(conf).detect_dir == 'b'
+    assert load_config(conf, {'detect_dir': 'c'}).detect_dir == 'c'
+
+
+def locate(conf, *args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / 'local' / 'locate.py'), '--config',
+         str(conf), *map(str, args)], capture_output=True, text=True,
+        env=script_env(), check=True).stdout
+
+
+def test_dev_picks_are_of_different_classes(tiny_dataset, tmp_path):
+    conf = tmp_path / 'c.yaml'
+    conf.write_text(f'data_dir: {tiny_dataset}\n')
+    _, labels = read_meta(tiny_dataset)
+    # the first dev clips are two of class 0 ...
+    first = [Path(p) for p in locate(conf, 'dev_clips', '--limit', 2).split()]
+    assert [p.stem[-1] for p in first] == ['0', '0']
+    # ... the picks one of each class, in class order, with its label
+    for limit, n in ((2, 2), (5, 3)):
+        rows = [line.split('\t') for line in
+                locate(conf, 'dev_picks', '--limit', limit).splitlines()]
+        assert [int(Path(p).stem[-1]) for p, _ in rows] == list(range(n))
+        assert all(Path(p).name.startswith('1-') for p, _ in rows)  # fold 1
+        assert [label for _, label in rows] == labels[:n]
+
+
+@pytest.fixture(scope='module')
+def recipe_conf(tiny_dataset, trained_checkpoint, tmp_path_factory):
+    """A config of the tiny dataset and trained checkpoint, exported into
+    ``<root>/exp/tiny/export`` as stage 3 does; detect_dir not set."""
+    root = tmp_path_factory.mktemp('recipe')
+    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
+    conf.update(data_dir=str(tiny_dataset),
+                checkpoint_dir=str(trained_checkpoint.parents[1]),
+                export_dir=str(root / 'exp' / 'tiny' / 'export'))
+    conf.pop('detect_dir', None)
+    path = root / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(conf))
+    run_script('export_model.py', '--config', path, '--checkpoint',
+               trained_checkpoint, '--output_dir', conf['export_dir'])
+    return path
+
+
+def run_stage(*argv):
+    env = script_env()
+    env['VENV'] = sys.prefix
+    proc = subprocess.run([str(a) for a in argv], capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('script', ['infer.sh', 'static_model_infer.sh'])
+def test_stages_2_and_4_print_the_truth(recipe_conf, tiny_dataset, script):
+    out = run_stage(ROOT / 'local' / script, recipe_conf)
+    _, labels = read_meta(tiny_dataset)
+    blocks = parse_blocks(out)
+    lines = out.splitlines()
+    # per clip: [path], top_k (3) "Label: score" lines, then its truth
+    assert len(lines) == 5 * len(blocks) and len(blocks) == 3
+    for k, path in enumerate(blocks):
+        head, scores, truth = lines[5 * k], blocks[path], lines[5 * k + 4]
+        assert head == f'[{path}]' and sorted(scores) == sorted(labels)
+        assert truth == f'truth: {labels[int(Path(path).stem[-1])]}'
+    assert {int(Path(p).stem[-1]) for p in blocks} == {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_stage_7_takes_flags_after_double_dash(recipe_conf, tmp_path):
+    """``./run.sh 7 -- --wav F``: detect.py on F (no synthetic recording),
+    written beside the export, not into ./detect."""
+    field = tmp_path / 'field.wav'
+    long_recording(field, seconds=3)
+    stray = ROOT / 'detect'
+    existed = stray.exists()
+    out = run_stage(ROOT / 'run.sh', '--conf', recipe_conf, '7', '--',
+                    '--wav', field, '--plot', 'false')
+    detect_dir = recipe_conf.parent / 'exp' / 'tiny' / 'detect'
+    assert sorted(p.name for p in detect_dir.iterdir()) == [
+        'field.events.csv', 'field.labels.txt', 'field.scores.npz']
+    assert out.splitlines()[-1].startswith(f'{field}: ')
+    assert stray.exists() == existed

@@ -5,9 +5,7 @@ the same files."""
 import base64
 import json
 import logging
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from browser import browser  # noqa: F401  (the fixture)
 from conftest import ROOT, run_script, script_env
 from paddlespeech.cls.export import export
 from paddlespeech.cls.inference import Predictor
@@ -536,20 +535,19 @@ def test_sigterm_finishes_the_request_in_flight(model, clips, expected,
 
 
 @pytest.mark.slow
-def test_page_in_headless_chromium(server, clips, expected):
+def test_page_in_headless_chromium(browser, server, clips, expected):
     """The page in Debian's chromium (system chromedriver): a file chosen
     through it shows the bar chart with deploy/predict.py's top label."""
     from selenium import webdriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-    driver_path = shutil.which('chromedriver') or '/usr/bin/chromedriver'
-    assert os.path.exists(driver_path), 'apt-get install chromium-driver'
+    driver_path, chromium = browser
     options = webdriver.ChromeOptions()
     for arg in ('--headless=new', '--no-sandbox', '--disable-gpu',
                 '--disable-dev-shm-usage', '--use-fake-ui-for-media-stream',
                 '--use-fake-device-for-media-stream'):  # a beeping mic
         options.add_argument(arg)
-    options.binary_location = shutil.which('chromium') or '/usr/bin/chromium'
+    options.binary_location = chromium
     driver = webdriver.Chrome(service=webdriver.ChromeService(driver_path),
                               options=options)
     try:

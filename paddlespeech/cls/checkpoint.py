@@ -106,6 +106,13 @@ def read_state(path):
     upstream PaddleSpeech's train.py writes)."""
     import paddle
     path = Path(path)
+    export = export_dir_of(path)
+    if export is not None:
+        raise CheckpointError(
+            f'{export} is an export, not a training checkpoint: classify '
+            f'with deploy/predict.py --model_dir {export} (predict.py '
+            f'--checkpoint takes train.py\'s <checkpoint_dir>/best/'
+            f'model.pdparams)')
     if path.is_dir():
         path = path / 'model.pdparams'
     if not path.is_file():
@@ -121,6 +128,30 @@ def read_state(path):
                               f'state dict')
     meta = state.pop(META_KEY, None)
     return state, json.loads(meta) if meta is not None else None
+
+
+def export_dir_of(path):
+    """The export directory ``path`` is or names a file of (what
+    export_model.py writes, not a checkpoint), else None."""
+    from .export import EXPORT_FILES
+    folder = path if path.is_dir() else path.parent
+    if not (folder / 'model.pdparams').is_file() and (
+            path.is_dir() or path.name in EXPORT_FILES) and any(
+            (folder / name).is_file() for name in EXPORT_FILES):
+        return folder
+    return None
+
+
+def checkpoint_file_of(path):
+    """The ``model.pdparams`` that ``path`` is, holds, or (a checkpoint
+    directory) chooses for the later stages, else None."""
+    path = Path(path)
+    if path.suffix == '.pdparams' and path.is_file():
+        return path
+    if (path / 'model.pdparams').is_file():
+        return path / 'model.pdparams'
+    found = best_checkpoint(path)
+    return found / 'model.pdparams' if found else None
 
 
 def epoch_checkpoints(checkpoint_dir):

@@ -107,7 +107,7 @@ DEFAULTS = {
     'merge_gap_seconds': 0.0,
     'top_k_per_window': 0,  # 0: every class may be active in a window
     'classes': None,  # None: every class
-    'detect_dir': './detect',  # detect.py --output_dir
+    'detect_dir': None,  # detect.py --output_dir; None: <export_dir>/../detect
     'plot': True,  # detect.py: write <name>.png
     # HTTP service (deploy/serve.py)
     'host': '127.0.0.1',
@@ -294,6 +294,9 @@ def load_config(path=None, overrides=None):
             raise ValueError(f'override {key!r} has no entry in DEFAULTS')
     if values['amp'] is False:  # YAML 1.1 reads an unquoted off as false
         values['amp'] = 'off'
+    if values['detect_dir'] is None:
+        values['detect_dir'] = str(Path(values['export_dir']).parent /
+                                   'detect')
     values['config'] = str(path) if path is not None else None
     unknown = sorted(set(feature) - set(feature_types()), key=str)
     if unknown:

@@ -28,6 +28,7 @@ import paddle.nn as nn
 from paddle.static import InputSpec
 
 from . import atomic
+from .checkpoint import checkpoint_file_of
 from .datasets import ESC50_LABELS, read_label_file
 from .errors import UserError
 from .features import FeatureConfig, FrontEnd
@@ -151,6 +152,13 @@ def read_export(model_dir, label_file=None):
     graph = next((g for g in graphs if g.is_file()), graphs[0])
     missing = [str(p) for p in (graph, params) if not p.is_file()]
     if missing:
+        ckpt = checkpoint_file_of(model_dir)
+        if ckpt is not None:
+            raise UserError(
+                f'{model_dir} is a training checkpoint, not an export: '
+                f'export it with export_model.py --checkpoint {ckpt} '
+                f'--output_dir <new dir> and pass that dir, or predict with '
+                f'predict.py --checkpoint {ckpt}')
         raise UserError(f'export directory {model_dir} is incomplete: missing '
                         f'{", ".join(missing)} (run export_model.py '
                         f'--output_dir {model_dir})')

@@ -292,7 +292,10 @@ class Trainer:
               f'saved {out}{best}', flush=True)
 
     def finish(self):
-        """End of a run: the averaged checkpoint and the training curves."""
+        """End of a run: the averaged checkpoint, the training curves, and
+        one line with the best dev score, its epoch and the checkpoint the
+        later stages use (``best/``, else the latest epoch's)."""
+        from .checkpoint import best_checkpoint
         last = self.cfg.average_last
         if last:
             out = save_average(self.ckpt_dir, last)
@@ -303,6 +306,12 @@ class Trainer:
             plot_curves(records, self.ckpt_dir / 'curves.png',
                         self.task.score)
             print(f'[curves] {self.ckpt_dir / "curves.png"}', flush=True)
+            key = self.task.score_key
+            top = max(records, key=lambda r: r[key])  # ties: the earliest
+            ckpt = best_checkpoint(self.ckpt_dir)
+            where = f' (checkpoint {ckpt / "model.pdparams"})' if ckpt else ''
+            print(f'best {key} {top[key]:.4f} at epoch {top["epoch"]}{where}',
+                  flush=True)
 
     def train_state(self, complete=False):
         state = {**asdict(self.progress), 'python_rng': random.getstate(),

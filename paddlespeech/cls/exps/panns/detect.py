@@ -90,7 +90,8 @@ def get_parser():
           help='only these labels (as the model names them; quote names '
           'with spaces)')
     p.add('--output_dir', key='detect_dir',
-          help='where the per-file outputs go')
+          help='where the per-file outputs go (default: <export_dir>/../'
+          'detect, beside the config\'s export)')
     p.add('--plot', type=parse_bool, help='write <name>.png (true/false)')
     p.add('--batch_size', key='infer_batch_size', type=int,
           help='windows per model run')
