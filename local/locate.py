@@ -13,6 +13,10 @@ Imports no Paddle, so each call takes a fraction of a second.
 """
 import argparse
 
+from paddlespeech.cls.runtime import prepare_process
+
+prepare_process()
+
 from paddlespeech.cls.checkpoint import best_checkpoint
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets import FoldDataset, load_table

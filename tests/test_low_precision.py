@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import ROOT, run_script, script_env
+from tests.conftest import ROOT, run_script, script_env
 from paddlespeech.cls import quantize
 from paddlespeech.cls.checkpoint import model_meta, save_checkpoint
 from paddlespeech.cls.config import load_config
@@ -20,7 +20,7 @@ from paddlespeech.cls.features import FeatureConfig
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.prediction import predict_files
 from paddlespeech.cls.task import Task
-from test_bad_inputs import check_corpus_run, corpus  # noqa: F401 (fixture)
+from tests.test_bad_inputs import check_corpus_run, corpus  # noqa: F401 (fixture)
 
 pytest.importorskip('onnxruntime')
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, run_script, script_env
+from tests.conftest import ROOT, run_script, script_env
 from paddlespeech.cls.datasets.esc50 import read_meta
 
 
