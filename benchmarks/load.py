@@ -42,14 +42,14 @@ import tempfile
 import time
 from pathlib import Path
 
-# The offline worker scores as the recipe's scripts do: one OpenBLAS thread
-# (paddlespeech/cls/__init__.py sets it, too late once numpy is imported).
-os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
-import numpy as np  # noqa: E402
+from paddlespeech.cls.runtime import prepare_process
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from common import ROOT, busy_cpu_seconds, machine, waves  # noqa: E402
+prepare_process()
+
+import numpy as np
+
+from benchmarks.common import ROOT, busy_cpu_seconds, machine, waves
+
 
 SERVE = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns' / 'deploy' / \
     'serve.py'
@@ -88,7 +88,6 @@ def offline_worker(model_dir, threads):
     process, answering one JSON line per request line on stdin: ``batch8``
     (one pass over the files at --batch_size 8: seconds, top-1s) or
     ``single`` (one file alone: seconds)."""
-    import paddlespeech.cls  # noqa: F401  (before paddle)
     from paddlespeech.cls.audio import Windowing
     from paddlespeech.cls.inference import Predictor
     from paddlespeech.cls.prediction import predict_files

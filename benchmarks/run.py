@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (AMD, ROOT, THREADS, busy_cpu_seconds, machine,  # noqa: E402
-                    model_flops)
+from benchmarks.common import (AMD, ROOT, THREADS, busy_cpu_seconds, machine,
+                               model_flops)
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns'

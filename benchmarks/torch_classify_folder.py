@@ -6,18 +6,14 @@ model, then for each file read it and resample to 32 kHz
 the same resampler the recipe uses), batch clips of equal length, run the
 reference model (torchlibrosa front end + network) under
 ``torch.inference_mode`` and print the top label per file. Random weights
-(``tests/panns_reference.make_reference``): the timing does not depend on
+(``tests.panns_reference.make_reference``): the timing does not depend on
 them.
 
-    python benchmarks/torch_classify_folder.py --wav DIR --arch cnn14 \
+    PYTHONPATH=. python benchmarks/torch_classify_folder.py --wav DIR --arch cnn14 \
         --batch_size 8 --threads 2
 """
 import argparse
-import sys
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tests'))
 
 
 def main():
@@ -32,7 +28,7 @@ def main():
     import librosa
     import numpy as np
     import torch
-    import panns_reference
+    from tests import panns_reference
     torch.set_num_threads(a.threads)
     model = panns_reference.make_reference(a.arch)
     labels = panns_reference.import_panns_inference().labels

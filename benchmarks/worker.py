@@ -2,30 +2,26 @@
 
 Prints progress on stderr and one JSON object as the last line of stdout.
 Tasks whose name starts with ``torch_`` import torch (and never Paddle);
-the others import Paddle (and never torch), with
-``paddlespeech.cls`` imported first as the recipe's scripts do.
+the others import Paddle (and never torch), after the recipe's process
+preparation, as its scripts make it.
 """
 import contextlib
 import io
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from paddlespeech.cls.runtime import prepare_process
+
 if not sys.argv[1:2] or not sys.argv[1].startswith('torch_'):
-    # As the recipe's scripts get it from paddlespeech/cls/__init__.py,
-    # which comes too late here: numpy is imported first.
-    os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
-import numpy as np  # noqa: E402
+    prepare_process()
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (ROOT, THREADS, current_rss_mb, peak_rss_mb,  # noqa: E402
-                    timeit, waves)
+import numpy as np
 
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / 'tests'))
+from benchmarks.common import (THREADS, current_rss_mb, peak_rss_mb, timeit,
+                               waves)
 
 
 def log(*a):
@@ -35,7 +31,6 @@ def log(*a):
 # --------------------------------------------------------------- paddle side
 
 def _paddle(threads=THREADS):
-    import paddlespeech.cls  # noqa: F401  (MKL setup before paddle)
     import paddle
     paddle.set_device('cpu')
     paddle.base.core.set_num_threads(threads)
@@ -581,7 +576,7 @@ def task_lowp_accuracy(a):
 def _torch(threads=THREADS):
     import torch
     torch.set_num_threads(threads)
-    import panns_reference
+    from tests import panns_reference
     panns_reference.import_panns_inference()
     return torch, panns_reference
 

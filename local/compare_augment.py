@@ -12,9 +12,12 @@ import json
 import sys
 from pathlib import Path
 
+from paddlespeech.cls.runtime import prepare_process
+
+prepare_process()
+
 import yaml
 
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets.synthetic import generate
 from paddlespeech.cls.trainer import Trainer

@@ -6,11 +6,12 @@ its ``best`` checkpoint; a finished fold is not redone and an interrupted
 one resumes. The report is ``<cv_dir>/RESULTS.md`` (with
 ``confusion.png``); see :mod:`paddlespeech.cls.crossval`.
 """
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
+from paddlespeech.cls.runtime import prepare_process, run
+
+prepare_process()
 
 from paddlespeech.cls.config import ConfigArgumentParser
 from paddlespeech.cls.crossval import cross_validate
-from paddlespeech.cls.runtime import run
 
 
 def get_parser():

@@ -15,7 +15,7 @@ export_dir="$(locate export_dir)"
 [[ -f "${export_dir}/model.json" ]] || { echo "error: no export in ${export_dir}; run stage 3 first" >&2; exit 1; }
 if [[ " $* " != *" --wav "* && " $* " != *" --wav="* ]]; then
   wav="$(locate detect_dir)/synthetic_long.wav"
-  python -m paddlespeech.cls.datasets.synthetic --long_recording "${wav}" --long_seconds 60
+  python -m paddlespeech.cls.exps.panns.synth --long_recording "${wav}" --long_seconds 60
   set -- --wav "${wav}" "$@"
 fi
 python "${MAIN_ROOT}/paddlespeech/cls/exps/panns/detect.py" --config "${conf}" \

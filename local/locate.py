@@ -17,7 +17,11 @@ Imports no Paddle, so each call takes a fraction of a second.
 """
 import argparse
 
-import numpy as np
+from paddlespeech.cls.runtime import prepare_process
+
+prepare_process()
+
+import numpy as np  # noqa: E402
 
 from paddlespeech.cls.checkpoint import best_checkpoint
 from paddlespeech.cls.config import load_config

@@ -8,12 +8,15 @@ without ``data_dir`` ESC-50 is downloaded (md5-verified) into
 detected unless ``dataset`` forces one), and data without folds gets its
 stratified folds file, which every later stage reuses.
 """
+from paddlespeech.cls.runtime import prepare_process, run
+
+prepare_process()
+
 from paddlespeech.cls.config import ConfigArgumentParser
 from paddlespeech.cls.datasets import (DatasetError, LAYOUTS, dataset_root,
                                        load_table, prepare_esc50)
 from paddlespeech.cls.datasets.layouts import detect_layout
 from paddlespeech.cls.datasets.synthetic import generate
-from paddlespeech.cls.runtime import run
 
 
 def get_parser():

@@ -1,6 +1,4 @@
 """Shared fixture: reference PyTorch PANNs and their converted weights."""
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
-
 import os
 import subprocess
 import sys
@@ -9,7 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-import panns_reference
+from paddlespeech.cls.runtime import prepare_process
+
+prepare_process()
+
+from tests import panns_reference
 from paddlespeech.cls.datasets.synthetic import generate
 from paddlespeech.cls.models.panns.convert import convert
 
@@ -93,8 +95,3 @@ def trained_checkpoint(tiny_dataset, tmp_path_factory):
     (ckpt_dir.parent / 'train.log').write_text(proc.stdout)
     return ckpt_dir / 'epoch_2' / 'model.pdparams'
 
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        'markers', 'slow: end-to-end runs of the scripts; '
-        '`pytest -m "not slow"` leaves them out for a quick edit-test loop')

@@ -3,7 +3,10 @@ rank's final parameters to ``$DDP_OUT/rank<N>.pdparams`` for comparison."""
 import os
 import sys
 
-import paddlespeech.cls  # noqa: F401
+from paddlespeech.cls.runtime import prepare_process
+
+prepare_process()
+
 import paddle
 import paddle.distributed as dist
 

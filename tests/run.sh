@@ -15,7 +15,7 @@ source path.sh
 stamp="${VIRTUAL_ENV}/.test-requirements.sha256"
 want="$(cat tests/requirements.txt requirements-onnx.txt tests/run.sh | sha256sum | cut -d' ' -f1)"
 if [[ ! -f "${stamp}" || "$(cat "${stamp}")" != "${want}" ]]; then
-  python -m pip install --quiet -r tests/requirements.txt
+  python -m pip install --quiet -r tests/requirements.txt -r requirements-onnx.txt
   python -m pip install --quiet --no-deps panns-inference==0.1.1 torchlibrosa==0.1.0
   echo "${want}" > "${stamp}"
 fi

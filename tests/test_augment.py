@@ -1,7 +1,5 @@
 """Augmentations: each test checks the defining property against values
 worked out by hand (or with plain numpy from the drawn parameters)."""
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
-
 import numpy as np
 import paddle
 import paddle.nn.functional as F

@@ -16,13 +16,13 @@ import paddle
 import pytest
 import soundfile as sf
 
-from conftest import (ROOT, SCRIPTS, make_synthetic, run_script,
-                      script_env, train_args)
+from tests.conftest import (ROOT, SCRIPTS, make_synthetic, run_script,
+                            script_env, train_args)
 from paddlespeech.cls import prediction, runtime
 from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.features import FeatureConfig
 from paddlespeech.cls.models import BACKBONES, load_classifier
-from test_recipe import parse_blocks
+from tests.test_recipe import parse_blocks
 
 # Runs a script and reports its peak resident memory on stderr at exit.
 WITH_MAXRSS = ("import atexit, resource, runpy, sys; atexit.register(lambda: "

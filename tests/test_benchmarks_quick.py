@@ -117,8 +117,7 @@ def test_infer_rows_are_the_measured_rates(bench):
 
 @pytest.mark.slow
 def test_limit_flops_against_hand_count_and_hardware(bench):
-    sys.path.insert(0, str(ROOT / 'benchmarks'))
-    from common import model_flops
+    from benchmarks.common import model_flops
     assert model_flops('cnn6', 501) == CNN6_FLOP_5S
     assert round(CNN6_FLOP_5S / 1e9, 2) == 9.91
 

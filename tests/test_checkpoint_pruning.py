@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_script, train_args
+from tests.conftest import run_script, train_args
 from paddlespeech.cls import checkpoint
 
 

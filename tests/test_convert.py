@@ -1,6 +1,4 @@
 """The PyTorch -> Paddle converter: CLI, accepted layouts and refusals."""
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
-
 import os
 import subprocess
 import sys
@@ -11,6 +9,7 @@ import paddle
 import pytest
 import torch
 
+from paddlespeech.cls.exps.panns import convert as cli
 from paddlespeech.cls.models.panns import convert as converter
 from paddlespeech.cls.runtime import run
 
@@ -31,7 +30,7 @@ def assert_same_weights(path_a, path_b):
 def test_cli_writes_what_the_function_writes(reference, tmp_path):
     out = tmp_path / 'out.pdparams'
     result = subprocess.run(
-        [sys.executable, '-m', 'paddlespeech.cls.models.panns.convert',
+        [sys.executable, '-m', 'paddlespeech.cls.exps.panns.convert',
          '--arch', 'cnn6', '--input', str(reference('cnn6').pth),
          '--output', str(out)],
         cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
@@ -43,7 +42,7 @@ def test_cli_writes_what_the_function_writes(reference, tmp_path):
 
 
 def test_help_explains_every_flag():
-    text = converter.get_parser().format_help()
+    text = cli.get_parser().format_help()
     for flag in ('--arch', '--input', '--output'):
         assert flag in text
     assert 'Cnn14_mAP=0.431.pth' in text and "{'model'" in text
@@ -95,7 +94,7 @@ def test_wrong_arch_is_refused(reference):
 
 def run_cli(argv, capsys):
     with pytest.raises(SystemExit) as e:
-        run(converter.main, argv)
+        run(cli.main, argv)
     return e.value.code, capsys.readouterr()
 
 

@@ -9,7 +9,7 @@ import paddle
 import pytest
 import yaml
 
-from conftest import ROOT, script_env
+from tests.conftest import ROOT, script_env
 from paddlespeech.cls.datasets import collate
 from paddlespeech.cls.datasets.esc50 import ESC50Dataset
 from paddlespeech.cls.features import NumpyLogMel

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from conftest import SCRIPTS, script_env
+from tests.conftest import SCRIPTS, script_env
 from paddlespeech.cls.audio import (Windowing, load_audio, read_windows,
                                     window_samples)
 from paddlespeech.cls.datasets.esc50 import display_name
@@ -174,7 +174,6 @@ WINDOW, HOP = 0.5, 0.25
 def model(tmp_path_factory):
     """CNN6 from scratch on 0.5 s clips of the demo generator (4 per class
     and fold, 10 mixtures per fold), 12 epochs: best/model.pdparams."""
-    import paddlespeech.cls  # noqa: F401
     from paddlespeech.cls.config import load_config
     from paddlespeech.cls.trainer import Trainer
     root = tmp_path_factory.mktemp('detect_model')
@@ -307,7 +306,7 @@ def test_audioset_tagger_windows_match_the_pytorch_reference(reference,
                                                              tmp_path):
     """--pretrained: two 2.5 s windows, each one of the reference's test
     clips, score as the PyTorch PANNs CNN6 scores that clip."""
-    import panns_reference
+    from tests import panns_reference
     waves = panns_reference.test_waveforms()[[0, 2]]  # tone, chirp
     path = tmp_path / 'two.wav'
     sf.write(path, waves.reshape(-1), panns_reference.SAMPLE_RATE,

@@ -11,7 +11,7 @@ import paddle
 import pytest
 import yaml
 
-from conftest import ROOT, script_env
+from tests.conftest import ROOT, script_env
 
 pytestmark = pytest.mark.slow
 WORKER = [str(ROOT / 'tests' / 'ddp_worker.py'), str(ROOT / 'conf' /

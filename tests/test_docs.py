@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT, script_env
+from tests.conftest import ROOT, script_env
 
 
 def test_flag_reference_is_up_to_date():

@@ -1,6 +1,4 @@
 """Downloads and the pretrained-weights cache against a local HTTP server."""
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
-
 import dataclasses
 import hashlib
 import http.server
@@ -206,7 +204,7 @@ def test_fetch_pretrained_failures(case, server, refused_url, cache,
     assert len(message.splitlines()) == 1
     assert url in message and server.url('/none.pdparams') in message
     assert str(cache / 'panns_cnn6.pdparams') in message
-    assert 'paddlespeech.cls.models.panns.convert --arch cnn6' in message
+    assert 'paddlespeech.cls.exps.panns.convert --arch cnn6' in message
     assert 'Cnn6_mAP=0.343.pth' in message and '--pretrained_path' in message
     if case != 'no weights':
         assert_nothing_cached(cache)

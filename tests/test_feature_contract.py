@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import paddlespeech.cls  # noqa: F401  (MKL setup before paddle)
 import paddle
 
 from paddlespeech.cls.checkpoint import load_checkpoint, save_checkpoint

@@ -12,7 +12,6 @@ import librosa
 import numpy as np
 import pytest
 
-import paddlespeech.cls  # noqa: F401  (MKL setup before paddle)
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel, \
     paddle_logmel

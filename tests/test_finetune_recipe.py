@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import ROOT, run_script, script_env, train_args
+from tests.conftest import ROOT, run_script, script_env, train_args
 from paddlespeech.cls import checkpoint
 from paddlespeech.cls.config import ConfigError, load_config
 from paddlespeech.cls.curves import VisualDLLog

@@ -19,11 +19,11 @@ pytestmark = pytest.mark.skipif(
 # Run in a fresh interpreter: the heap of the test process depends on
 # what ran before. Allocates 300 MB in 100 kB blocks (heap, not mmap),
 # frees 9 in 10 (the survivors pin the heap, so the freed memory stays
-# resident), then lets HeapLimit act. The package import applies the
-# recipe's malloc settings (keep_large_buffers) as every script does.
+# resident), then lets HeapLimit act, after the recipe's malloc settings
+# (keep_large_buffers) as every script makes them.
 SCENARIO = """
-import paddlespeech.cls
-from paddlespeech.cls.runtime import HeapLimit, rss_mb
+from paddlespeech.cls.runtime import HeapLimit, prepare_process, rss_mb
+prepare_process()
 limit = HeapLimit(slack_mb=50)
 limit.check()
 before = rss_mb()
@@ -70,8 +70,8 @@ def test_no_trim_within_slack(monkeypatch):
 
 
 LARGE_BUFFER = """
-import paddlespeech.cls
-from paddlespeech.cls.runtime import rss_mb
+from paddlespeech.cls.runtime import prepare_process, rss_mb
+prepare_process()
 before = rss_mb()
 buffer = bytearray(b'\\1' * (64 << 20))
 del buffer
@@ -82,9 +82,10 @@ print(rss_mb() - before)
 @pytest.mark.parametrize('env, kept', [({}, True),
                                        ({'MALLOC_MMAP_MAX_': '65536'}, False)])
 def test_large_buffers_stay_in_the_heap(env, kept):
-    """keep_large_buffers (applied on import unless MALLOC_MMAP_MAX_ is
-    set): a freed 64 MB block stays resident for the next batch instead of
-    going back to the kernel and being faulted in again."""
+    """keep_large_buffers (applied by prepare_process unless
+    MALLOC_MMAP_MAX_ is set): a freed 64 MB block stays resident for the
+    next batch instead of going back to the kernel and being faulted in
+    again."""
     out = subprocess.run([sys.executable, '-c', LARGE_BUFFER], check=True,
                          capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, 'PYTHONPATH': str(ROOT), **env})

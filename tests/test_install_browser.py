@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from browser import MISSING
-from conftest import ROOT
+from tests.browser import MISSING
+from tests.conftest import ROOT
 
 SCRIPT = ROOT / 'tests' / 'install_browser.sh'
 
@@ -78,12 +78,12 @@ def test_browser_fixture_errors_when_missing(tmp_path, installed):
     """A test using the fixture: an ERROR with the message (never a skip)
     on a PATH without chromium; it passes with both on PATH."""
     (tmp_path / 'test_uses_browser.py').write_text(
-        'from browser import browser  # noqa: F401\n\n'
+        'from tests.browser import browser  # noqa: F401\n\n'
         'def test_page(browser):\n    assert browser\n')
     bin_dir = fake_bin(tmp_path, 1000, installed=(
         ('chromium', 'chromedriver') if installed else ()))
     env = {**os.environ, 'PATH': str(bin_dir),
-           'PYTHONPATH': str(ROOT / 'tests')}
+           'PYTHONPATH': str(ROOT)}
     proc = subprocess.run(
         [sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider', '-p',
          'no:xdist', '-rA', str(tmp_path / 'test_uses_browser.py')],

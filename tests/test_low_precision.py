@@ -3,7 +3,6 @@ QDQ) and BF16 exports: scores against paddle.inference, the calibration
 set, the accuracy guard, deploy/predict.py on every export kind, and the
 optional extra staying optional."""
 import json
-import os
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import ROOT, SCRIPTS, run_script, script_env
+from tests.conftest import ROOT, SCRIPTS, run_script, script_env
 from paddlespeech.cls import quantize
 from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.checkpoint import model_meta, save_checkpoint
@@ -22,7 +21,7 @@ from paddlespeech.cls.features import FeatureConfig
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.prediction import predict_files
 from paddlespeech.cls.task import Task
-from test_bad_inputs import check_corpus_run, corpus  # noqa: F401 (fixture)
+from tests.test_bad_inputs import check_corpus_run, corpus  # noqa: F401 (fixture)
 
 pytest.importorskip('onnxruntime')
 
@@ -288,7 +287,7 @@ def test_onnx_refuses_the_in_graph_front_end(trained_checkpoint, tmp_path):
 CLEAN_INSTALL = '''
 import atexit, json, runpy, sys
 from pathlib import Path
-import declared
+from tests import declared
 record, files, script = sys.argv[1:4]
 names = declared.declared_distributions(*map(Path, files.split(',')))
 owners, hidden = declared.owners(), declared.hide_undeclared(names)
@@ -314,8 +313,7 @@ def int8_export(trained_checkpoint, tiny_dataset, tmp_path_factory):
         if fmt not in done:
             tmp = tmp_path_factory.mktemp(f'int8_{fmt}')
             log, record = tmp / 'log.txt', tmp / 'modules.json'
-            env = dict(script_env())
-            env['PYTHONPATH'] += os.pathsep + str(ROOT / 'tests')
+            env = script_env()
             with open(log, 'w') as out:
                 proc = subprocess.run(
                     [sys.executable, '-c', CLEAN_INSTALL, str(record),

@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import ROOT, script_env
+from tests.conftest import ROOT, script_env
 from paddlespeech.cls.models import (CNN6, CNN10, CNN14, SoundClassifier,
                                      cnn6, cnn10, cnn14)
 

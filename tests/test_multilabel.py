@@ -12,8 +12,8 @@ import pytest
 import yaml
 from sklearn.metrics import average_precision_score  # librosa needs sklearn
 
-from conftest import (ROOT, make_synthetic, run_script, script_env,
-                      train_args)
+from tests.conftest import (ROOT, make_synthetic, run_script, script_env,
+                            train_args)
 from paddlespeech.cls.audio import load_audio
 from paddlespeech.cls.augment import mixup
 from paddlespeech.cls.checkpoint import load_checkpoint

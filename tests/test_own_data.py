@@ -4,8 +4,6 @@ length (``clip_seconds``), class-balanced sampling, bad-data messages,
 label names as written. References are computed here by hand: folds and
 class shares counted, windows and averages worked out, the same clips
 rewritten in ESC-50 layout."""
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
-
 import contextlib
 import csv
 import io
@@ -19,7 +17,7 @@ import pytest
 import soundfile as sf
 import yaml
 
-from conftest import ROOT, make_synthetic, run_script, script_env
+from tests.conftest import ROOT, make_synthetic, run_script, script_env
 from paddlespeech.cls import atomic, prediction
 from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.config import load_config

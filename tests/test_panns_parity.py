@@ -4,13 +4,11 @@ The reference runs on the waveform (torchlibrosa front end inside the
 model); ours runs the numpy or paddle log-mel, then the Paddle model with
 the weights written by the converter.
 """
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
-
 import numpy as np
 import paddle
 import pytest
 
-import panns_reference
+from tests import panns_reference
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel, paddle_logmel
 from paddlespeech.cls.models import BACKBONES
 from paddlespeech.cls.runtime import set_cpu_threads

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, run_script, script_env
+from tests.conftest import ROOT, run_script, script_env
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets.esc50 import read_meta
 from paddlespeech.cls.datasets.synthetic import long_recording

@@ -16,7 +16,7 @@ import paddle
 import pytest
 import yaml
 
-from conftest import ROOT, SCRIPTS, run_script, script_env, train_args
+from tests.conftest import ROOT, SCRIPTS, run_script, script_env, train_args
 from paddlespeech.cls import checkpoint
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.models import build_classifier

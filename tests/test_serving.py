@@ -20,15 +20,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from browser import browser  # noqa: F401  (the fixture)
-from conftest import ROOT, run_script, script_env
+from tests.browser import browser  # noqa: F401  (the fixture)
+from tests.conftest import ROOT, run_script, script_env
 from paddlespeech.cls.export import export
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.serving import MicroBatcher, Service, create_app
 from paddlespeech.cls.serving.batcher import Closed
 from paddlespeech.cls.serving.process import ProcessPredictor
 from paddlespeech.cls.serving.protocol import parse_server_timing
-from test_recipe import parse_blocks
+from tests.test_recipe import parse_blocks
 
 MAX_SECONDS = 20
 MAX_UPLOAD_MB = 1

@@ -1,6 +1,4 @@
 """tag.py end to end: AudioSet labels and the reference model's scores."""
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
-
 import csv
 import os
 import re
@@ -13,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import panns_reference
+from tests import panns_reference
 
 REPO = Path(__file__).resolve().parents[1]
 TAG = REPO / 'paddlespeech' / 'cls' / 'exps' / 'panns' / 'tag.py'

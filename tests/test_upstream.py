@@ -8,7 +8,7 @@ import paddle
 import pytest
 from paddle.static import InputSpec
 
-from conftest import run_script
+from tests.conftest import run_script
 from paddlespeech.cls.datasets import (ESC50_LABELS, ESC50Dataset,
                                        read_meta)
 from paddlespeech.cls.datasets.clips import holdout
@@ -17,7 +17,7 @@ from paddlespeech.cls.export import graph_activation
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.models import build_classifier, load_classifier
-from test_recipe import parse_blocks
+from tests.test_recipe import parse_blocks
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')
 

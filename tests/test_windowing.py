@@ -1,8 +1,6 @@
 """One windowing rule (audio.Windowing) for training's evaluation and every
 prediction road: the accuracy training reports is the accuracy predict.py
 and the export give on the same clips."""
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
-
 import json
 import re
 
@@ -11,7 +9,7 @@ import paddle
 import pytest
 import soundfile as sf
 
-from conftest import ROOT, make_synthetic, run_script
+from tests.conftest import ROOT, make_synthetic, run_script
 from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets import ClipDataset, load_table

@@ -78,9 +78,9 @@ def _ignore_stop_signals():
 
 def _serve(conn, kwargs):
     _ignore_stop_signals()
-    import paddlespeech.cls  # noqa: F401  (before paddle: MKL setup)
+    from ..runtime import HeapLimit, prepare_process, select_device
+    prepare_process()
     from ..inference import Predictor
-    from ..runtime import HeapLimit, select_device
     try:
         p = Predictor(**{**kwargs, 'device': select_device(
             kwargs.get('device'))})

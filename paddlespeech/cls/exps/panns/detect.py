@@ -15,10 +15,12 @@ to one over its classes: --threshold 0.5 then means "this class holds most
 of the window", and two sounds at once share the score (lower the
 threshold, e.g. 0.3, to see both; --top_k_per_window 1 keeps the best).
 """
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
-
 import sys
 from pathlib import Path
+
+from paddlespeech.cls.runtime import prepare_process
+
+prepare_process()
 
 import numpy as np
 from tqdm import tqdm

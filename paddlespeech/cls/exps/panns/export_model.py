@@ -12,15 +12,16 @@ clips of the training folds and ``--precision bf16`` uses the CPU's BF16
 instructions; both are checked on the dev fold against fp32 and refused
 when the score falls by more than ``--max_drop`` points.
 """
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
-
 from pathlib import Path
+
+from paddlespeech.cls.runtime import prepare_process, run
+
+prepare_process()
 
 from paddlespeech.cls.config import ConfigArgumentParser
 from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.export import FORMATS, export
 from paddlespeech.cls.prediction import LABEL_FILE_HELP
-from paddlespeech.cls.runtime import run
 
 
 def get_parser():

@@ -3,14 +3,15 @@
 Scores are softmax probabilities, or independent sigmoid scores (not
 summing to one) for a model trained on multi-label data.
 """
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
+from paddlespeech.cls.runtime import prepare_process, run
+
+prepare_process()
 
 from paddlespeech.cls.models import BACKBONES
 from paddlespeech.cls.prediction import (LABEL_FILE_HELP, check_contract,
                                          expand_inputs, predict_files,
                                          prediction_parser, print_predictions,
                                          start)
-from paddlespeech.cls.runtime import run
 from paddlespeech.cls.scoring import checkpoint_scorer
 
 

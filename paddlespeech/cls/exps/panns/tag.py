@@ -4,15 +4,16 @@ Scores are independent sigmoid probabilities (AudioSet is multi-label), so
 they do not sum to one. Without --checkpoint the AudioSet weights are
 downloaded once into the cache ($PADDLESPEECH_CLS_HOME, default
 ~/.cache/paddlespeech/cls); a converted original checkpoint (see
-``python -m paddlespeech.cls.models.panns.convert``) can be given instead.
+``python -m paddlespeech.cls.exps.panns.convert``) can be given instead.
 """
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
+from paddlespeech.cls.runtime import prepare_process, run
+
+prepare_process()
 
 from paddlespeech.cls.models.panns.registry import BACKBONES
 from paddlespeech.cls.prediction import (check_contract, expand_inputs,
                                          predict_files, prediction_parser,
                                          print_predictions, start)
-from paddlespeech.cls.runtime import run
 from paddlespeech.cls.scoring import tagger_scorer
 
 

@@ -18,13 +18,14 @@ manifest) trains
 with a sigmoid (binary cross-entropy) loss, and best/ and early stopping
 follow the dev mAP instead of the accuracy.
 """
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
+from paddlespeech.cls.runtime import prepare_process, run
+
+prepare_process()
 
 from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
 from paddlespeech.cls.datasets import LAYOUTS
 from paddlespeech.cls.features import FEAT_BACKENDS
 from paddlespeech.cls.models import BACKBONES
-from paddlespeech.cls.runtime import run
 from paddlespeech.cls.trainer import AMP_MODES, LR_SCHEDULES, Trainer
 
 OPTIM_FLAGS = [

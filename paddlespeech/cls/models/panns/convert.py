@@ -1,7 +1,5 @@
-"""Convert an original PANNs PyTorch checkpoint to Paddle weights.
-
-    python -m paddlespeech.cls.models.panns.convert --arch cnn14 \\
-        --input Cnn14_mAP=0.431.pth --output panns_cnn14.pdparams
+"""Convert an original PANNs PyTorch checkpoint to Paddle weights (the
+command line is ``exps/panns/convert.py``, ``paddlespeech-cls convert``).
 
 Reads the released checkpoints of Kong et al. (``{'model': state_dict}``)
 or a plain state dict. Every tensor is matched by name and shape against
@@ -11,9 +9,8 @@ the Paddle model: BatchNorm ``running_mean``/``running_var`` become
 ``logmel_extractor.*``) and ``num_batches_tracked`` are dropped, since
 :mod:`paddlespeech.cls.features` computes the log-mel itself. Anything
 missing, unexpected or mis-shaped is refused, so a converted file always
-loads completely. torch is needed by this command only.
+loads completely. torch is needed by the conversion only.
 """
-import argparse
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,8 +19,7 @@ import paddle
 
 from ... import atomic
 from ...errors import UserError
-from ...runtime import run
-from .registry import BACKBONES, get_backbone
+from .registry import get_backbone
 from .weights import describe, mismatches, shapes
 
 FRONT_END_PREFIXES = ('spectrogram_extractor.', 'logmel_extractor.')
@@ -115,36 +111,3 @@ def convert(arch, input_path, output_path):
     atomic.save({name: paddle.to_tensor(value, place=cpu)
                  for name, value in state.items()}, output_path)
     return state
-
-
-def get_parser():
-    p = argparse.ArgumentParser(
-        prog='python -m paddlespeech.cls.models.panns.convert',
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='The output loads with --pretrained_path, or goes into the '
-        'cache as $PADDLESPEECH_CLS_HOME/panns_<arch>.pdparams (default '
-        '~/.cache/paddlespeech/cls) to replace the download.')
-    p.add_argument('--arch', required=True, choices=sorted(BACKBONES),
-                   help='architecture of the checkpoint (' + ', '.join(
-                       f'{b.name}: {b.original}' for b in BACKBONES.values())
-                   + ')')
-    p.add_argument('--input', required=True, metavar='CKPT.pth',
-                   help="original PyTorch checkpoint: {'model': state_dict} "
-                   'as released, or a plain state dict')
-    p.add_argument('--output', required=True, metavar='OUT.pdparams',
-                   help='Paddle weights to write (written to a temporary '
-                   'file and renamed, so it is never left half-written)')
-    return p
-
-
-def main(argv):
-    args = get_parser().parse_args(argv)
-    state = convert(args.arch, args.input, args.output)
-    count = sum(value.size for value in state.values())
-    print(f'wrote {args.output}: {args.arch}, {len(state)} tensors, '
-          f'{count} values')
-
-
-if __name__ == '__main__':
-    run(main)

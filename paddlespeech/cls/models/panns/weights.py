@@ -25,7 +25,7 @@ from ...errors import UserError
 
 CACHE_ENV = 'PADDLESPEECH_CLS_HOME'
 ORIGINAL_URL = 'https://zenodo.org/record/3987831/files/{}'
-CONVERT_CMD = 'python -m paddlespeech.cls.models.panns.convert'
+CONVERT_CMD = 'python -m paddlespeech.cls.exps.panns.convert'
 
 
 class WeightsError(UserError):

@@ -5,7 +5,9 @@ backend is read from --model_dir's model.json.
 Inputs may be files or directories; clips of equal length are batched
 (--batch_size), so results do not depend on what else is in the batch.
 """
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
+from paddlespeech.cls.runtime import prepare_process, run
+
+prepare_process()
 
 from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.config import parse_bool
@@ -14,7 +16,6 @@ from paddlespeech.cls.prediction import (LABEL_FILE_HELP, check_contract,
                                          expand_inputs, predict_files,
                                          prediction_parser, print_predictions,
                                          start)
-from paddlespeech.cls.runtime import run
 
 
 def get_parser():

@@ -8,16 +8,17 @@ of one or more files), GET /v1/model, GET /v1/stats, GET /healthz, GET
 are micro-batched; see docs/serving.md. SIGTERM finishes the requests in
 flight, then exits with status 0.
 """
-import paddlespeech.cls  # noqa: F401  (must precede paddle: MKL setup)
-
 import logging
 import os
 import signal
 
+from paddlespeech.cls.runtime import prepare_process, run
+
+prepare_process()
+
 from paddlespeech.cls.config import ConfigArgumentParser
 from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.prediction import LABEL_FILE_HELP, WINDOW_HELP
-from paddlespeech.cls.runtime import run
 
 API_KEY_ENV = 'PADDLESPEECH_CLS_API_KEY'
 
@@ -72,8 +73,13 @@ def check_serve_args(cfg):
 def main(argv):
     cfg = get_parser().parse_config(argv)
     check_serve_args(cfg)
-    import uvicorn
-    from paddlespeech.cls.serving import Service, create_app
+    try:
+        import uvicorn
+        from paddlespeech.cls.serving import Service, create_app
+    except ImportError as e:
+        raise UserError(f'the HTTP service needs {e.name}: pip install -r '
+                        f"requirements-serve.txt (or 'paddlespeech-cls"
+                        f"[serve]')") from e
     from paddlespeech.cls.serving.process import ProcessPredictor
     from paddlespeech.cls.serving.service import default_threads
 
