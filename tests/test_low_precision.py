@@ -372,8 +372,9 @@ def test_int8_export_needs_only_declared_packages(int8_export, fmt):
 
 
 def test_declared_distributions_follow_requirements_and_extras():
-    from declared import declared_distributions
-    base = declared_distributions(ROOT / 'requirements.txt')
+    from tests.declared import declared_distributions
+    base = declared_distributions(ROOT / 'requirements.txt',
+                                  ROOT / 'requirements-serve.txt')
     # matplotlib -> fonttools, whose sympy comes with its symfont extra only
     assert {'matplotlib', 'fonttools', 'httpx', 'anyio'} <= base
     assert not {'sympy', 'onnxruntime', 'torch', 'pygments'} & base

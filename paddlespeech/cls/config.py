@@ -137,6 +137,7 @@ AUGMENT_DEFAULTS = {
 TYPES = {
     'data_dir': str, 'folds_file': str, 'clip_seconds': float,
     'pretrained_path': str, 'warmup_epochs': float, 'lr_step_epochs': float,
+    'window_seconds': float, 'detect_dir': str,
     'visualdl_dir': str, 'folds': (str, int), 'cv_dir': str, 'device': str,
     'cpu_threads': int, 'wav': (str, list), 'checkpoint': str,
     'label_file': str, 'expected_backbone': str, 'expected_sample_rate': int,
