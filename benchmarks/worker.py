@@ -459,7 +459,8 @@ def lowp_exports(arch, out_dir, seconds, calib_clips, kinds=LOWP_KINDS):
     _paddle()
     import shutil
     from paddlespeech.cls import quantize
-    from paddlespeech.cls.export import ONNX_FILE, write_export, write_meta
+    from paddlespeech.cls.artifact import ONNX_FILE, write_meta
+    from paddlespeech.cls.export import write_export
     from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
     ckpt, exp = export_random(arch, out_dir)
     root = Path(out_dir) / f'lowp_{arch}'
@@ -486,7 +487,7 @@ def lowp_exports(arch, out_dir, seconds, calib_clips, kinds=LOWP_KINDS):
             quantize.onnx_int8(tmp / ONNX_FILE, tmp / ONNX_FILE, calib)
         else:
             meta = write_export(tmp, ckpt, format=fmt)
-        meta['precision'] = precision
+        meta.precision = precision
         write_meta(tmp, meta)
         log(f'{arch} {kind}: built in {time.perf_counter() - t:.1f} s')
         tmp.rename(d)
@@ -524,7 +525,7 @@ def task_lowp_accuracy(a):
     each on a held-out set generated with another seed (clips neither
     trained nor calibrated on): accuracy and top-1 agreement."""
     _paddle()
-    from paddlespeech.cls import quantize
+    from paddlespeech.cls import quantize, runtime
     from paddlespeech.cls.audio import load_audio
     from paddlespeech.cls.config import load_config
     from paddlespeech.cls.datasets import load_table
@@ -553,7 +554,7 @@ def task_lowp_accuracy(a):
            'calib_clips': len(calib.paths),
            'heldout_fp32_acc': 100 * float(np.mean(ref.argmax(1) == labels))}
     kinds = [('paddle', 'int8'), ('onnx', 'int8')]
-    if set(quantize.BF16_FLAGS) & quantize.cpu_flags():
+    if set(runtime.BF16_FLAGS) & runtime.cpu_flags():
         kinds.append(('paddle', 'bf16'))
     for fmt, precision in kinds:
         name = f'{fmt}_{precision}'

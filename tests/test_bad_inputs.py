@@ -229,7 +229,7 @@ def test_user_errors_are_one_line_unless_debug(capsys, tmp_path):
 def test_swapped_checkpoint_and_export_say_which_script(capsys, tmp_path):
     """A checkpoint given as an export and an export given as a
     checkpoint: one line naming the script (and flag) that takes it."""
-    from paddlespeech.cls.export import read_export
+    from paddlespeech.cls.artifact import read_export
     ckpt_dir, export_dir = tmp_path / 'checkpoint', tmp_path / 'export'
     (ckpt_dir / 'best').mkdir(parents=True)
     (ckpt_dir / 'best' / 'model.pdparams').write_bytes(b'')

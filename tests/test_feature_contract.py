@@ -31,7 +31,8 @@ import soundfile as sf
 import paddle
 
 from paddlespeech.cls.checkpoint import load_checkpoint, save_checkpoint
-from paddlespeech.cls.export import export, read_export
+from paddlespeech.cls.artifact import read_export
+from paddlespeech.cls.export import export
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel, \
     paddle_logmel
 from paddlespeech.cls.models import build_classifier
@@ -164,10 +165,11 @@ def test_contract_is_stored_with_checkpoint_and_exports(art):
     for kind in ('logmel', 'waveform'):
         graph, params, exported = read_export(art[kind])
         assert graph.is_file() and params.is_file()
-        assert exported['input'] == kind
-        assert exported['label_list'] == LABELS
-        assert exported['feature'] == FeatureConfig().to_dict()
-        assert json.loads((art[kind] / 'model.json').read_text()) == exported
+        assert exported.input == kind
+        assert exported.label_list == LABELS
+        assert exported.feature == FeatureConfig()
+        assert json.loads((art[kind] / 'model.json').read_text()) == \
+            exported.to_dict()
 
 
 @pytest.mark.parametrize('mkldnn', [True, False], ids=['onednn', 'no_onednn'])

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import ROOT, SCRIPTS, run_script, script_env
-from paddlespeech.cls import quantize
+from paddlespeech.cls import quantize, runtime
 from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.checkpoint import model_meta, save_checkpoint
 from paddlespeech.cls.config import load_config
@@ -86,17 +86,17 @@ def test_onnx_equals_paddle_inference(random_checkpoint, tmp_path, arch):
 
 def test_bf16_refused_on_a_cpu_without_it(monkeypatch, trained_checkpoint,
                                           tmp_path):
-    flags = quantize.cpu_flags()
+    flags = runtime.cpu_flags()
     assert 'fpu' in flags or not flags  # the parser reads real flags
-    monkeypatch.setattr(quantize, 'cpu_flags',
+    monkeypatch.setattr(runtime, 'cpu_flags',
                         lambda: {'fpu', 'avx2', 'avx512f', 'avx512_vnni'})
     with pytest.raises(UserError, match='needs a CPU with AVX-512 BF16 or '
                        'AMX .* this one has neither'):
         quantize.export_low_precision(
             trained_checkpoint, tmp_path / 'out', 'bf16', None, None)
     assert not (tmp_path / 'out').exists()
-    monkeypatch.setattr(quantize, 'cpu_flags', lambda: {'amx_bf16'})
-    quantize.check_bf16()  # AMX alone is enough
+    monkeypatch.setattr(runtime, 'cpu_flags', lambda: {'amx_bf16'})
+    runtime.check_bf16()  # AMX alone is enough
 
 
 def test_calibration_never_uses_the_dev_fold(tiny_dataset):
@@ -245,7 +245,7 @@ from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.export import export
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.prediction import predict_files
-from paddlespeech.cls import quantize
+from paddlespeech.cls import quantize, runtime
 from paddlespeech.cls.audio import Windowing
 export({str(trained_checkpoint)!r}, {str(tmp_path / 'p')!r})
 predictor = Predictor({str(tmp_path / 'p')!r}, 'cpu', 1)

@@ -13,7 +13,7 @@ from paddlespeech.cls.datasets import (ESC50_LABELS, ESC50Dataset,
                                        read_meta)
 from paddlespeech.cls.datasets.clips import holdout
 from paddlespeech.cls.datasets.esc50 import ESC50_CATEGORIES
-from paddlespeech.cls.export import graph_activation
+from paddlespeech.cls.artifact import graph_activation
 from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.models import build_classifier, load_classifier

@@ -133,7 +133,7 @@ def read_state(path):
 def export_dir_of(path):
     """The export directory ``path`` is or names a file of (what
     export_model.py writes, not a checkpoint), else None."""
-    from .export import EXPORT_FILES
+    from .artifact import EXPORT_FILES
     folder = path if path.is_dir() else path.parent
     if not (folder / 'model.pdparams').is_file() and (
             path.is_dir() or path.name in EXPORT_FILES) and any(

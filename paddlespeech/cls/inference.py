@@ -12,11 +12,10 @@ import os
 
 import numpy as np
 
+from .artifact import BACKENDS, read_export
 from .errors import UserError
-from .export import BACKENDS, read_export
-from .features import FeatureConfig, FrontEnd
-from .runtime import stdout_silenced
-from .task import Task
+from .features import FrontEnd
+from .runtime import check_bf16, stdout_silenced
 
 
 class Predictor:
@@ -38,14 +37,14 @@ class Predictor:
         ``label_file``: class names of an export without ``model.json``."""
         graph, params, meta = read_export(model_dir, label_file)
         self.model_dir, self.meta = model_dir, meta
-        self.logits = meta.get('logits', False)
-        self.labels = meta['label_list']
-        self.feature = FeatureConfig.from_dict(meta['feature'])
-        self.task = Task.from_meta(meta)
-        self.takes_waveform = meta['input'] == 'waveform'
-        self.clip_seconds = meta.get('clip_seconds')
-        self.backend = meta.get('backend', 'paddle')
-        self.precision = meta.get('precision', 'fp32')
+        self.logits = meta.logits
+        self.labels = meta.label_list
+        self.feature = meta.feature
+        self.task = meta.task
+        self.takes_waveform = meta.takes_waveform
+        self.clip_seconds = meta.clip_seconds
+        self.backend = meta.backend
+        self.precision = meta.precision
         if backend not in (None, self.backend):
             raise UserError(
                 f'{model_dir} holds a {self.backend} export, not one for '
@@ -120,7 +119,6 @@ class PaddleRunner:
                 if export_precision == 'int8':
                     config.enable_mkldnn_int8()
                 elif export_precision == 'bf16':
-                    from .quantize import check_bf16
                     check_bf16('this BF16 export')
                     config.enable_mkldnn_bfloat16()
             elif export_precision != 'fp32':

@@ -27,37 +27,14 @@ from . import atomic
 from .audio import Windowing
 from .datasets import load_table
 from .datasets.clips import DatasetError
+from .artifact import GRAPH_PREFIX, ONNX_FILE, write_meta
 from .errors import UserError
-from .export import (GRAPH_PREFIX, ONNX_FILE, check_output_dir,
-                     write_export, write_meta)
-from .features import FeatureConfig, FrontEnd
+from .export import check_output_dir, write_export
+from .features import FrontEnd
 from .inference import Predictor
 from .prediction import expand_inputs, predict_files
-from .runtime import loggers_quieted, progress_on_terminal_only
+from .runtime import check_bf16, loggers_quieted, progress_on_terminal_only
 
-PRECISIONS = ('fp32', 'int8', 'bf16')
-BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
-
-
-def cpu_flags():
-    """The CPU's feature flags (``/proc/cpuinfo``; empty where unknown)."""
-    try:
-        text = Path('/proc/cpuinfo').read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith('flags'):
-            return set(line.partition(':')[2].split())
-    return set()
-
-
-def check_bf16(what='--precision bf16'):
-    """Refuse BF16 on a CPU without BF16 instructions (oneDNN would
-    emulate them, slower than fp32)."""
-    if not set(BF16_FLAGS) & cpu_flags():
-        raise UserError(f'{what} needs a CPU with AVX-512 BF16 or AMX '
-                        f'({" or ".join(BF16_FLAGS)} in /proc/cpuinfo); '
-                        f'this one has neither: use fp32 or --quantize int8')
 
 
 @dataclass
@@ -133,13 +110,13 @@ def graph_inputs(clipset, meta, window_seconds=None):
     """The graph's input for each calibration clip (its first window, cut
     as prediction cuts it), one clip per batch: log-mel
     ``[1, frames, n_mels]`` or waveform."""
-    feature = FeatureConfig.from_dict(meta['feature'])
+    feature = meta.feature
     frontend = FrontEnd(feature, 'numpy')
-    windowing = Windowing.of_model(meta.get('clip_seconds'), window_seconds)
+    windowing = Windowing.of_model(meta.clip_seconds, window_seconds)
     for path in clipset.paths:
         wav, _ = next(iter(windowing.windows(path, feature.sample_rate,
                                              feature.n_fft)))
-        x = wav[None] if meta['input'] == 'waveform' else \
+        x = wav[None] if meta.takes_waveform else \
             frontend.numpy([wav])
         yield x.astype(np.float32)
 
@@ -272,7 +249,7 @@ def export_low_precision(checkpoint, output_dir, precision, calib, check,
         low.mkdir()
         meta = write_export(base, checkpoint, label_file=label_file,
                             format=format)
-        if meta['input'] != 'logmel':
+        if meta.takes_waveform:
             raise UserError('low-precision exports take log-mel input')
         if precision == 'bf16':
             for f in base.iterdir():
@@ -288,8 +265,8 @@ def export_low_precision(checkpoint, output_dir, precision, calib, check,
             else:
                 onnx_int8(base / ONNX_FILE, low / ONNX_FILE,
                           _progress(inputs, len(calib.paths)))
-            meta['calibration'] = calib.about
-        meta['precision'] = precision
+            meta.calibration = calib.about
+        meta.precision = precision
         write_meta(low, meta)
         result = accuracy_check(base, low, check, window_seconds,
                                 cpu_threads=cpu_threads)
@@ -302,7 +279,7 @@ def export_low_precision(checkpoint, output_dir, precision, calib, check,
                 f'{result["quantised"]:.2f}), more than --max_drop '
                 f'{max_drop:g}; calibrate on other clips (--calib_data) or '
                 f'pass --force to write it anyway')
-        meta['accuracy_check'] = result
+        meta.accuracy_check = result
         write_meta(low, meta)
         atomic.write_dir(output_dir, lambda tmp: [
             shutil.copy(f, Path(tmp) / f.name) for f in low.iterdir()])

@@ -7,6 +7,7 @@ import sys
 import threading
 import traceback
 import warnings
+from pathlib import Path
 
 from .errors import UserError
 
@@ -265,3 +266,27 @@ def progress_on_terminal_only(*modules):
     finally:
         for module, original in saved:
             module.tqdm = original
+
+
+BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
+
+
+def cpu_flags():
+    """The CPU's feature flags (``/proc/cpuinfo``; empty where unknown)."""
+    try:
+        text = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith('flags'):
+            return set(line.partition(':')[2].split())
+    return set()
+
+
+def check_bf16(what='--precision bf16'):
+    """Refuse BF16 on a CPU without BF16 instructions (oneDNN would
+    emulate them, slower than fp32)."""
+    if not set(BF16_FLAGS) & cpu_flags():
+        raise UserError(f'{what} needs a CPU with AVX-512 BF16 or AMX '
+                        f'({" or ".join(BF16_FLAGS)} in /proc/cpuinfo); '
+                        f'this one has neither: use fp32 or --quantize int8')

@@ -70,9 +70,9 @@ class Service:
         return {'model_dir': str(self.model_dir), 'labels': list(p.labels),
                 'num_classes': len(p.labels),
                 'feature': p.feature.to_dict(),
-                'backbone': p.meta.get('backbone'),
+                'backbone': p.meta.backbone,
                 'multi_label': p.task.multi_label,
-                'input': p.meta.get('input'),
+                'input': p.meta.input,
                 'max_batch_size': self.batcher.max_batch_size,
                 'max_seconds': self.max_seconds,
                 'window_seconds': self.windowing.seconds}

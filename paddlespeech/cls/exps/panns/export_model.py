@@ -20,7 +20,8 @@ prepare_process()
 
 from paddlespeech.cls.config import ConfigArgumentParser
 from paddlespeech.cls.errors import UserError
-from paddlespeech.cls.export import FORMATS, export
+from paddlespeech.cls.artifact import FORMATS
+from paddlespeech.cls.export import export
 from paddlespeech.cls.prediction import LABEL_FILE_HELP
 
 
