@@ -246,6 +246,7 @@ def test_events_of_a_synthetic_recording(model, tmp_path):
     assert proc.returncode == 1, proc.stderr[-2000:]
     errors = [ln for ln in proc.stderr.splitlines() if 'error' in ln]
     assert errors == [f'error: {tmp_path / "gone.wav"}: no such file']
+    assert '\r' not in proc.stderr  # no progress bar off a terminal
     with open(out / 'rec.events.csv', newline='') as f:
         found = [(float(r['onset']), float(r['offset']), r['label'],
                   float(r['score'])) for r in csv.DictReader(f)]
