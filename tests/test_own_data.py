@@ -29,8 +29,9 @@ from paddlespeech.cls.features import FeatureConfig, NumpyLogMel
 from paddlespeech.cls.prediction import predict_files
 from paddlespeech.cls.runtime import run
 from paddlespeech.cls.task import Task
-from paddlespeech.cls.trainer import (BalancedBatchSampler, Trainer,
-                                      read_metrics)
+from paddlespeech.cls.checkpoint import read_metrics
+from paddlespeech.cls.datasets.sampling import BalancedBatchSampler
+from paddlespeech.cls.trainer import Trainer
 
 TINY = dict(classes=3, clips_per_fold=2, folds=5, seconds=0.5)
 

@@ -71,7 +71,8 @@ def test_training_summary_of_multi_label_run_without_best(tmp_path, capsys):
     """The task's score key (dev_mAP), the earliest of tied epochs, and the
     latest epoch checkpoint when there is no best/."""
     from paddlespeech.cls.task import Task
-    from paddlespeech.cls.trainer import Trainer, write_metrics
+    from paddlespeech.cls.checkpoint import write_metrics
+    from paddlespeech.cls.trainer import Trainer
     write_metrics(tmp_path / 'metrics.jsonl', [
         {'epoch': e, 'dev_map': m, 'dev_loss': 1.0, 'train_loss': 1.0}
         for e, m in ((1, 0.5), (2, 0.8125), (3, 0.8125), (4, 0.7))])

@@ -17,7 +17,8 @@ from paddlespeech.cls.features import FeatureConfig, FrontEnd
 from paddlespeech.cls.models import build_classifier
 from paddlespeech.cls.prediction import predict_files
 from paddlespeech.cls.task import Task
-from paddlespeech.cls.trainer import evaluate, window_loader
+from paddlespeech.cls.datasets.loaders import window_loader
+from paddlespeech.cls.trainer import evaluate
 
 SR = 32000
 

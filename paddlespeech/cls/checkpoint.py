@@ -13,7 +13,8 @@ checkpoints; both have ``model.pdparams`` only. With
 (``prune_checkpoints``). A checkpoint directory is written under a
 temporary name and renamed when complete (:mod:`.atomic`), so an
 interrupted save leaves the previous checkpoint intact and never a
-half-written one.
+half-written one. ``metrics.jsonl`` beside them holds one record per
+evaluation (:func:`read_metrics`, :func:`write_metrics`).
 
 Importing this module does not import Paddle (only reading and writing
 does), so the stage scripts' path lookups (``local/locate.py``) stay fast.
@@ -264,3 +265,20 @@ def prune_checkpoints(checkpoint_dir, keep, current=None):
         os.replace(d, trash)
         shutil.rmtree(trash, ignore_errors=True)
     return doomed
+
+
+def read_metrics(path):
+    """Records of ``metrics.jsonl``; a line cut off by a crash is dropped."""
+    records = []
+    if Path(path).is_file():
+        for line in Path(path).read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return records
+
+
+def write_metrics(path, records):
+    """Replace ``metrics.jsonl`` atomically."""
+    atomic.write_text(path, ''.join(json.dumps(r) + '\n' for r in records))

@@ -28,7 +28,8 @@ from .errors import UserError
 from .features import FrontEnd
 from .metrics import confusion_matrix, per_class_accuracy
 from .models import load_classifier
-from .trainer import Trainer, evaluate, window_loader
+from .datasets.loaders import window_loader
+from .trainer import Trainer, evaluate
 
 
 def cross_validate(cfg):

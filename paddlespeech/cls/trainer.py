@@ -1,16 +1,16 @@
 """Fine-tuning: :class:`Trainer` runs the whole loop (data, model,
 optimizer, epochs, evaluation, checkpoints, resume, best model, early
 stopping, averaging, curves, data parallel); the pieces below it are the
-parts a reader may want on their own (learning-rate schedule, batch
-skipping, graceful interrupt, best tracking, frozen backbone, mixed
-precision, metrics file)."""
+parts a reader may want on their own (learning-rate schedule, graceful
+interrupt, best tracking, frozen backbone, mixed precision). Its batch
+samplers are in :mod:`.datasets.sampling`, its guarded data loader in
+:mod:`.datasets.loaders`, the metrics file beside the checkpoints in
+:mod:`.checkpoint`."""
 import contextlib
-import json
 import random
 import signal
 import sys
 import time
-import traceback
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,16 +20,18 @@ import paddle
 import paddle.distributed as dist
 from tqdm import tqdm
 
-from . import atomic
 from .audio import AudioError, Windowing, audio_seconds
 from .augment import Augmenter
 from .checkpoint import (load_checkpoint, model_meta, prune_checkpoints,
-                         remove_step_checkpoints, resume_point, save_average,
-                         save_checkpoint, save_model)
+                         read_metrics, remove_step_checkpoints, resume_point,
+                         save_average, save_checkpoint, save_model,
+                         write_metrics)
 from .curves import VisualDLLog, plot_curves
 from .datasets import (ClipWindows, DatasetError, FoldDataset,
                        check_readable, collate, load_table,
                        print_class_counts)
+from .datasets.loaders import GuardedLoader, loader_stopped, window_loader
+from .datasets.sampling import BalancedBatchSampler, ResumableBatchSampler
 from .errors import UserError
 from .features import FrontEnd
 from .models import build_classifier
@@ -418,16 +420,6 @@ def predict_scores(model, loader, frontend=None):
     return np.concatenate(scores), np.concatenate(targets)
 
 
-def window_loader(clips, windowing, frontend, batch_size):
-    """A loader of the windows of ``clips`` (:class:`ClipWindows`) for
-    :func:`evaluate`: training's dev set and cross-validation's folds are
-    scored as the prediction tools score files."""
-    windows = ClipWindows(clips, windowing, frontend.per_clip)
-    return GuardedLoader(
-        windows, batch_size=batch_size, shuffle=False,
-        collate_fn=lambda b: collate(b, frontend.pad_value))
-
-
 def evaluate(model, loader, task, frontend=None):
     """``({'loss', ...task metrics}, logits, targets)`` over ``loader``;
     per clip when it yields :class:`ClipWindows`."""
@@ -519,177 +511,6 @@ def lr_plan(cfg, steps_per_epoch):
     return plan
 
 
-class GuardedLoader(paddle.io.DataLoader):
-    """``paddle.io.DataLoader`` (same arguments) whose failures end the
-    run as one :class:`DatasetError` line, in the training loop.
-
-    An exception raised while loading an item or collating a batch kills
-    Paddle's loader thread: with ``num_workers=0`` the main process then
-    waits forever for the batch (deaf to Ctrl-C and SIGTERM), with workers
-    it gets a bare ``SystemError``. Here the failure is caught where it
-    happens (in the worker, or the loader thread) and travels as a batch
-    of its own, the message's UTF-8 bytes alone, which the iterator turns
-    back into the error; a worker that dies is reported the same way.
-    """
-
-    def __init__(self, dataset, collate_fn, **kw):
-        super().__init__(dataset, collate_fn=_GuardedCollate(collate_fn),
-                         **kw)
-
-    def __iter__(self):
-        shown, self.dataset = self.dataset, _GuardedItems(self.dataset)
-        try:
-            batches = super().__iter__()
-        finally:
-            self.dataset = shown  # what callers see (e.g. ClipWindows)
-        try:
-            for batch in batches:
-                if len(batch) == 1:
-                    raise DatasetError(
-                        bytes(batch[0].numpy()).decode('utf-8'))
-                yield batch
-        except SystemError as e:
-            stopped = loader_stopped(e)
-            if stopped is None:
-                raise
-            raise stopped from e
-
-
-def loader_stopped(e):
-    """The one-line error for Paddle's ``SystemError`` when a data loader
-    worker died (its SIGCHLD handler raises it wherever the main process
-    is) or the loader's queue was killed; None for other errors."""
-    text = str(e)
-    if 'DataLoader' not in text and 'Blocking queue' not in text:
-        return None
-    first = text.strip().splitlines()[0].split('. ')[0].replace(
-        '(Fatal) ', '')
-    return DatasetError(f'{first}: rerun with --num_workers 0 to see the '
-                        f'error, or lower num_workers if memory ran out')
-
-
-class _LoadFailure:
-    """An item that raised, as it reaches the collate function."""
-
-    def __init__(self, message):
-        self.message = message
-
-
-def _failure_message(e, where):
-    if isinstance(e, UserError):  # AudioError names the file already
-        return str(e)
-    frame = traceback.extract_tb(e.__traceback__)[-1]
-    return (f'{where}: {type(e).__name__}: {e} (at {frame.filename}:'
-            f'{frame.lineno})')
-
-
-class _GuardedItems:
-    """A dataset whose items that raise come out as :class:`_LoadFailure`."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, idx):
-        try:
-            return self.dataset[idx]
-        except Exception as e:
-            i = idx[0] if isinstance(idx, tuple) else idx
-            items = getattr(self.dataset, 'items', None)
-            where = (f'loading {items[i][0]}' if items is not None else
-                     f'loading item {i}')
-            return _LoadFailure(_failure_message(e, where))
-
-
-class _GuardedCollate:
-    """A collate function that turns a batch holding a
-    :class:`_LoadFailure` (or one it cannot collate) into the one-element
-    batch :class:`GuardedLoader` reads as an error."""
-
-    def __init__(self, collate_fn):
-        self.collate_fn = collate_fn
-
-    def __call__(self, items):
-        failed = next((x for x in items if isinstance(x, _LoadFailure)),
-                      None)
-        if failed is None:
-            try:
-                return self.collate_fn(items)
-            except Exception as e:
-                failed = _LoadFailure(_failure_message(
-                    e, f'collating a batch of {len(items)} item(s)'))
-        return (np.frombuffer(failed.message.encode('utf-8'),
-                              dtype=np.uint8),)
-
-
-class ResumableBatchSampler(paddle.io.DistributedBatchSampler):
-    """Skips, once, the batches an interrupted epoch already trained on.
-
-    The shuffle order depends only on the epoch (``set_epoch``), so the
-    remaining batches are exactly those the uninterrupted run would see.
-    ``tag_epoch`` yields ``(index, epoch)`` pairs, from which the dataset
-    draws its random crops (:meth:`.datasets.ClipDataset.set_crop`).
-    """
-    skip = 0
-    tag_epoch = False
-
-    def __iter__(self):
-        epoch = self.epoch
-        skip, self.skip = self.skip, 0
-        for i, batch in enumerate(self.batches()):
-            if i >= skip:
-                yield [(j, epoch) for j in batch] if self.tag_epoch else batch
-
-    def batches(self):
-        return super().__iter__()
-
-
-class BalancedBatchSampler(ResumableBatchSampler):
-    """Class-balanced batches (``balanced_sampling``): an epoch is as many
-    draws as there are clips, an equal share per class (a multi-label
-    clip counts for its rarest label), each class cycling through its
-    clips in a shuffled order, so rare classes repeat and common ones are
-    subsampled. The order depends only on ``seed`` and the epoch, so
-    resuming stays exact; ranks take interleaved shares as in
-    ``DistributedBatchSampler``."""
-
-    def __init__(self, dataset, batch_size, seed):
-        super().__init__(dataset, batch_size=batch_size, shuffle=True,
-                         drop_last=False)
-        self.seed = seed
-        counts = dataset.class_counts()
-        self.classes = np.array([
-            min(np.flatnonzero(y), key=lambda c: counts[c])
-            if dataset.multi_label else int(y) for _, y in dataset.items])
-
-    def batches(self):
-        order = balanced_order(self.classes, self.total_size,
-                               [self.seed, self.epoch])
-        mine = order[self.local_rank::self.nranks]
-        for start in range(0, len(mine), self.batch_size):
-            yield mine[start:start + self.batch_size].tolist()
-
-
-def balanced_order(classes, n, seed):
-    """``n`` indices into ``classes`` (the class of each clip), each class
-    drawn ``n // C`` or ``n // C + 1`` times (the extra draws go to random
-    classes), in a random order from ``seed``."""
-    rng = np.random.default_rng(seed)
-    ids = np.unique(classes)
-    quota = np.full(len(ids), n // len(ids))
-    quota[rng.choice(len(ids), n % len(ids), replace=False)] += 1
-    picks = []
-    for c, q in zip(ids, quota):
-        if q:  # fewer draws than classes leave some out
-            members = np.flatnonzero(classes == c)
-            rounds = -(-q // len(members))
-            picks.append(np.concatenate([rng.permutation(members)
-                                         for _ in range(rounds)])[:q])
-    return rng.permutation(np.concatenate(picks))
-
-
 class Interrupted(Exception):
     """Ctrl-C (or SIGTERM) arrived; raised between two training steps."""
 
@@ -722,23 +543,6 @@ class StopRequest:
     def check(self):
         if self.requested:
             raise Interrupted()
-
-
-def read_metrics(path):
-    """Records of ``metrics.jsonl``; a line cut off by a crash is dropped."""
-    records = []
-    if Path(path).is_file():
-        for line in Path(path).read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return records
-
-
-def write_metrics(path, records):
-    """Replace ``metrics.jsonl`` atomically."""
-    atomic.write_text(path, ''.join(json.dumps(r) + '\n' for r in records))
 
 
 class BestTracker:

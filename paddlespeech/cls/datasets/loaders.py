@@ -1,0 +1,127 @@
+"""Data loaders that fail in one line: :class:`GuardedLoader` turns an
+item or batch that raises, or a dead worker, into a :class:`DatasetError`
+instead of a hang or a bare ``SystemError``; :func:`window_loader` scores
+clips window by window through it. Imports Paddle, so
+:mod:`paddlespeech.cls.datasets` does not import this module."""
+import traceback
+
+import numpy as np
+import paddle
+
+from ..errors import UserError
+from .clips import ClipWindows, DatasetError, collate
+
+
+class GuardedLoader(paddle.io.DataLoader):
+    """``paddle.io.DataLoader`` (same arguments) whose failures end the
+    run as one :class:`DatasetError` line, in the training loop.
+
+    An exception raised while loading an item or collating a batch kills
+    Paddle's loader thread: with ``num_workers=0`` the main process then
+    waits forever for the batch (deaf to Ctrl-C and SIGTERM), with workers
+    it gets a bare ``SystemError``. Here the failure is caught where it
+    happens (in the worker, or the loader thread) and travels as a batch
+    of its own, the message's UTF-8 bytes alone, which the iterator turns
+    back into the error; a worker that dies is reported the same way.
+    """
+
+    def __init__(self, dataset, collate_fn, **kw):
+        super().__init__(dataset, collate_fn=_GuardedCollate(collate_fn),
+                         **kw)
+
+    def __iter__(self):
+        shown, self.dataset = self.dataset, _GuardedItems(self.dataset)
+        try:
+            batches = super().__iter__()
+        finally:
+            self.dataset = shown  # what callers see (e.g. ClipWindows)
+        try:
+            for batch in batches:
+                if len(batch) == 1:
+                    raise DatasetError(
+                        bytes(batch[0].numpy()).decode('utf-8'))
+                yield batch
+        except SystemError as e:
+            stopped = loader_stopped(e)
+            if stopped is None:
+                raise
+            raise stopped from e
+
+
+def loader_stopped(e):
+    """The one-line error for Paddle's ``SystemError`` when a data loader
+    worker died (its SIGCHLD handler raises it wherever the main process
+    is) or the loader's queue was killed; None for other errors."""
+    text = str(e)
+    if 'DataLoader' not in text and 'Blocking queue' not in text:
+        return None
+    first = text.strip().splitlines()[0].split('. ')[0].replace(
+        '(Fatal) ', '')
+    return DatasetError(f'{first}: rerun with --num_workers 0 to see the '
+                        f'error, or lower num_workers if memory ran out')
+
+
+class _LoadFailure:
+    """An item that raised, as it reaches the collate function."""
+
+    def __init__(self, message):
+        self.message = message
+
+
+def _failure_message(e, where):
+    if isinstance(e, UserError):  # AudioError names the file already
+        return str(e)
+    frame = traceback.extract_tb(e.__traceback__)[-1]
+    return (f'{where}: {type(e).__name__}: {e} (at {frame.filename}:'
+            f'{frame.lineno})')
+
+
+class _GuardedItems:
+    """A dataset whose items that raise come out as :class:`_LoadFailure`."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, idx):
+        try:
+            return self.dataset[idx]
+        except Exception as e:
+            i = idx[0] if isinstance(idx, tuple) else idx
+            items = getattr(self.dataset, 'items', None)
+            where = (f'loading {items[i][0]}' if items is not None else
+                     f'loading item {i}')
+            return _LoadFailure(_failure_message(e, where))
+
+
+class _GuardedCollate:
+    """A collate function that turns a batch holding a
+    :class:`_LoadFailure` (or one it cannot collate) into the one-element
+    batch :class:`GuardedLoader` reads as an error."""
+
+    def __init__(self, collate_fn):
+        self.collate_fn = collate_fn
+
+    def __call__(self, items):
+        failed = next((x for x in items if isinstance(x, _LoadFailure)),
+                      None)
+        if failed is None:
+            try:
+                return self.collate_fn(items)
+            except Exception as e:
+                failed = _LoadFailure(_failure_message(
+                    e, f'collating a batch of {len(items)} item(s)'))
+        return (np.frombuffer(failed.message.encode('utf-8'),
+                              dtype=np.uint8),)
+
+
+def window_loader(clips, windowing, frontend, batch_size):
+    """A loader of the windows of ``clips`` (:class:`ClipWindows`) for
+    :func:`evaluate`: training's dev set and cross-validation's folds are
+    scored as the prediction tools score files."""
+    windows = ClipWindows(clips, windowing, frontend.per_clip)
+    return GuardedLoader(
+        windows, batch_size=batch_size, shuffle=False,
+        collate_fn=lambda b: collate(b, frontend.pad_value))
