@@ -223,3 +223,58 @@ def test_stage_1_resumes_an_existing_checkpoint(tiny_dataset, reference,
     assert [r['epoch'] for r in metrics(ckpt_dir)] == list(
         range(1, EPOCHS + 2))
     assert metrics(ckpt_dir)[:EPOCHS] == metrics(reference)
+
+
+# A process that replaces ``<dir>/best`` with atomic.write_dir and is
+# SIGKILLed at the chosen rename (1: the old version set aside, 2: the new
+# one in place).
+KILLED_WRITE = '''
+import os, signal, sys
+from pathlib import Path
+from paddlespeech.cls import atomic
+folder, kill_at = Path(sys.argv[1]), int(sys.argv[2])
+renames, replace = [0], os.replace
+def dying_replace(src, dst):
+    renames[0] += 1
+    if renames[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    replace(src, dst)
+os.replace = dying_replace
+atomic.write_dir(folder / 'best', lambda d: (d / 'v').write_text('new'))
+'''
+
+
+@pytest.mark.parametrize('kill_at,left', [
+    (1, {'.best.tmp', 'best'}),   # before the first rename: old kept
+    (2, {'.best.tmp', '.best.old'}),  # between the two: no best/ at all
+])
+def test_a_write_killed_between_renames_is_recovered(tmp_path, kill_at,
+                                                     left):
+    from paddlespeech.cls import atomic
+    atomic.write_dir(tmp_path / 'best', lambda d: (d / 'v').write_text('old'))
+    proc = subprocess.run([sys.executable, '-c', KILLED_WRITE, str(tmp_path),
+                           str(kill_at)], env=script_env(), timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert {p.name for p in tmp_path.iterdir()} == left
+    (tmp_path / '.epoch_9.tmp').mkdir()  # a write killed midway
+    atomic.recover_dirs(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {'best'}
+    # the complete new version wins once the old one was set aside
+    assert (tmp_path / 'best' / 'v').read_text() == (
+        'new' if kill_at == 2 else 'old')
+
+
+def test_training_start_recovers_best(tiny_dataset, tmp_path):
+    """A run whose best/ was caught between the renames: the next start
+    puts the new best/ in place before resuming."""
+    ckpt = tmp_path / 'ckpt'
+    run_script('train.py', *train_args(tiny_dataset, ckpt, '--epochs', 1))
+    best = (ckpt / 'best' / 'metrics.json').read_text()
+    (ckpt / 'best').rename(ckpt / '.best.tmp')
+    shutil.copytree(ckpt / '.best.tmp', ckpt / '.best.old')
+    (ckpt / '.best.old' / 'metrics.json').write_text('{"stale": true}')
+    out = run_script('train.py', *train_args(tiny_dataset, ckpt, '--epochs', 1,
+                                             '--resume')).stdout
+    assert 'nothing to train' in out
+    assert (ckpt / 'best' / 'metrics.json').read_text() == best
+    assert not list(ckpt.glob('.best.*'))

@@ -53,9 +53,8 @@ def write_dir(path, write):
     entries are flushed before each rename, so a rename is never ahead of
     the data it points at after a power loss."""
     out = Path(path)
-    tmp, old = _tmp(out), out.with_name(f'.{out.name}.old')
-    for leftover in (tmp, old):
-        shutil.rmtree(leftover, ignore_errors=True)
+    tmp, old = _tmp(out), _old(out)
+    recover_dir(out)
     tmp.mkdir(parents=True)
     try:
         write(tmp)
@@ -69,6 +68,41 @@ def write_dir(path, write):
         raise
     shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def _old(path):
+    return path.with_name(f'.{path.name}.old')
+
+
+def recover_dir(path):
+    """Finish or undo a :func:`write_dir` of ``path`` that was killed.
+
+    ``.<name>.old`` without ``<name>`` means the kill came between the
+    two renames: the new version (``.<name>.tmp``) was complete before the
+    first one, so it takes the place, else the old version goes back.
+    Then leftovers go: a ``.tmp`` (a write killed midway) and an ``.old``
+    (a kill after both renames). Returns whether ``path`` exists."""
+    out = Path(path)
+    tmp, old = _tmp(out), _old(out)
+    if old.is_dir() and not out.exists():
+        os.replace(tmp if tmp.is_dir() else old, out)
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return out.exists()
+
+
+def recover_dirs(folder):
+    """:func:`recover_dir` of every directory write in ``folder`` that a
+    kill left behind (each ``.<name>.old`` or ``.<name>.tmp`` there)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    names = {d.name[1:-len(suffix)] for d in folder.iterdir()
+             for suffix in ('.old', '.tmp')
+             if d.is_dir() and d.name.startswith('.') and
+             d.name.endswith(suffix)}
+    for name in sorted(names):
+        recover_dir(folder / name)
 
 
 def _fsync_dir(folder):

@@ -20,6 +20,7 @@ import paddle
 import paddle.distributed as dist
 from tqdm import tqdm
 
+from . import atomic
 from .audio import AudioError, Windowing, audio_seconds
 from .augment import Augmenter
 from .checkpoint import (load_checkpoint, model_meta, prune_checkpoints,
@@ -137,6 +138,10 @@ class Trainer:
         """Train (resuming first with ``cfg.resume``); 0 when done, 130 when
         interrupted (after saving ``epoch_N_step_S/``)."""
         cfg, rank = self.cfg, self.rank
+        if rank == 0:  # checkpoint writes a kill left half renamed
+            atomic.recover_dirs(self.ckpt_dir)
+        if self.world > 1:
+            dist.barrier()
         if cfg.resume:
             self.resume()
         if self.progress.epoch > cfg.epochs and rank == 0:
