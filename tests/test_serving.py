@@ -661,3 +661,21 @@ def test_unusable_export_is_one_error_line_and_exit_2(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f'error: cannot load {tmp_path}: export '
                            f'directory {tmp_path} is incomplete: missing '), last
+
+
+@pytest.mark.parametrize('flag,value,reason', [
+    ('--port', '70000', '--port must be at most 65535, got 70000'),
+    ('--max_seconds', 'inf', '--max_seconds must be a finite number, got inf'),
+    ('--max_wait_ms', 'nan', '--max_wait_ms must be at least 0, got nan'),
+    ('--window_seconds', '-1', '--window_seconds must be positive, got -1.0'),
+])
+def test_bad_flags_are_refused_before_the_model_loads(tmp_path, flag, value,
+                                                      reason):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns' /
+                             'deploy' / 'serve.py'), '--model_dir', tmp_path,
+         flag, value, '--device', 'cpu'],
+        capture_output=True, text=True, env=script_env(), timeout=120)
+    # tmp_path holds no export: a check after loading would say so instead
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [f'error: {reason}']

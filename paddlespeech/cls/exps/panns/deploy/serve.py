@@ -9,6 +9,7 @@ are micro-batched; see docs/serving.md. SIGTERM finishes the requests in
 flight, then exits with status 0.
 """
 import logging
+import math
 import os
 import signal
 
@@ -53,13 +54,22 @@ def get_parser():
 
 
 def check_serve_args(cfg):
+    """Every flag checked before the model loads: one line, exit 2."""
     for flag, value, least in (
             ('--max_batch_size', cfg.max_batch_size, 1),
             ('--workers', cfg.serve_workers, 1),
             ('--max_wait_ms', cfg.max_wait_ms, 0),
             ('--port', cfg.port, 0)):
-        if value < least:
+        if not value >= least:  # NaN too
             raise UserError(f'{flag} must be at least {least}, got {value}')
+    if cfg.port > 65535:
+        raise UserError(f'--port must be at most 65535, got {cfg.port}')
+    for flag, value in (('--max_upload_mb', cfg.max_upload_mb),
+                        ('--max_seconds', cfg.max_seconds),
+                        ('--window_seconds', cfg.window_seconds),
+                        ('--max_wait_ms', cfg.max_wait_ms)):
+        if value is not None and not math.isfinite(value):
+            raise UserError(f'{flag} must be a finite number, got {value}')
     for flag, value in (('--max_upload_mb', cfg.max_upload_mb),
                         ('--max_seconds', cfg.max_seconds),
                         ('--window_seconds', cfg.window_seconds)):
