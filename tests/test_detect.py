@@ -286,11 +286,11 @@ def test_events_of_a_synthetic_recording(model, tmp_path):
 
 @pytest.mark.slow
 def test_streamed_scores_equal_whole_file_scores(model, tmp_path):
-    from paddlespeech.cls.scoring import checkpoint_scorer
-    s = checkpoint_scorer(model)
+    from paddlespeech.cls import open_model
+    s = open_model(checkpoint=model, device='cpu')
     rec = tmp_path / 'rec.wav'
     long_recording(rec, seconds=9.1)
-    t = stream_timeline(rec, s.score, s.labels, s.feature.sample_rate,
+    t = stream_timeline(rec, s.scores, s.labels, s.feature.sample_rate,
                         Windowing(WINDOW, HOP), batch_size=5)
     whole = load_audio(rec, s.feature.sample_rate)
     size, hop = window_samples(s.feature.sample_rate, WINDOW, HOP)
@@ -298,7 +298,7 @@ def test_streamed_scores_equal_whole_file_scores(model, tmp_path):
     windows = windows[:len(t.scores)]
     windows = [np.pad(w, (0, size - len(w))) for w in windows]
     assert len(windows) == 36  # 9.1 s: 1 + ceil((9.1 - 0.5) / 0.25)
-    np.testing.assert_allclose(t.scores, s.score(windows), atol=2e-6)
+    np.testing.assert_allclose(t.scores, s.scores(windows), atol=2e-6)
     assert t.duration == pytest.approx(9.1)
 
 
@@ -360,15 +360,17 @@ def test_memory_stays_flat_on_a_long_file(model, tmp_path):
 def test_training_clip_length_is_recorded_for_detection(trained_checkpoint,
                                                          tmp_path):
     """train.py records the clip length (the tiny set's clips are 0.5 s),
-    the export copies it with the backbone, and both scorers give it to
+    the export copies it with the backbone, and both models give it to
     detect.py as its default window."""
+    from paddlespeech.cls import open_model
     from paddlespeech.cls.checkpoint import read_state
     from paddlespeech.cls.export import export
-    from paddlespeech.cls.scoring import checkpoint_scorer, export_scorer
     _, meta = read_state(trained_checkpoint)
     assert meta['clip_seconds'] == 0.5
     out = export(trained_checkpoint, tmp_path / 'export')
     exported = yaml.safe_load((out / 'model.json').read_text())
     assert (exported['backbone'], exported['clip_seconds']) == ('cnn6', 0.5)
-    assert checkpoint_scorer(trained_checkpoint).clip_seconds == 0.5
-    assert export_scorer(out, cpu_threads=1).clip_seconds == 0.5
+    assert open_model(checkpoint=trained_checkpoint,
+                      device='cpu').clip_seconds == 0.5
+    assert open_model(model_dir=out, device='cpu',
+                      cpu_threads=1).clip_seconds == 0.5

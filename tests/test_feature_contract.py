@@ -186,7 +186,7 @@ def test_exports_match_dynamic_model(art, mkldnn, monkeypatch):
     monkeypatch.setattr(inference, 'FrontEnd', no_numpy_frontend)
     waveform = inference.Predictor(art['waveform'], 'cpu', 2,
                                    enable_mkldnn=mkldnn)
-    assert waveform.takes_waveform and not logmel.takes_waveform
+    assert waveform.meta.takes_waveform and not logmel.meta.takes_waveform
     top1, worst = set(), {}
     for waves in batches:
         ref = _dynamic_probs(art['model'], waves, 'numpy')

@@ -33,8 +33,9 @@ EXPORT_FILES = (f'{GRAPH_PREFIX}.json', f'{GRAPH_PREFIX}.pdmodel',
                 f'{GRAPH_PREFIX}.pdiparams', ONNX_FILE, META_FILE)
 INPUTS = ('logmel', 'waveform')
 PRECISIONS = ('fp32', 'int8', 'bf16')
-# 1: the first versioned schema; files without ``version`` read as 1
-SCHEMA_VERSION = 1
+# 1: the first versioned schema; files without ``version`` read as 1.
+# 2: ``embedding_size``: the graph has a second output, the embedding.
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -46,8 +47,10 @@ class ExportMeta:
     was trained on (its windowing, :class:`..audio.Windowing`; None for
     upstream exports); ``calibration`` and ``accuracy_check``: what an
     INT8/BF16 export was calibrated and checked on; ``thresholds``:
-    per-class decision thresholds, where calibrated; ``extra``: keys of a
-    newer schema, kept when the file is rewritten."""
+    per-class decision thresholds, where calibrated; ``embedding_size``:
+    the graph's second output is the backbone's embedding of this size
+    (None: scores only, as exports of schema 1 and upstream's);
+    ``extra``: keys of a newer schema, kept when the file is rewritten."""
     label_list: List[str]
     feature: FeatureConfig = field(default_factory=FeatureConfig)
     input: str = 'logmel'
@@ -61,6 +64,7 @@ class ExportMeta:
     calibration: Optional[dict] = None
     accuracy_check: Optional[dict] = None
     thresholds: Optional[dict] = None
+    embedding_size: Optional[int] = None
     version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
 
@@ -102,7 +106,7 @@ class ExportMeta:
         does not know go to :attr:`extra`. A malformed file is a
         :class:`..errors.UserError` naming ``source``."""
         names = {f.name for f in dataclasses.fields(cls)} - {'extra'}
-        known = {k: v for k, v in d.items() if k in names}
+        known = {'version': 1, **{k: v for k, v in d.items() if k in names}}
         try:
             known['feature'] = FeatureConfig.from_dict(d.get('feature', {}))
             return cls(**known, extra={k: v for k, v in d.items()

@@ -1,8 +1,8 @@
 """Export a trained checkpoint as a static graph (or ONNX) with its
 ``model.json``: the files and the schema are :mod:`.artifact`'s.
 
-The graph outputs class scores (:meth:`..task.Task.probabilities`) of
-log-mel input ``[batch, frames, n_mels]``, or of waveforms ``[batch,
+The graph outputs class scores (:meth:`..task.Task.probabilities`) and
+the backbone's embedding (its second output) of log-mel input ``[batch, frames, n_mels]``, or of waveforms ``[batch,
 samples]`` with the front end inside the graph (``--include_frontend``).
 ``--format onnx`` writes ``model.onnx`` (converted by paddle2onnx, the
 optional extra ``requirements-onnx.txt``) instead of the Paddle graph;
@@ -25,8 +25,8 @@ from .models import load_classifier
 
 
 class InferenceModel(nn.Layer):
-    """Classifier + its task's scores, optionally preceded by the log-mel
-    front end."""
+    """Classifier -> (its task's scores, the backbone's embedding),
+    optionally preceded by the log-mel front end."""
 
     def __init__(self, classifier, frontend=None):
         super().__init__()
@@ -36,7 +36,10 @@ class InferenceModel(nn.Layer):
     def forward(self, x):
         if self.frontend is not None:
             x = self.frontend(x)
-        return self.classifier.probabilities(x)
+        embedding = self.classifier.embed(x)
+        scores = self.classifier.task.probabilities(
+            self.classifier.fc(embedding))
+        return scores, embedding
 
 
 def export(checkpoint, output_dir, include_frontend=False, label_file=None,
@@ -94,7 +97,8 @@ def write_export(folder, checkpoint, include_frontend=False, label_file=None,
         backbone=model.meta['backbone'],
         multi_label=model.task.multi_label,
         clip_seconds=model.meta.get('clip_seconds'),
-        backend=FORMATS[format], checkpoint=str(checkpoint))
+        backend=FORMATS[format], checkpoint=str(checkpoint),
+        embedding_size=model.backbone.emb_size)
     write_meta(folder, meta)
     return meta
 

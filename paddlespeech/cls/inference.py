@@ -16,11 +16,12 @@ from .artifact import BACKENDS, read_export
 from .errors import UserError
 from .features import FrontEnd
 from .runtime import check_bf16, stdout_silenced
+from .scoring import SoundModel, softmax
 
 
-class Predictor:
-    """A runner plus the export's metadata: called on equal-length
-    waveforms, it returns their class scores."""
+class Predictor(SoundModel):
+    """A runner plus the export's metadata: the export as a
+    :class:`..scoring.SoundModel`."""
 
     def __init__(self, model_dir, device='cpu', cpu_threads=None,
                  enable_mkldnn=True, use_tensorrt=False, precision='fp32',
@@ -36,13 +37,8 @@ class Predictor:
         Two cover a folder's full batches and its last, shorter one.
         ``label_file``: class names of an export without ``model.json``."""
         graph, params, meta = read_export(model_dir, label_file)
-        self.model_dir, self.meta = model_dir, meta
-        self.logits = meta.logits
-        self.labels = meta.label_list
-        self.feature = meta.feature
-        self.task = meta.task
-        self.takes_waveform = meta.takes_waveform
-        self.clip_seconds = meta.clip_seconds
+        self.model_dir, self.meta, self.source = model_dir, meta, str(
+            model_dir)
         self.backend = meta.backend
         self.precision = meta.precision
         if backend not in (None, self.backend):
@@ -60,27 +56,36 @@ class Predictor:
                 graph, params, device, cpu_threads, enable_mkldnn,
                 use_tensorrt, precision, mkldnn_cache_capacity,
                 self.precision)
-        self.frontend = None if self.takes_waveform else FrontEnd(
+        self.frontend = None if meta.takes_waveform else FrontEnd(
             self.feature, 'numpy')
 
-    def __call__(self, waves):
+    def _inputs(self, waves):
+        return (np.stack(waves) if self.frontend is None else
+                self.frontend.numpy(waves)).astype(np.float32)
+
+    def scores(self, waves):
         """Scores ``[batch, num_class]`` of equal-length waveforms."""
-        x = (np.stack(waves) if self.frontend is None else
-             self.frontend.numpy(waves)).astype(np.float32)
-        out = self.runner(x)
+        out = self.runner(self._inputs(waves))
         if out.shape[-1] != len(self.labels):
             raise UserError(f'{self.model_dir} gives {out.shape[-1]} scores '
                             f'per clip but names {len(self.labels)} classes: '
                             f'pass --label_file (one class name per line)')
-        if self.logits:
-            e = np.exp(out - out.max(axis=-1, keepdims=True))
-            out = e / e.sum(axis=-1, keepdims=True)
-        return out
+        return softmax(out) if self.meta.logits else out
+
+    def embeddings(self, waves):
+        """The backbone's embeddings ``[batch, embedding_size]``: the
+        graph's second output."""
+        if not self.embedding_size:
+            raise UserError(f'{self.model_dir} has no embedding output (an '
+                            f'export of an earlier version, or upstream\'s): '
+                            f'export the checkpoint again with '
+                            f'export_model.py')
+        return self.runner(self._inputs(waves), output=1)
 
 
 class PaddleRunner:
     """``paddle.inference`` on a Paddle graph: ``runner(x)`` is the graph's
-    output for the input batch ``x``. ``export_precision`` ``int8`` (a
+    (first) output for the input batch ``x``. ``export_precision`` ``int8`` (a
     post-training quantised graph) and ``bf16`` run through oneDNN on
     CPU."""
 
@@ -133,15 +138,16 @@ class PaddleRunner:
             self.predictor = inference.create_predictor(config)
         self.input = self.predictor.get_input_handle(
             self.predictor.get_input_names()[0])
-        self.output = self.predictor.get_output_handle(
-            self.predictor.get_output_names()[0])
+        self.outputs = [self.predictor.get_output_handle(name) for name in
+                        self.predictor.get_output_names()]
 
-    def __call__(self, x):
+    def __call__(self, x, output=0):
+        """The graph's output number ``output`` for the batch ``x``."""
         self.input.reshape(x.shape)
         self.input.copy_from_cpu(x)
         with stdout_silenced():
             self.predictor.run()
-        return self.output.copy_to_cpu()
+        return self.outputs[output].copy_to_cpu()
 
 
 class OnnxRunner:
@@ -159,6 +165,8 @@ class OnnxRunner:
         self.session = ort.InferenceSession(
             str(path), options, providers=['CPUExecutionProvider'])
         self.input = self.session.get_inputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def __call__(self, x):
-        return self.session.run(None, {self.input: x})[0]
+    def __call__(self, x, output=0):
+        """The model's output number ``output`` for the batch ``x``."""
+        return self.session.run([self.outputs[output]], {self.input: x})[0]

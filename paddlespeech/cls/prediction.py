@@ -1,5 +1,6 @@
-"""Prediction output and what predict.py, tag.py and deploy/predict.py
-share: inputs, windowed scoring of whole files, the printed blocks."""
+"""What predict.py, tag.py and deploy/predict.py share: their flags,
+inputs, windowed scoring of whole files, the printed blocks, and
+:func:`main` (each script only says how its flags open the model)."""
 import sys
 from collections import deque
 from pathlib import Path
@@ -11,7 +12,8 @@ from .audio import (AUDIO_SUFFIXES, AudioError, describe_left_out,
 from .config import ConfigArgumentParser
 from .errors import UserError
 from .features import FEAT_BACKENDS
-from .runtime import HeapLimit, select_device, set_cpu_threads
+from .runtime import HeapLimit
+from .scoring import top_k
 
 WINDOW_HELP = ('files are classified in consecutive windows of this many '
                'seconds, a shorter one padded with silence to this length, '
@@ -71,6 +73,10 @@ def prediction_parser(description, feat_backend=True):
     p.add('--cpu_threads', type=int, help='CPU threads (default: all cores)')
     p.add('--top_k', type=int, help='number of labels printed per file')
     p.add('--window_seconds', type=float, help=WINDOW_HELP)
+    p.add('--batch_size', key='infer_batch_size', type=int,
+          help='windows per model run (windows of equal length, from one '
+          'file or several, are batched; a file\'s scores do not depend '
+          'on its neighbours)')
     p.add('--sample_rate', key='expected_sample_rate', type=int,
           help='only checked: must equal the sample rate stored with the '
           'model')
@@ -83,19 +89,26 @@ def prediction_parser(description, feat_backend=True):
     return p
 
 
-def start(cfg, dynamic_graph=True):
-    """Check the shared flags and select the device (and, for the dynamic
-    graph, its CPU threads); returns the device."""
+def main(argv, get_parser, open_for):
+    """The prediction scripts' ``main``: parse the flags, open the model
+    (``open_for(cfg)`` -> :class:`..scoring.SoundModel`), print a block
+    per input; exit status 0 only if every file was scored."""
+    cfg = get_parser().parse_config(argv)
     check_prediction_args(cfg)
-    device = select_device(cfg.device)
-    if dynamic_graph:
-        set_cpu_threads(cfg.cpu_threads)
-    return device
+    model = open_for(cfg)
+    check_contract(model.feature, cfg, model.source)
+    results = predict_files(expand_inputs(cfg.wav), model.feature,
+                            model.scores, model.windowing(cfg.window_seconds),
+                            cfg.infer_batch_size)
+    return print_predictions(results, model.labels, cfg.top_k)
 
 
 def check_prediction_args(cfg):
     if cfg.top_k < 1:
         raise UserError(f'--top_k must be at least 1, got {cfg.top_k}')
+    if cfg.infer_batch_size < 1:
+        raise UserError(f'--batch_size must be at least 1, got '
+                        f'{cfg.infer_batch_size}')
     if cfg.window_seconds is not None and not cfg.window_seconds > 0:
         raise UserError(f'--window_seconds must be positive, got '
                         f'{cfg.window_seconds}')
@@ -161,7 +174,7 @@ def predict_files(paths, feature, score, windowing, batch_size=1):
     yield from finished()
 
 
-def print_predictions(results, labels, top_k):
+def print_predictions(results, labels, k):
     """Blocks on stdout, one line per failed file on stderr; exit status."""
     failed = 0
     for path, scores, error in results:
@@ -169,14 +182,14 @@ def print_predictions(results, labels, top_k):
             print(f'error: {error}', file=sys.stderr, flush=True)
             failed += 1
         else:
-            print(format_block(path, scores, labels, top_k), flush=True)
+            print(format_block(path, scores, labels, k), flush=True)
     return 1 if failed else 0
 
 
-def format_block(path, scores, labels, top_k):
+def format_block(path, scores, labels, k):
     """The seed's output: ``[path]`` then ``Label: score`` lines, best first."""
-    order = np.argsort(-scores, kind='stable')[:top_k]
-    lines = [f'[{path}]'] + [f'{labels[i]}: {float(scores[i])}' for i in order]
+    lines = [f'[{path}]'] + [f'{labels[i]}: {float(scores[i])}'
+                             for i in top_k(scores, k)]
     return '\n'.join(lines)
 
 

@@ -1,11 +1,17 @@
-"""The three sources of class scores the prediction scripts use: a
-fine-tuned checkpoint (dynamic graph), an export (``paddle.inference``,
-the fast path) and the AudioSet tagger. Each gives a :class:`Scorer`, so
-``predict.py``, ``tag.py`` and ``detect.py`` score waveforms the same way.
-"""
-from dataclasses import dataclass
-from typing import Callable, List, Optional
+"""One protocol for every model a tool opens: :class:`SoundModel`.
 
+A fine-tuned checkpoint (dynamic graph, :class:`CheckpointModel`), an
+export (:class:`..inference.Predictor`: ``paddle.inference`` or ONNX
+Runtime), the AudioSet tagger (:class:`TaggerModel`) and a predictor in a
+child process (:class:`..serving.process.ProcessPredictor`) all give
+``scores(waves)`` and ``embeddings(waves)`` and describe themselves in
+one :class:`..artifact.ExportMeta`. :func:`..opener.open_model` picks one.
+"""
+from typing import List, Optional
+
+import numpy as np
+
+from .artifact import ExportMeta
 from .audio import Windowing
 from .errors import UserError
 from .features import FeatureConfig, FrontEnd
@@ -14,22 +20,51 @@ from .features import FeatureConfig, FrontEnd
 AUDIOSET_CLIP_SECONDS = 10.0
 
 
-@dataclass
-class Scorer:
-    """``score(waves)``: equal-length float32 waveforms at
-    ``feature.sample_rate`` -> scores ``[batch, len(labels)]``;
-    ``multi_label``: independent sigmoid scores (else softmax, summing to
-    one); ``clip_seconds``: the length of the clips the model was trained
-    on, where the model records it (checkpoints from train.py and their
-    exports do; upstream ones do not); ``pad_windows``: whether short
-    windows are padded to it (:meth:`windowing`)."""
-    score: Callable
-    labels: List[str]
-    feature: FeatureConfig
-    multi_label: bool
+class SoundModel:
+    """``scores(waves)`` / ``embeddings(waves)``: equal-length mono float32
+    waveforms at ``feature.sample_rate`` -> numpy ``[n, len(labels)]``
+    (softmax, or an independent sigmoid per class for a multi-label
+    model) / ``[n, embedding_size]`` (the backbone's embedding, the input
+    of the classification head). ``meta`` describes the model as
+    ``model.json`` does; ``clip_seconds`` is the clip length it was trained
+    on, where recorded; ``pad_windows``: whether short windows are padded
+    to it (:meth:`windowing`). Calling the model is ``scores``."""
+    meta: ExportMeta
     source: str
-    clip_seconds: Optional[float] = None
     pad_windows: bool = True
+
+    def scores(self, waves) -> np.ndarray:
+        raise NotImplementedError
+
+    def embeddings(self, waves) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, waves):
+        return self.scores(waves)
+
+    @property
+    def labels(self) -> List[str]:
+        return self.meta.label_list
+
+    @property
+    def feature(self) -> FeatureConfig:
+        return self.meta.feature
+
+    @property
+    def task(self):
+        return self.meta.task
+
+    @property
+    def clip_seconds(self) -> Optional[float]:
+        return self.meta.clip_seconds
+
+    @property
+    def backbone(self) -> Optional[str]:
+        return self.meta.backbone
+
+    @property
+    def embedding_size(self) -> Optional[int]:
+        return self.meta.embedding_size
 
     def windowing(self, window_seconds=None, hop_seconds=None):
         """The model's :class:`..audio.Windowing` (``window_seconds``
@@ -38,54 +73,91 @@ class Scorer:
             self.clip_seconds if self.pad_windows else None,
             window_seconds or self.clip_seconds, hop_seconds)
 
+    def close(self):
+        """Frees what the model holds outside this process (a child)."""
 
-def checkpoint_scorer(checkpoint, expected_backbone=None, label_file=None,
-                      feat_backend='numpy'):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class CheckpointModel(SoundModel):
     """A ``train.py`` (or upstream) checkpoint through the dynamic graph."""
-    import paddle
-    from .models import load_classifier
-    model, labels, feature = load_classifier(checkpoint, expected_backbone,
-                                             label_file)
-    frontend = FrontEnd(feature, feat_backend)
 
-    @paddle.no_grad()
-    def score(waves):
-        return model.probabilities(frontend(waves)).numpy()
+    def __init__(self, checkpoint, expected_backbone=None, label_file=None,
+                 feat_backend='numpy'):
+        from .models import load_classifier
+        self.model, labels, feature = load_classifier(
+            checkpoint, expected_backbone, label_file)
+        self.frontend = FrontEnd(feature, feat_backend)
+        self.source = str(checkpoint)
+        m = self.model.meta
+        self.meta = ExportMeta(
+            label_list=labels, feature=feature, backbone=m['backbone'],
+            multi_label=self.model.task.multi_label,
+            clip_seconds=m.get('clip_seconds'), checkpoint=self.source,
+            embedding_size=self.model.backbone.emb_size)
 
-    return Scorer(score, labels, feature, model.task.multi_label,
-                  str(checkpoint), model.meta.get('clip_seconds'))
+    def scores(self, waves):
+        import paddle
+        with paddle.no_grad():
+            return self.model.probabilities(self.frontend(waves)).numpy()
+
+    def embeddings(self, waves):
+        import paddle
+        with paddle.no_grad():
+            return self.model.embed(self.frontend(waves)).numpy()
 
 
-def export_scorer(model_dir, device='cpu', cpu_threads=None, **predictor_kw):
-    """An export through :class:`..inference.Predictor` (ONNX and INT8
-    exports too, where the predictor reads them)."""
-    from .inference import Predictor
-    predictor = Predictor(model_dir, device, cpu_threads, **predictor_kw)
-    return Scorer(predictor, predictor.labels, predictor.feature,
-                  predictor.task.multi_label, str(model_dir),
-                  predictor.clip_seconds)
+class TaggerModel(SoundModel):
+    """The 527-class AudioSet tagger of ``arch`` (sigmoid scores), with the
+    weights of ``pretrained_path`` (None: the pretrained download). It
+    windows as ``panns_inference`` tags a short clip: unpadded."""
+    pad_windows = False
+
+    def __init__(self, arch, pretrained_path=None, feat_backend='numpy'):
+        from .models.panns.registry import audioset_labels, build_tagger
+        self.model = build_tagger(arch, pretrained_path)
+        feature = FeatureConfig()
+        self.frontend = FrontEnd(feature, feat_backend)
+        self.source = f'{arch} AudioSet tagger'
+        self.meta = ExportMeta(
+            label_list=audioset_labels(), feature=feature, backbone=arch,
+            multi_label=True, clip_seconds=AUDIOSET_CLIP_SECONDS,
+            checkpoint=pretrained_path, embedding_size=self.model.emb_size)
+
+    def _logmel(self, waves):
+        return self.frontend(waves)[:, None]
+
+    def scores(self, waves):
+        import paddle
+        with paddle.no_grad():
+            return self.model(self._logmel(waves)).numpy()
+
+    def embeddings(self, waves):
+        import paddle
+        with paddle.no_grad():
+            return self.model.embed(self._logmel(waves)).numpy()
 
 
-def tagger_scorer(arch, pretrained_path=None, feat_backend='numpy',
-                  feature=None, config=None):
-    """The 527-class AudioSet tagger of ``arch`` (sigmoid scores).
-    ``feature``: the front end configured (in the file ``config``), which
-    must be the default one the PANNs weights were trained with."""
-    import paddle
-    from .models.panns.registry import audioset_labels, build_tagger
+def check_tagger_feature(feature, config=None):
+    """The PANNs weights were trained with the default front end: refuse a
+    ``feature`` section (of the file ``config``) that says otherwise."""
     if feature is not None and feature != FeatureConfig():
         raise UserError('the PANNs weights were trained with the default '
                         'feature settings; remove the feature section from '
                         f'{config or "the config"} to use them')
-    feature = FeatureConfig()
-    model = build_tagger(arch, pretrained_path)
-    frontend = FrontEnd(feature, feat_backend)
 
-    @paddle.no_grad()
-    def score(waves):
-        return model(frontend(waves)[:, None]).numpy()
 
-    # as panns_inference tags a short clip: unpadded
-    return Scorer(score, audioset_labels(), feature, True,
-                  f'{arch} AudioSet tagger', AUDIOSET_CLIP_SECONDS,
-                  pad_windows=False)
+def softmax(logits):
+    """Row-wise softmax of numpy logits."""
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def top_k(scores, k):
+    """Indices of the ``k`` best of a score vector, best first (ties in
+    class order)."""
+    return np.argsort(-np.asarray(scores), kind='stable')[:k]

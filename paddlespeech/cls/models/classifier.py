@@ -38,6 +38,11 @@ class SoundClassifier(nn.Layer):
     def probabilities(self, x):
         return self.task.probabilities(self(x))
 
+    def embed(self, x):
+        """The backbone's embedding of ``[batch, frames, n_mels]`` log-mel
+        (``[batch, emb_size]``): what the head reads, without dropout."""
+        return self.backbone.embed(x.unsqueeze(1))
+
 
 def build_classifier(backbone, num_class, dropout=0.1, pretrained=False,
                      pretrained_path=None, task=None):

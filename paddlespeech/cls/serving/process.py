@@ -10,17 +10,17 @@ import multiprocessing
 import pickle
 import signal
 
-SHARED = ('labels', 'feature', 'task', 'clip_seconds', 'meta')  # Predictor's
+from ..scoring import SoundModel
 
 
-class ProcessPredictor:
-    """``Predictor(**kwargs)`` in a child process, called like one and with
-    its metadata (:data:`SHARED`). The child picks the device
-    (``device=None``: a GPU if there is one), so that the server's own
+class ProcessPredictor(SoundModel):
+    """``open_model(**kwargs)`` in a child process, a
+    :class:`..scoring.SoundModel` like it. The child picks the device
+    (``device=None``: a GPU if there is one), so that the caller's own
     process never loads Paddle. Errors come back as the exceptions the
-    predictor raised. The child ignores SIGINT and SIGTERM (the server
+    model raised. The child ignores SIGINT and SIGTERM (the server
     answers the requests in flight first) and ends when its pipe closes:
-    :meth:`close`, or the server's exit."""
+    :meth:`close`, or the caller's exit."""
 
     def __init__(self, **kwargs):
         context = multiprocessing.get_context('spawn')
@@ -34,16 +34,21 @@ class ProcessPredictor:
         except BaseException:
             self.close()  # the child ends by itself after a failed start
             raise
-        for name, value in shared.items():
-            setattr(self, name, value)
+        self.meta, self.source, self.pad_windows = shared
 
     @property
     def alive(self):
         return self.process.is_alive()
 
-    def __call__(self, waves):
+    def scores(self, waves):
+        return self._ask('scores', waves)
+
+    def embeddings(self, waves):
+        return self._ask('embeddings', waves)
+
+    def _ask(self, method, waves):
         try:
-            self._conn.send(list(waves))
+            self._conn.send((method, list(waves)))
         except OSError:
             self._ended()
         return self._answer()
@@ -78,26 +83,26 @@ def _ignore_stop_signals():
 
 def _serve(conn, kwargs):
     _ignore_stop_signals()
-    from ..runtime import HeapLimit, prepare_process, select_device
+    from ..runtime import HeapLimit, prepare_process
     prepare_process()
-    from ..inference import Predictor
+    from ..opener import open_model
     try:
-        p = Predictor(**{**kwargs, 'device': select_device(
-            kwargs.get('device'))})
+        model = open_model(**kwargs)
     except Exception as e:
         _ignore_stop_signals()  # again: importing Paddle set its own
         conn.send((False, _picklable(e)))
         return
     _ignore_stop_signals()
-    conn.send((True, {name: getattr(p, name) for name in SHARED}))
+    conn.send((True, (model.meta, model.source, model.pad_windows)))
     heap = HeapLimit()  # batches of ever other shapes fragment the heap
+    methods = {'scores': model.scores, 'embeddings': model.embeddings}
     while True:
         try:
-            waves = conn.recv()
+            method, waves = conn.recv()
         except (EOFError, OSError):
             return
         try:
-            answer = (True, p(waves))
+            answer = (True, methods[method](waves))
         except Exception as e:
             answer = (False, _picklable(e))
         conn.send(answer)

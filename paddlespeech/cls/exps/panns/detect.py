@@ -34,9 +34,9 @@ from paddlespeech.cls.events import (detect_events, format_event,
 from paddlespeech.cls.features import FEAT_BACKENDS
 from paddlespeech.cls.models import BACKBONES
 from paddlespeech.cls.prediction import LABEL_FILE_HELP, expand_inputs
-from paddlespeech.cls.runtime import run, select_device, set_cpu_threads
-from paddlespeech.cls.scoring import (checkpoint_scorer, export_scorer,
-                                      tagger_scorer)
+from paddlespeech.cls.opener import open_model
+from paddlespeech.cls.runtime import run
+from paddlespeech.cls.scoring import check_tagger_feature
 
 # ESC-50's clip length, for models that do not record theirs
 FALLBACK_WINDOW_SECONDS = 5.0
@@ -132,23 +132,21 @@ def check_args(cfg):
                         f'{cfg.infer_batch_size}')
 
 
-def build_scorer(cfg):
-    device = select_device(cfg.device)
-    if cfg.detect_model_dir:
-        return export_scorer(cfg.detect_model_dir, device, cfg.cpu_threads,
-                             label_file=cfg.label_file)
-    set_cpu_threads(cfg.cpu_threads)
-    if cfg.checkpoint:
-        return checkpoint_scorer(cfg.checkpoint, label_file=cfg.label_file,
-                                 feat_backend=cfg.feat_backend)
-    return tagger_scorer(cfg.tag_arch, cfg.pretrained_path, cfg.feat_backend,
-                         cfg.feature, cfg.config)
+def open_for(cfg):
+    if cfg.audioset:
+        check_tagger_feature(cfg.feature, cfg.config)
+    return open_model(
+        checkpoint=cfg.checkpoint, model_dir=cfg.detect_model_dir,
+        arch=cfg.tag_arch if cfg.audioset else None,
+        pretrained=cfg.pretrained_path if cfg.audioset else None,
+        device=cfg.device, cpu_threads=cfg.cpu_threads,
+        label_file=cfg.label_file, feat_backend=cfg.feat_backend)
 
 
-def windowing(cfg, scorer):
+def windowing(cfg, model):
     """Windows of the model's clip length (or --window_seconds), every
     --hop_seconds, always padded: a timeline's windows are of one length."""
-    window = (cfg.detect_window_seconds or scorer.clip_seconds or
+    window = (cfg.detect_window_seconds or model.clip_seconds or
               FALLBACK_WINDOW_SECONDS)
     hop = window / 2 if cfg.hop_seconds is None else cfg.hop_seconds
     if not 0 < hop <= window:
@@ -177,13 +175,13 @@ def output_names(paths):
     return names
 
 
-def score_file(path, scorer, windows, batch_size):
+def score_file(path, model, windows, batch_size):
     """The file's timeline, with a progress line on a terminal only."""
     with tqdm(desc=Path(path).name, unit='s audio', leave=False,
               bar_format='{desc}: {n:.0f} {unit} {rate_fmt}',
               file=sys.stderr, disable=None) as bar:
-        return stream_timeline(path, scorer.score, scorer.labels,
-                               scorer.feature.sample_rate, windows,
+        return stream_timeline(path, model.scores, model.labels,
+                               model.feature.sample_rate, windows,
                                batch_size,
                                progress=lambda s: bar.update(s - bar.n))
 
@@ -192,13 +190,13 @@ def main(argv):
     cfg = get_parser().parse_config(argv)
     check_args(cfg)
     paths = expand_inputs(cfg.wav)
-    scorer = build_scorer(cfg)
-    windows = windowing(cfg, scorer)
-    classes = class_columns(cfg.classes, scorer.labels)
+    model = open_for(cfg)
+    windows = windowing(cfg, model)
+    classes = class_columns(cfg.classes, model.labels)
     failed = 0
     for path, name in zip(paths, output_names(paths)):
         try:
-            tl = score_file(path, scorer, windows, cfg.infer_batch_size)
+            tl = score_file(path, model, windows, cfg.infer_batch_size)
         except AudioError as e:
             print(f'error: {e}', file=sys.stderr, flush=True)
             failed += 1
@@ -210,7 +208,7 @@ def main(argv):
             continue
         active = top_k_mask(tl.scores, cfg.top_k_per_window)
         if classes:
-            columns = [scorer.labels.index(c) for c in classes]
+            columns = [model.labels.index(c) for c in classes]
             tl, active = tl.only(classes), active[:, columns]
         events = detect_events(tl, cfg.threshold, cfg.threshold_off,
                                cfg.min_event_seconds, cfg.merge_gap_seconds,

@@ -7,34 +7,31 @@ from paddlespeech.cls.runtime import prepare_process, run
 
 prepare_process()
 
+from paddlespeech.cls import prediction
 from paddlespeech.cls.models import BACKBONES
-from paddlespeech.cls.prediction import (LABEL_FILE_HELP, check_contract,
-                                         expand_inputs, predict_files,
-                                         prediction_parser, print_predictions,
-                                         start)
-from paddlespeech.cls.scoring import checkpoint_scorer
+from paddlespeech.cls.opener import open_model
 
 
 def get_parser():
-    p = prediction_parser(__doc__)
+    p = prediction.prediction_parser(__doc__)
     p.add('--checkpoint', required=True,
           help='model.pdparams written by train.py (or its epoch_N dir), or '
           'by upstream PaddleSpeech')
     p.add('--backbone', key='expected_backbone', choices=sorted(BACKBONES),
           help='only checked: must match the checkpoint')
-    p.add('--label_file', help=LABEL_FILE_HELP)
+    p.add('--label_file', help=prediction.LABEL_FILE_HELP)
     return p
 
 
+def open_for(cfg):
+    return open_model(checkpoint=cfg.checkpoint, device=cfg.device,
+                      cpu_threads=cfg.cpu_threads, label_file=cfg.label_file,
+                      backbone=cfg.expected_backbone,
+                      feat_backend=cfg.feat_backend)
+
+
 def main(argv):
-    cfg = get_parser().parse_config(argv)
-    start(cfg)
-    s = checkpoint_scorer(cfg.checkpoint, cfg.expected_backbone,
-                          cfg.label_file, cfg.feat_backend)
-    check_contract(s.feature, cfg, cfg.checkpoint)
-    results = predict_files(expand_inputs(cfg.wav), s.feature, s.score,
-                            s.windowing(cfg.window_seconds))
-    return print_predictions(results, s.labels, cfg.top_k)
+    return prediction.main(argv, get_parser, open_for)
 
 
 if __name__ == '__main__':

@@ -10,15 +10,14 @@ from paddlespeech.cls.runtime import prepare_process, run
 
 prepare_process()
 
+from paddlespeech.cls import prediction
 from paddlespeech.cls.models.panns.registry import BACKBONES
-from paddlespeech.cls.prediction import (check_contract, expand_inputs,
-                                         predict_files, prediction_parser,
-                                         print_predictions, start)
-from paddlespeech.cls.scoring import tagger_scorer
+from paddlespeech.cls.opener import open_model
+from paddlespeech.cls.scoring import check_tagger_feature
 
 
 def get_parser():
-    p = prediction_parser(__doc__)
+    p = prediction.prediction_parser(__doc__)
     p.add('--arch', key='tag_arch', choices=sorted(BACKBONES),
           help='PANNs architecture')
     p.add('--checkpoint', key='pretrained_path',
@@ -28,15 +27,15 @@ def get_parser():
     return p
 
 
+def open_for(cfg):
+    check_tagger_feature(cfg.feature, cfg.config)
+    return open_model(arch=cfg.tag_arch, pretrained=cfg.pretrained_path,
+                      device=cfg.device, cpu_threads=cfg.cpu_threads,
+                      feat_backend=cfg.feat_backend)
+
+
 def main(argv):
-    cfg = get_parser().parse_config(argv)
-    start(cfg)
-    s = tagger_scorer(cfg.tag_arch, cfg.pretrained_path, cfg.feat_backend,
-                      cfg.feature, cfg.config)
-    check_contract(s.feature, cfg, 'the AudioSet weights')
-    results = predict_files(expand_inputs(cfg.wav), s.feature, s.score,
-                            s.windowing(cfg.window_seconds))
-    return print_predictions(results, s.labels, cfg.top_k)
+    return prediction.main(argv, get_parser, open_for)
 
 
 if __name__ == '__main__':

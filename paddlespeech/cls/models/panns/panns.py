@@ -85,6 +85,15 @@ class _PANN(nn.Layer):
 
     def forward(self, x):
         """x: log-mel ``[batch, 1, frames, mel_bins]``."""
+        x = self.embed(x)
+        if self.extract_embedding:
+            return F.dropout(x, p=0.5, training=self.training)
+        return F.sigmoid(self.fc_audioset(x))
+
+    def embed(self, x):
+        """The ``fc1`` embedding of log-mel ``[batch, 1, frames,
+        mel_bins]``, before the head's dropout: what a fine-tuned head and
+        the AudioSet head read."""
         x = x.transpose([0, 3, 2, 1])
         x = self.bn0(x)
         x = x.transpose([0, 3, 2, 1])
@@ -99,11 +108,7 @@ class _PANN(nn.Layer):
         x = x.mean(axis=3)
         x = x.max(axis=2) + x.mean(axis=2)
         x = F.dropout(x, p=0.5, training=self.training)
-        x = F.relu(self.fc1(x))
-
-        if self.extract_embedding:
-            return F.dropout(x, p=0.5, training=self.training)
-        return F.sigmoid(self.fc_audioset(x))
+        return F.relu(self.fc1(x))
 
 
 class CNN14(_PANN):

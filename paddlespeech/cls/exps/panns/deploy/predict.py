@@ -9,23 +9,17 @@ from paddlespeech.cls.runtime import prepare_process, run
 
 prepare_process()
 
-from paddlespeech.cls.audio import Windowing
+from paddlespeech.cls import prediction
 from paddlespeech.cls.config import parse_bool
-from paddlespeech.cls.inference import Predictor
-from paddlespeech.cls.prediction import (LABEL_FILE_HELP, check_contract,
-                                         expand_inputs, predict_files,
-                                         prediction_parser, print_predictions,
-                                         start)
+from paddlespeech.cls.opener import open_model
 
 
 def get_parser():
-    p = prediction_parser(__doc__, feat_backend=False)
+    p = prediction.prediction_parser(__doc__, feat_backend=False)
     p.add('--model_dir', key='export_dir',
           help='directory written by export_model.py (or by upstream '
           'PaddleSpeech\'s)')
-    p.add('--label_file', help=LABEL_FILE_HELP)
-    p.add('--batch_size', key='infer_batch_size', type=int,
-          help='clips (windows) per predictor run')
+    p.add('--label_file', help=prediction.LABEL_FILE_HELP)
     p.add('--enable_mkldnn', type=parse_bool,
           help='use oneDNN kernels on CPU (true/false)')
     p.add('--use_tensorrt', type=parse_bool,
@@ -39,19 +33,16 @@ def get_parser():
     return p
 
 
+def open_for(cfg):
+    return open_model(model_dir=cfg.export_dir, device=cfg.device,
+                      cpu_threads=cfg.cpu_threads, label_file=cfg.label_file,
+                      enable_mkldnn=cfg.enable_mkldnn,
+                      use_tensorrt=cfg.use_tensorrt,
+                      precision=cfg.trt_precision, backend=cfg.backend)
+
+
 def main(argv):
-    cfg = get_parser().parse_config(argv)
-    device = start(cfg, dynamic_graph=False)
-    predictor = Predictor(cfg.export_dir, device, cfg.cpu_threads,
-                          cfg.enable_mkldnn, cfg.use_tensorrt,
-                          cfg.trt_precision, label_file=cfg.label_file,
-                          backend=cfg.backend)
-    check_contract(predictor.feature, cfg, cfg.export_dir)
-    results = predict_files(expand_inputs(cfg.wav), predictor.feature,
-                            predictor, Windowing.of_model(
-                                predictor.clip_seconds, cfg.window_seconds),
-                            cfg.infer_batch_size)
-    return print_predictions(results, predictor.labels, cfg.top_k)
+    return prediction.main(argv, get_parser, open_for)
 
 
 if __name__ == '__main__':

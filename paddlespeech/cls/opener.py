@@ -1,0 +1,61 @@
+"""One call opens any model: ``open_model(checkpoint=… | model_dir=… |
+arch=…)`` gives a :class:`..scoring.SoundModel` (``scores``,
+``embeddings``, ``labels``, ``feature``, ``meta``…) whichever kind it is.
+Also ``from paddlespeech.cls import open_model``."""
+from .errors import UserError
+
+
+def open_model(checkpoint=None, model_dir=None, arch=None, pretrained=None,
+               *, device=None, cpu_threads=None, label_file=None,
+               backbone=None, feat_backend='numpy', isolated=False,
+               **export_options):
+    """Exactly one of:
+
+    - ``checkpoint``: a ``train.py`` checkpoint (``best/``, ``epoch_N/``,
+      ``model.pdparams``) or upstream PaddleSpeech's, through the dynamic
+      graph (``backbone``: only checked against it; ``feat_backend``: the
+      front end's, ``numpy`` or ``paddle``);
+    - ``model_dir``: an export (Paddle or ONNX, fp32, INT8 or BF16;
+      ``export_options``: :class:`..inference.Predictor`'s, e.g.
+      ``enable_mkldnn``, ``backend``);
+    - ``arch``: the AudioSet tagger of ``cnn14``/``cnn10``/``cnn6`` with
+      the weights file ``pretrained`` (None: the pretrained download).
+
+    ``device``: ``cpu``, ``gpu`` or ``gpu:N`` (None: a GPU if there is
+    one); ``cpu_threads``: threads of its CPU kernels (None: all cores);
+    ``label_file``: class names of a model without metadata.
+    ``isolated``: the model runs in a child process
+    (:class:`..serving.process.ProcessPredictor`): the caller's process
+    never loads Paddle, and the child's death is an exception, not the
+    caller's.
+    """
+    given = [name for name, value in (('checkpoint', checkpoint),
+                                      ('model_dir', model_dir),
+                                      ('arch', arch)) if value]
+    if len(given) != 1:
+        raise UserError(f'open_model needs exactly one of checkpoint, '
+                        f'model_dir or arch; got {given or "none"}')
+    if pretrained is not None and not arch:
+        raise UserError('pretrained weights go with arch (the AudioSet '
+                        'tagger); a checkpoint or an export holds its own')
+    if isolated:
+        from .serving.process import ProcessPredictor
+        return ProcessPredictor(
+            checkpoint=checkpoint, model_dir=model_dir, arch=arch,
+            pretrained=pretrained, device=device, cpu_threads=cpu_threads,
+            label_file=label_file, backbone=backbone,
+            feat_backend=feat_backend, **export_options)
+    from .runtime import select_device, set_cpu_threads
+    device = select_device(device)
+    if model_dir:
+        from .inference import Predictor
+        return Predictor(model_dir, device, cpu_threads,
+                         label_file=label_file, **export_options)
+    if export_options:
+        raise UserError(f'{sorted(export_options)} apply to exports '
+                        f'(model_dir) only')
+    set_cpu_threads(cpu_threads)
+    from .scoring import CheckpointModel, TaggerModel
+    if checkpoint:
+        return CheckpointModel(checkpoint, backbone, label_file, feat_backend)
+    return TaggerModel(arch, pretrained, feat_backend)
