@@ -19,7 +19,9 @@ evaluation (:func:`read_metrics`, :func:`write_metrics`).
 Importing this module does not import Paddle (only reading and writing
 does), so the stage scripts' path lookups (``local/locate.py``) stay fast.
 """
+import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -27,6 +29,9 @@ from pathlib import Path
 
 from . import atomic
 from .errors import UserError
+from .logs import get_logger
+
+log = get_logger(__name__)
 
 META_KEY = '_meta'
 _EPOCH_DIR = re.compile(r'^epoch_(\d+)$')
@@ -55,18 +60,20 @@ def model_meta(backbone, label_list, dropout, feature, task,
 def save_checkpoint(checkpoint_dir, epoch, model, meta, optimizer=None,
                     train_state=None, step=None):
     """Write ``epoch_<epoch>/`` (``epoch_<epoch>_step_<step>/`` when ``step``
-    is given) and return its path."""
+    is given) and return its path. ``model`` and ``optimizer``: the objects
+    or their state dicts."""
     import paddle
     name = f'epoch_{epoch}' + (f'_step_{step}' if step is not None else '')
+    model, optimizer = _state(model), _state(optimizer)
 
     def write(folder):
         if optimizer is not None:
-            paddle.save({'optimizer': optimizer.state_dict(),
+            paddle.save({'optimizer': optimizer,
                          'train_state': train_state or {}},
                         str(folder / 'model.pdopt'))
-        _save_model(model.state_dict(), meta, folder)
+        _save_model(model, meta, folder)
 
-    return atomic.write_dir(Path(checkpoint_dir) / name, write)
+    return _write_dir(Path(checkpoint_dir) / name, write, model, optimizer)
 
 
 def save_model(checkpoint_dir, name, state, meta, info=None):
@@ -78,7 +85,45 @@ def save_model(checkpoint_dir, name, state, meta, info=None):
         if info is not None:
             (folder / 'metrics.json').write_text(json.dumps(info) + '\n')
 
-    return atomic.write_dir(Path(checkpoint_dir) / name, write)
+    return _write_dir(Path(checkpoint_dir) / name, write, state)
+
+
+def _state(obj):
+    return obj.state_dict() if hasattr(obj, 'state_dict') else obj
+
+
+def _write_dir(path, write, *states):
+    """:func:`.atomic.write_dir`, a full disk one line: the directory, the
+    space the tensors of ``states`` need and what is free (the previous
+    checkpoint is intact, as after any failed atomic write)."""
+    try:
+        return atomic.write_dir(path, write)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CheckpointError(
+            f'cannot write {path}: no space left on its disk (the '
+            f'checkpoint needs about {_mb(tensor_bytes(*states))}, '
+            f'{_mb(shutil.disk_usage(path.parent).free)} free): free space '
+            f'there or set --checkpoint_dir to another disk, then resume '
+            f'with --resume (the previous checkpoint is intact)') from e
+
+
+def tensor_bytes(*states):
+    """Bytes of the tensors and arrays in (nested) state dicts."""
+    total = 0
+    for state in states:
+        if isinstance(state, dict):
+            total += tensor_bytes(*state.values())
+        elif hasattr(state, 'shape') and hasattr(state, 'dtype'):
+            size = getattr(state, 'element_size', None)
+            itemsize = size() if callable(size) else state.dtype.itemsize
+            total += math.prod(state.shape) * itemsize
+    return total
+
+
+def _mb(n):
+    return f'{n / 2 ** 20:.1f} MB'
 
 
 def _save_model(state, meta, folder):
@@ -282,3 +327,17 @@ def read_metrics(path):
 def write_metrics(path, records):
     """Replace ``metrics.jsonl`` atomically."""
     atomic.write_text(path, ''.join(json.dumps(r) + '\n' for r in records))
+
+
+def checkpoints_to_keep(keep_max, average_last):
+    """How many epoch checkpoints pruning keeps (0: all): ``keep_max``,
+    raised to ``average_last`` so the final average finds its checkpoints."""
+    if keep_max < 0:
+        raise UserError(f'--keep_checkpoint_max must be 0 (keep all) or '
+                        f'positive, got {keep_max}')
+    if keep_max and average_last > keep_max:
+        log.info(f'[checkpoints] keeping the last {average_last} epoch '
+                 f'checkpoints, not {keep_max}: average_last '
+                 f'{average_last} needs them')
+        return average_last
+    return keep_max
