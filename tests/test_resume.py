@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import shutil
 import signal
 import subprocess
@@ -85,6 +86,57 @@ def test_failed_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     assert checkpoint.resume_point(tmp_path) == tmp_path / 'epoch_1'
     state, _ = checkpoint.load_checkpoint(tmp_path / 'epoch_1')
     assert_same_weights({k: v.numpy() for k, v in state.items()}, saved)
+
+
+@contextlib.contextmanager
+def small_disk(folder, megabytes):
+    """A tmpfs of ``megabytes`` mounted on ``folder`` (needs root)."""
+    folder.mkdir()
+    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={megabytes}m',
+                           'tmpfs', str(folder)], capture_output=True)
+    if proc.returncode:
+        pytest.skip(f'cannot mount a tmpfs here: {proc.stderr.decode()}')
+    try:
+        yield folder
+    finally:
+        subprocess.run(['umount', str(folder)], check=True)
+
+
+def test_full_disk_during_a_checkpoint_save_is_one_line(tiny_dataset,
+                                                        tmp_path):
+    """On a 100 MB disk epoch 1 (best/ 18 MB, epoch_1/ 53 MB: CNN6 with
+    Adam's moments) fits and epoch_2/ does not: train.py ends with one
+    line naming it, the space it needs and the space free, and epoch_1/
+    is the intact resume point."""
+    with small_disk(tmp_path / 'disk', 100) as disk:
+        ckpt_dir = disk / 'ckpt'
+        proc = subprocess.run(
+            train_cmd(tiny_dataset, ckpt_dir, '--save_freq', 1, '--epochs',
+                      2), capture_output=True, text=True,
+            env=script_env(), timeout=300)
+        free = shutil.disk_usage(disk).free
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert 'Traceback' not in proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        m = re.fullmatch(
+            rf'error: cannot write {re.escape(str(ckpt_dir / "epoch_2"))}: '
+            rf'no space left on device \(it needs about ([\d.]+) MB, '
+            rf'([\d.]+) MB free there\): free space or set --checkpoint_dir '
+            rf'to another disk; earlier checkpoints are intact \(--resume '
+            rf'continues from them\)', last)
+        assert m, last
+        on_disk = sum(f.stat().st_size for f in
+                      (ckpt_dir / 'epoch_1').iterdir())
+        assert float(m[1]) == pytest.approx(on_disk / 2 ** 20, rel=0.01)
+        assert float(m[2]) == round(free / 2 ** 20, 1)
+        assert float(m[2]) < float(m[1])
+        assert '[eval] epoch 1' in proc.stdout
+        assert checkpoint.resume_point(ckpt_dir) == ckpt_dir / 'epoch_1'
+        assert not [p for p in ckpt_dir.iterdir() if p.name.endswith('.tmp')
+                    and p.is_dir()]
+        state, _ = checkpoint.load_checkpoint(ckpt_dir / 'epoch_1')
+        assert len(state) == len(build_classifier(
+            'cnn6', 3, pretrained=False).state_dict())
 
 
 def train_recording_lr(dataset, ckpt_dir, epochs, **over):

@@ -19,6 +19,7 @@ evaluation (:func:`read_metrics`, :func:`write_metrics`).
 Importing this module does not import Paddle (only reading and writing
 does), so the stage scripts' path lookups (``local/locate.py``) stay fast.
 """
+import contextlib
 import errno
 import json
 import math
@@ -93,20 +94,31 @@ def _state(obj):
 
 
 def _write_dir(path, write, *states):
-    """:func:`.atomic.write_dir`, a full disk one line: the directory, the
-    space the tensors of ``states`` need and what is free (the previous
-    checkpoint is intact, as after any failed atomic write)."""
-    try:
+    """:func:`.atomic.write_dir`; a full disk is one line
+    (:func:`disk_full`)."""
+    with disk_full(path, tensor_bytes(*states)):
         return atomic.write_dir(path, write)
+
+
+@contextlib.contextmanager
+def disk_full(path, needed=None):
+    """Turn a full disk (or quota) while writing ``path`` into one
+    :class:`CheckpointError` line: the path, the space ``needed`` (bytes)
+    and what is free. Writes are atomic, so what was there before stays
+    intact."""
+    try:
+        yield
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
+        path = Path(path)
+        free = shutil.disk_usage(path.parent).free
+        need = f'it needs about {_mb(needed)}, ' if needed else ''
         raise CheckpointError(
-            f'cannot write {path}: no space left on its disk (the '
-            f'checkpoint needs about {_mb(tensor_bytes(*states))}, '
-            f'{_mb(shutil.disk_usage(path.parent).free)} free): free space '
-            f'there or set --checkpoint_dir to another disk, then resume '
-            f'with --resume (the previous checkpoint is intact)') from e
+            f'cannot write {path}: no space left on device ({need}{_mb(free)}'
+            f' free there): free space or set --checkpoint_dir to another '
+            f'disk; earlier checkpoints are intact (--resume continues from '
+            f'them)') from e
 
 
 def tensor_bytes(*states):
@@ -326,7 +338,9 @@ def read_metrics(path):
 
 def write_metrics(path, records):
     """Replace ``metrics.jsonl`` atomically."""
-    atomic.write_text(path, ''.join(json.dumps(r) + '\n' for r in records))
+    with disk_full(path):
+        atomic.write_text(path, ''.join(json.dumps(r) + '\n'
+                                        for r in records))
 
 
 def checkpoints_to_keep(keep_max, average_last):
