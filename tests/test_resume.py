@@ -19,6 +19,7 @@ import yaml
 
 from tests.conftest import ROOT, SCRIPTS, run_script, script_env, train_args
 from paddlespeech.cls import checkpoint
+from paddlespeech.cls.checkpointer import Checkpointer, Progress
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.models import build_classifier
 from paddlespeech.cls.trainer import Trainer
@@ -86,6 +87,62 @@ def test_failed_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     assert checkpoint.resume_point(tmp_path) == tmp_path / 'epoch_1'
     state, _ = checkpoint.load_checkpoint(tmp_path / 'epoch_1')
     assert_same_weights({k: v.numpy() for k, v in state.items()}, saved)
+
+
+class Counter:
+    """A piece of training state, as the trainer's register themselves."""
+
+    def __init__(self):
+        self.n, self.loaded = 0, 'never'
+
+    def state_dict(self):
+        return {'n': self.n}
+
+    def set_state_dict(self, state):
+        self.loaded = state
+        self.n = state['n'] if state else -1
+
+
+def test_checkpointer_restores_what_registered(tmp_path):
+    """Each registered piece comes back from the furthest checkpoint; a
+    flat one spreads over train_state as checkpoints always held progress;
+    a piece the checkpoint predates gets None; another model is
+    refused."""
+    model = paddle.nn.Linear(4, 2)
+    optimizer = paddle.optimizer.Adam(parameters=model.parameters())
+    progress, counter = Progress(2), Counter()
+    ckpt = Checkpointer(tmp_path, {'backbone': 'linear'})
+    ckpt.add_recoverable('model', model)
+    ckpt.add_recoverable('optimizer', optimizer)
+    ckpt.add_recoverable('progress', progress, flat=True)
+    ckpt.add_recoverable('counter', counter)
+    progress.step, counter.n = 3, 7
+    saved = {k: v.numpy() for k, v in model.state_dict().items()}
+    out = ckpt.save(2, step=3)
+    assert out == tmp_path / 'epoch_2_step_3'
+    ts = paddle.load(str(out / 'model.pdopt'))['train_state']
+    assert ts == {'epoch': 2, 'step': 3, 'loss_sum': 0.0, 'correct': 0.0,
+                  'seen': 0, 'counter': {'n': 7}}
+
+    for p in model.parameters():
+        p.set_value(p.numpy() + 1)
+    progress.start(5)
+    counter.n = 0
+    assert ckpt.recover_if_possible() == (out, ts)
+    assert_same_weights({k: v.numpy() for k, v in
+                         model.state_dict().items()}, saved)
+    assert (progress.epoch, progress.step, counter.n) == (2, 3, 7)
+
+    later = Counter()
+    ckpt.add_recoverable('later', later)
+    ckpt.recover_if_possible()
+    assert later.loaded is None and later.n == -1
+
+    other = Checkpointer(tmp_path, {'backbone': 'other'})
+    other.add_recoverable('model', model)
+    with pytest.raises(checkpoint.CheckpointError, match='other settings'):
+        other.recover_if_possible()
+    assert Checkpointer(tmp_path / 'none', {}).recover_if_possible() is None
 
 
 @contextlib.contextmanager
