@@ -23,6 +23,7 @@ prepare_process()
 
 import numpy as np  # noqa: E402
 
+from paddlespeech.cls import logs  # noqa: E402
 from paddlespeech.cls.checkpoint import best_checkpoint
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets import FoldDataset, load_table
@@ -38,6 +39,7 @@ def main():
     p.add_argument('--limit', type=int, default=1,
                    help='number of dev clips (dev_picks: classes) to print')
     a = p.parse_args()
+    logs.set_level('error')  # stdout is the answer, nothing else
     cfg = load_config(a.config)
     if a.what == 'checkpoint':
         found = best_checkpoint(cfg.checkpoint_dir)
@@ -45,8 +47,7 @@ def main():
     elif a.what in ('checkpoint_dir', 'export_dir', 'detect_dir'):
         print(getattr(cfg, a.what))
     else:
-        dev = FoldDataset(load_table(cfg, verbose=False), 'dev', cfg.split,
-                          cfg.feature)
+        dev = FoldDataset(load_table(cfg), 'dev', cfg.split, cfg.feature)
         if a.what == 'dev_clips':
             print('\n'.join(str(path) for path, _ in dev.items[:a.limit]))
             return

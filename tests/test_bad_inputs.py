@@ -342,11 +342,11 @@ def test_training_lists_all_unreadable_files(damaged_dataset, tmp_path):
 FAULT_AFTER_SCAN = '''
 import os, runpy, sys
 import numpy as np, soundfile as sf
-from paddlespeech.cls import trainer
+from paddlespeech.cls.datasets import loaders
 from paddlespeech.cls.datasets import ClipDataset
 
 fault, script = sys.argv[1], sys.argv[2]
-check = trainer.check_readable
+check = loaders.check_readable
 
 
 def check_then_break(datasets, *args, **kw):
@@ -368,7 +368,7 @@ def check_then_break(datasets, *args, **kw):
     ClipDataset.__getitem__ = broken
 
 
-trainer.check_readable = check_then_break
+loaders.check_readable = check_then_break
 sys.argv = [script] + sys.argv[3:]
 runpy.run_path(script, run_name='__main__')
 '''

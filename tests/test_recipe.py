@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run_script, script_env
+from tests.conftest import ROOT, run_script, script_env, train_args
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets.esc50 import read_meta
 from paddlespeech.cls.datasets.synthetic import long_recording
@@ -86,6 +86,49 @@ def test_training_summary_of_multi_label_run_without_best(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == (
         f'best dev_map 0.8125 at epoch 2 (checkpoint '
         f'{tmp_path / "epoch_4" / "model.pdparams"})')
+
+
+def test_library_messages_go_through_logging(monkeypatch, capsys):
+    """Bare lines, INFO on stdout and warnings on stderr; on a rank other
+    than 0 of a data-parallel run only errors; --log_level raises the
+    bar."""
+    from paddlespeech.cls import logs
+    log = logs.get_logger('paddlespeech.cls.some_module')
+    log.info('[train] a line')
+    log.warning('[data] warning: a warning')
+    assert capsys.readouterr() == ('[train] a line\n',
+                                   '[data] warning: a warning\n')
+    monkeypatch.setenv('PADDLE_TRAINER_ID', '1')
+    log.info('[train] rank 1')
+    log.warning('rank 1 warns')
+    log.error('rank 1 fails')
+    assert capsys.readouterr() == ('', 'rank 1 fails\n')
+    monkeypatch.delenv('PADDLE_TRAINER_ID')
+    try:
+        logs.set_level('WARNING')
+        log.info('hidden')
+        log.warning('shown')
+        assert capsys.readouterr() == ('', 'shown\n')
+    finally:
+        logs.set_level('info')
+    assert logs.pop_level(['--epochs', '2', '--log_level', 'debug']) == (
+        ['--epochs', '2'], 'debug')
+    assert logs.pop_level(['--log_level=error']) == ([], 'error')
+
+
+def test_log_level_flag_of_train_py(tiny_dataset, tmp_path):
+    """--log_level warning: training prints none of its progress lines and
+    still trains; an unknown level is one error line."""
+    ckpt_dir = tmp_path / 'ckpt'
+    proc = run_script('train.py', *train_args(
+        tiny_dataset, ckpt_dir, '--epochs', 1, '--log_freq', 1,
+        '--log_level', 'warning'))
+    assert proc.stdout == '', proc.stdout
+    assert (ckpt_dir / 'epoch_1' / 'model.pdparams').is_file()
+    proc = run_script('train.py', *train_args(
+        tiny_dataset, ckpt_dir, '--log_level', 'loud'), check=False)
+    assert proc.returncode == 2 and proc.stderr == (
+        'error: --log_level loud: use one of debug, info, warning, error\n')
 
 
 def test_predict_prints_seed_block(trained_checkpoint, tiny_dataset):

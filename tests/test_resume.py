@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import math
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import yaml
 
 from tests.conftest import ROOT, SCRIPTS, run_script, script_env, train_args
 from paddlespeech.cls import checkpoint
+from paddlespeech.cls.checkpointer import Checkpointer, Progress
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.models import build_classifier
 from paddlespeech.cls.trainer import Trainer
@@ -85,6 +87,113 @@ def test_failed_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
     assert checkpoint.resume_point(tmp_path) == tmp_path / 'epoch_1'
     state, _ = checkpoint.load_checkpoint(tmp_path / 'epoch_1')
     assert_same_weights({k: v.numpy() for k, v in state.items()}, saved)
+
+
+class Counter:
+    """A piece of training state, as the trainer's register themselves."""
+
+    def __init__(self):
+        self.n, self.loaded = 0, 'never'
+
+    def state_dict(self):
+        return {'n': self.n}
+
+    def set_state_dict(self, state):
+        self.loaded = state
+        self.n = state['n'] if state else -1
+
+
+def test_checkpointer_restores_what_registered(tmp_path):
+    """Each registered piece comes back from the furthest checkpoint; a
+    flat one spreads over train_state as checkpoints always held progress;
+    a piece the checkpoint predates gets None; another model is
+    refused."""
+    model = paddle.nn.Linear(4, 2)
+    optimizer = paddle.optimizer.Adam(parameters=model.parameters())
+    progress, counter = Progress(2), Counter()
+    ckpt = Checkpointer(tmp_path, {'backbone': 'linear'})
+    ckpt.add_recoverable('model', model)
+    ckpt.add_recoverable('optimizer', optimizer)
+    ckpt.add_recoverable('progress', progress, flat=True)
+    ckpt.add_recoverable('counter', counter)
+    progress.step, counter.n = 3, 7
+    saved = {k: v.numpy() for k, v in model.state_dict().items()}
+    out = ckpt.save(2, step=3)
+    assert out == tmp_path / 'epoch_2_step_3'
+    ts = paddle.load(str(out / 'model.pdopt'))['train_state']
+    assert ts == {'epoch': 2, 'step': 3, 'loss_sum': 0.0, 'correct': 0.0,
+                  'seen': 0, 'counter': {'n': 7}}
+
+    for p in model.parameters():
+        p.set_value(p.numpy() + 1)
+    progress.start(5)
+    counter.n = 0
+    assert ckpt.recover_if_possible() == (out, ts)
+    assert_same_weights({k: v.numpy() for k, v in
+                         model.state_dict().items()}, saved)
+    assert (progress.epoch, progress.step, counter.n) == (2, 3, 7)
+
+    later = Counter()
+    ckpt.add_recoverable('later', later)
+    ckpt.recover_if_possible()
+    assert later.loaded is None and later.n == -1
+
+    other = Checkpointer(tmp_path, {'backbone': 'other'})
+    other.add_recoverable('model', model)
+    with pytest.raises(checkpoint.CheckpointError, match='other settings'):
+        other.recover_if_possible()
+    assert Checkpointer(tmp_path / 'none', {}).recover_if_possible() is None
+
+
+@contextlib.contextmanager
+def small_disk(folder, megabytes):
+    """A tmpfs of ``megabytes`` mounted on ``folder`` (needs root)."""
+    folder.mkdir()
+    proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={megabytes}m',
+                           'tmpfs', str(folder)], capture_output=True)
+    if proc.returncode:
+        pytest.skip(f'cannot mount a tmpfs here: {proc.stderr.decode()}')
+    try:
+        yield folder
+    finally:
+        subprocess.run(['umount', str(folder)], check=True)
+
+
+def test_full_disk_during_a_checkpoint_save_is_one_line(tiny_dataset,
+                                                        tmp_path):
+    """On a 100 MB disk epoch 1 (best/ 18 MB, epoch_1/ 53 MB: CNN6 with
+    Adam's moments) fits and epoch_2/ does not: train.py ends with one
+    line naming it, the space it needs and the space free, and epoch_1/
+    is the intact resume point."""
+    with small_disk(tmp_path / 'disk', 100) as disk:
+        ckpt_dir = disk / 'ckpt'
+        proc = subprocess.run(
+            train_cmd(tiny_dataset, ckpt_dir, '--save_freq', 1, '--epochs',
+                      2), capture_output=True, text=True,
+            env=script_env(), timeout=300)
+        free = shutil.disk_usage(disk).free
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert 'Traceback' not in proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        m = re.fullmatch(
+            rf'error: cannot write {re.escape(str(ckpt_dir / "epoch_2"))}: '
+            rf'no space left on device \(it needs about ([\d.]+) MB, '
+            rf'([\d.]+) MB free there\): free space or set --checkpoint_dir '
+            rf'to another disk; earlier checkpoints are intact \(--resume '
+            rf'continues from them\)', last)
+        assert m, last
+        on_disk = sum(f.stat().st_size for f in
+                      (ckpt_dir / 'epoch_1').iterdir())
+        assert float(m[1]) == pytest.approx(on_disk / 2 ** 20, rel=0.01)
+        assert float(m[2]) == round(free / 2 ** 20, 1)
+        assert float(m[2]) < float(m[1])
+        assert '[eval] epoch 1' in proc.stdout
+        assert checkpoint.resume_point(ckpt_dir) == ckpt_dir / 'epoch_1'
+        assert not [p for p in ckpt_dir.iterdir() if p.name.endswith('.tmp')
+                    and p.is_dir()]
+        state, _ = checkpoint.load_checkpoint(ckpt_dir / 'epoch_1')
+        assert len(state) == len(build_classifier(
+            'cnn6', 3, pretrained=False).state_dict())
 
 
 def train_recording_lr(dataset, ckpt_dir, epochs, **over):

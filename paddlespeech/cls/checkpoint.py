@@ -19,7 +19,10 @@ evaluation (:func:`read_metrics`, :func:`write_metrics`).
 Importing this module does not import Paddle (only reading and writing
 does), so the stage scripts' path lookups (``local/locate.py``) stay fast.
 """
+import contextlib
+import errno
 import json
+import math
 import os
 import re
 import shutil
@@ -27,6 +30,9 @@ from pathlib import Path
 
 from . import atomic
 from .errors import UserError
+from .logs import get_logger
+
+log = get_logger(__name__)
 
 META_KEY = '_meta'
 _EPOCH_DIR = re.compile(r'^epoch_(\d+)$')
@@ -55,18 +61,20 @@ def model_meta(backbone, label_list, dropout, feature, task,
 def save_checkpoint(checkpoint_dir, epoch, model, meta, optimizer=None,
                     train_state=None, step=None):
     """Write ``epoch_<epoch>/`` (``epoch_<epoch>_step_<step>/`` when ``step``
-    is given) and return its path."""
+    is given) and return its path. ``model`` and ``optimizer``: the objects
+    or their state dicts."""
     import paddle
     name = f'epoch_{epoch}' + (f'_step_{step}' if step is not None else '')
+    model, optimizer = _state(model), _state(optimizer)
 
     def write(folder):
         if optimizer is not None:
-            paddle.save({'optimizer': optimizer.state_dict(),
+            paddle.save({'optimizer': optimizer,
                          'train_state': train_state or {}},
                         str(folder / 'model.pdopt'))
-        _save_model(model.state_dict(), meta, folder)
+        _save_model(model, meta, folder)
 
-    return atomic.write_dir(Path(checkpoint_dir) / name, write)
+    return _write_dir(Path(checkpoint_dir) / name, write, model, optimizer)
 
 
 def save_model(checkpoint_dir, name, state, meta, info=None):
@@ -78,7 +86,56 @@ def save_model(checkpoint_dir, name, state, meta, info=None):
         if info is not None:
             (folder / 'metrics.json').write_text(json.dumps(info) + '\n')
 
-    return atomic.write_dir(Path(checkpoint_dir) / name, write)
+    return _write_dir(Path(checkpoint_dir) / name, write, state)
+
+
+def _state(obj):
+    return obj.state_dict() if hasattr(obj, 'state_dict') else obj
+
+
+def _write_dir(path, write, *states):
+    """:func:`.atomic.write_dir`; a full disk is one line
+    (:func:`disk_full`)."""
+    with disk_full(path, tensor_bytes(*states)):
+        return atomic.write_dir(path, write)
+
+
+@contextlib.contextmanager
+def disk_full(path, needed=None):
+    """Turn a full disk (or quota) while writing ``path`` into one
+    :class:`CheckpointError` line: the path, the space ``needed`` (bytes)
+    and what is free. Writes are atomic, so what was there before stays
+    intact."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        path = Path(path)
+        free = shutil.disk_usage(path.parent).free
+        need = f'it needs about {_mb(needed)}, ' if needed else ''
+        raise CheckpointError(
+            f'cannot write {path}: no space left on device ({need}{_mb(free)}'
+            f' free there): free space or set --checkpoint_dir to another '
+            f'disk; earlier checkpoints are intact (--resume continues from '
+            f'them)') from e
+
+
+def tensor_bytes(*states):
+    """Bytes of the tensors and arrays in (nested) state dicts."""
+    total = 0
+    for state in states:
+        if isinstance(state, dict):
+            total += tensor_bytes(*state.values())
+        elif hasattr(state, 'shape') and hasattr(state, 'dtype'):
+            size = getattr(state, 'element_size', None)
+            itemsize = size() if callable(size) else state.dtype.itemsize
+            total += math.prod(state.shape) * itemsize
+    return total
+
+
+def _mb(n):
+    return f'{n / 2 ** 20:.1f} MB'
 
 
 def _save_model(state, meta, folder):
@@ -281,4 +338,20 @@ def read_metrics(path):
 
 def write_metrics(path, records):
     """Replace ``metrics.jsonl`` atomically."""
-    atomic.write_text(path, ''.join(json.dumps(r) + '\n' for r in records))
+    with disk_full(path):
+        atomic.write_text(path, ''.join(json.dumps(r) + '\n'
+                                        for r in records))
+
+
+def checkpoints_to_keep(keep_max, average_last):
+    """How many epoch checkpoints pruning keeps (0: all): ``keep_max``,
+    raised to ``average_last`` so the final average finds its checkpoints."""
+    if keep_max < 0:
+        raise UserError(f'--keep_checkpoint_max must be 0 (keep all) or '
+                        f'positive, got {keep_max}')
+    if keep_max and average_last > keep_max:
+        log.info(f'[checkpoints] keeping the last {average_last} epoch '
+                 f'checkpoints, not {keep_max}: average_last '
+                 f'{average_last} needs them')
+        return average_last
+    return keep_max

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import yaml
 
 from .errors import UserError
+from .logs import LEVELS
 from .features import FeatureConfig
 
 DEFAULTS = {
@@ -291,7 +292,7 @@ def load_config(path=None, overrides=None):
             augment[key.split('.', 1)[1]] = value
         elif key in DEFAULTS:
             values[key] = value
-        elif key not in ('config', 'debug'):
+        elif key not in ('config', 'debug', 'log_level'):
             raise ValueError(f'override {key!r} has no entry in DEFAULTS')
     if values['amp'] is False:  # YAML 1.1 reads an unquoted off as false
         values['amp'] = 'off'
@@ -341,6 +342,9 @@ class ConfigArgumentParser(argparse.ArgumentParser):
                           'given on the command line override it')
         self.add_argument('--debug', action='store_true',
                           help='show the full Python traceback of an error')
+        self.add_argument('--log_level', choices=LEVELS,
+                          help='messages shown: debug, info (default), '
+                          'warning or error')
 
     def add(self, flag, key=None, help='', **kw):
         key = key or flag.lstrip('-')

@@ -20,16 +20,18 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import atomic
-from .audio import Windowing
 from .checkpoint import latest_checkpoint
 from .curves import plot_confusion
-from .datasets import FoldDataset, load_table
+from .datasets import load_table
+from .datasets.loaders import build_loaders
 from .errors import UserError
 from .features import FrontEnd
+from .logs import get_logger
 from .metrics import confusion_matrix, per_class_accuracy
 from .models import load_classifier
-from .datasets.loaders import window_loader
 from .trainer import Trainer, evaluate
+
+log = get_logger(__name__)
 
 
 def cross_validate(cfg):
@@ -50,17 +52,18 @@ def cross_validate(cfg):
         fold_dir = cv_dir / f'fold_{fold}'
         result_file = fold_dir / 'result.json'
         if result_file.is_file():
-            print(f'[cv] fold {fold}: done before, skipping ({result_file})')
+            log.info(f'[cv] fold {fold}: done before, skipping '
+                     f'({result_file})')
         else:
             train_fold(cfg, fold, fold_dir, table)
             result = evaluate_fold(fold, fold_dir, table, cfg)
             atomic.write_text(result_file, json.dumps(result))
         results.append(json.loads(result_file.read_text()))
         name, value = headline(results[-1])
-        print(f'[cv] fold {fold}: {name} {value:.4f}', flush=True)
+        log.info(f'[cv] fold {fold}: {name} {value:.4f}')
     mean, std = write_report(cv_dir, results, labels)
-    print(f'[cv] {len(results)} folds: {name} {mean:.4f} ± {std:.4f}; '
-          f'report: {cv_dir / "RESULTS.md"}')
+    log.info(f'[cv] {len(results)} folds: {name} {mean:.4f} ± {std:.4f}; '
+             f'report: {cv_dir / "RESULTS.md"}')
     return mean, std
 
 
@@ -73,7 +76,7 @@ def train_fold(cfg, fold, fold_dir, table):
                                   'resume': True})
     if table.folds_file is not None:
         fold_cfg.folds_file = str(table.folds_file)
-    print(f'[cv] fold {fold}: training into {fold_dir}', flush=True)
+    log.info(f'[cv] fold {fold}: training into {fold_dir}')
     if Trainer(fold_cfg).fit() != 0:
         raise UserError(f'training of fold {fold} stopped; rerun to resume '
                         f'it')
@@ -109,11 +112,10 @@ def evaluate_fold(fold, fold_dir, table, cfg):
     (selection, chosen), optimistic = fold_checkpoints(
         fold_dir / 'checkpoint', cfg.val_fraction, cfg.average_last)
     model, labels, feature = load_classifier(chosen)
-    frontend = FrontEnd(feature, 'numpy')
-    dev = FoldDataset(table, 'dev', fold, feature)
-    loader = window_loader(
-        dev, Windowing.of_model(model.meta.get('clip_seconds')), frontend,
-        cfg.batch_size)
+    data = build_loaders(table, cfg, FrontEnd(feature, 'numpy'), split=fold,
+                         clip_seconds=model.meta.get('clip_seconds'),
+                         train=False)
+    dev, loader = data.dev_set, data.dev
     metrics, scores, target = evaluate(model, loader, model.task)
     result = {'fold': fold, 'selection': selection, 'checkpoint': str(chosen),
               'files': [str(p) for p, _ in dev.items]}

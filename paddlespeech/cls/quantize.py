@@ -51,7 +51,8 @@ def _table(cfg, data_dir=None):
     """The clip table of ``cfg``'s dataset, or of ``data_dir``."""
     if data_dir is not None:
         cfg = SimpleNamespace(**{**vars(cfg), 'data_dir': data_dir})
-    return load_table(cfg, verbose=False)
+    with loggers_quieted({'paddlespeech.cls.datasets': logging.ERROR}):
+        return load_table(cfg)
 
 
 def calibration_set(cfg, source=None, clips=200, seed=0):

@@ -3,6 +3,7 @@ handling every script shares."""
 import contextlib
 import functools
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -10,6 +11,9 @@ import warnings
 from pathlib import Path
 
 from .errors import UserError
+from .logs import get_logger
+
+log = get_logger(__name__)
 
 
 def prepare_process():
@@ -79,13 +83,18 @@ def set_cpu_threads(threads=None, share_with=1):
 def run(main, argv=None):
     """Call ``main(argv)``; user errors become one stderr line and exit 2.
 
-    ``--debug`` anywhere in ``argv`` shows the full traceback instead.
+    ``--debug`` anywhere in ``argv`` shows the full traceback instead;
+    ``--log_level LEVEL`` sets what the library logs (:mod:`.logs`).
     """
+    from . import logs
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = '--debug' in argv
     if debug:
         argv.remove('--debug')
+    argv, level = logs.pop_level(argv)
     try:
+        if level is not None:
+            logs.set_level(level)
         status = main(argv)
     except UserError as e:
         if debug:
@@ -290,3 +299,36 @@ def check_bf16(what='--precision bf16'):
         raise UserError(f'{what} needs a CPU with AVX-512 BF16 or AMX '
                         f'({" or ".join(BF16_FLAGS)} in /proc/cpuinfo); '
                         f'this one has neither: use fp32 or --quantize int8')
+
+
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) arrived; raised between two training steps."""
+
+
+class StopRequest:
+    """Turns the first SIGINT / SIGTERM into a request checked between
+    steps, so the checkpoint written on the way out is consistent; a
+    second Ctrl-C interrupts at once."""
+
+    def __init__(self, enabled=True):
+        self.enabled, self.requested, self._old = enabled, False, {}
+
+    def __enter__(self):
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.requested = True
+        log.warning(f'\n{signal.Signals(signum).name}: saving a checkpoint '
+                    f'after this step (Ctrl-C again to quit without saving)')
+
+    def check(self):
+        if self.requested:
+            raise Interrupted()

@@ -10,6 +10,9 @@ from tqdm import tqdm
 
 from ..audio import AudioError, check_audio, load_audio
 from ..errors import UserError
+from ..logs import get_logger
+
+log = get_logger(__name__)
 
 
 class DatasetError(UserError):
@@ -251,11 +254,10 @@ def print_class_counts(dataset):
     ratio = counts.max() / max(counts.min(), 1)
     hint = (f' (imbalanced {ratio:.1f}x: balanced_sampling: true draws '
             f'class-balanced batches)' if ratio >= 2 else '')
-    print(f'[data] {dataset.mode} clips per class{hint}: {listing}',
-          flush=True)
+    log.info(f'[data] {dataset.mode} clips per class{hint}: {listing}')
 
 
-def check_readable(datasets, skip=False, verbose=True):
+def check_readable(datasets, skip=False):
     """Refuse to start if any clip is unreadable, listing all of them; with
     ``skip`` go on without them instead (and say which)."""
     bad = [b for ds in datasets for b in ds.unreadable_files()]
@@ -271,9 +273,7 @@ def check_readable(datasets, skip=False, verbose=True):
         if not len(ds):
             raise DatasetError(f'no readable clips left in the {ds.mode} '
                                f'set of {ds.root}')
-    if verbose:
-        print(f'skipping {len(bad)} unreadable audio file(s):\n{listing}',
-              file=sys.stderr, flush=True)
+    log.warning(f'skipping {len(bad)} unreadable audio file(s):\n{listing}')
 
 
 def collate(batch, pad_value):

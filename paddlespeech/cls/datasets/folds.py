@@ -11,7 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic
+from ..logs import get_logger
 from .clips import DatasetError
+
+log = get_logger(__name__)
 
 FOLDS_NAME = '.folds.csv'
 
@@ -49,8 +52,7 @@ def folds_file_candidates(root, cfg, name=FOLDS_NAME):
     return [Path(root) / name, Path(cfg.checkpoint_dir) / 'folds.csv']
 
 
-def folds_for(root, files, targets, label_list, cfg, verbose=True,
-              name=FOLDS_NAME):
+def folds_for(root, files, targets, label_list, cfg, name=FOLDS_NAME):
     """``(folds, folds file)``: the fold of each of ``files`` (relative to
     ``root``), read from the folds file when there is one, else assigned
     (``num_folds`` folds, seeded with ``seed``) and written to the first
@@ -90,10 +92,9 @@ def folds_for(root, files, targets, label_list, cfg, verbose=True,
         except OSError as e:
             error = e
             continue
-        if verbose:
-            print(f'[data] assigned {k} stratified folds (seed {cfg.seed}) '
-                  f'to {len(files)} clips: {path} (delete it to assign them '
-                  f'again)', flush=True)
+        log.info(f'[data] assigned {k} stratified folds (seed {cfg.seed}) '
+                 f'to {len(files)} clips: {path} (delete it to assign them '
+                 f'again)')
         return folds, path
     raise DatasetError(f'cannot write the folds file {candidates[-1]} '
                        f'({error}): set folds_file to a writable path')

@@ -17,13 +17,15 @@ without folds gets stratified ones (:mod:`.folds`). Lists the tree once
 """
 import csv
 import os
-import sys
 from pathlib import Path
 
 from ..audio import AUDIO_SUFFIXES, describe_left_out, find_audio
+from ..logs import get_logger
 from .clips import ClipTable, DatasetError
 from .esc50 import dataset_root, esc50_table
 from .folds import FOLDS_NAME, folds_file_name, folds_for
+
+log = get_logger(__name__)
 
 LAYOUTS = ('auto', 'esc50', 'folder', 'manifest')
 MANIFEST_NAMES = ('metadata.csv', 'manifest.csv', 'manifest.tsv')
@@ -49,7 +51,7 @@ def detect_layout(data_dir):
     raise DatasetError(f'data_dir {p} holds no dataset: expected {HELP}')
 
 
-def load_table(cfg, verbose=True):
+def load_table(cfg):
     """The :class:`.clips.ClipTable` of the dataset ``cfg`` points at:
     ``data_dir`` (else the ESC-50 download) in the layout ``cfg.dataset``
     (``auto``: detected; ``synthetic``: the generated demo set, detected).
@@ -70,7 +72,7 @@ def load_table(cfg, verbose=True):
         check_classes(table.label_list, table.source)
         return table
     if layout == 'folder':
-        files, labels, source = list_folder(root, verbose)
+        files, labels, source = list_folder(root)
         folds = None
     else:
         manifest = manifest_path(root)
@@ -83,7 +85,7 @@ def load_table(cfg, verbose=True):
     folds_file = None
     if folds is None:
         folds, folds_file = folds_for(
-            root, files, targets, label_list, cfg, verbose,
+            root, files, targets, label_list, cfg,
             folds_file_name(source if layout == 'manifest' else None))
     return ClipTable(root, [root / f for f in files], folds, targets,
                      label_list, source, folds_file)
@@ -111,7 +113,7 @@ def check_classes(label_list, source, folder=False):
                        f' and a classifier needs at least two: {fix}')
 
 
-def list_folder(root, verbose=True):
+def list_folder(root):
     """``(files, [[label]], root)`` of a folder-per-class tree, files
     relative to ``root`` in sorted order. What is left out (hidden, not
     audio by name, directly in ``root``) is named in one warning line on
@@ -145,9 +147,8 @@ def list_folder(root, verbose=True):
         raise DatasetError(f'data_dir {root} holds no class folders: '
                            f'expected {HELP}')
     check_classes(sorted(set(name for [name] in labels)), root, True)
-    if verbose and left_out:
-        print(f'[data] warning: {root}: {describe_left_out(left_out)}',
-              file=sys.stderr, flush=True)
+    if left_out:
+        log.warning(f'[data] warning: {root}: {describe_left_out(left_out)}')
     return files, labels, root
 
 

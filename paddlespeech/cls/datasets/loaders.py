@@ -1,15 +1,20 @@
 """Data loaders that fail in one line: :class:`GuardedLoader` turns an
 item or batch that raises, or a dead worker, into a :class:`DatasetError`
 instead of a hang or a bare ``SystemError``; :func:`window_loader` scores
-clips window by window through it. Imports Paddle, so
-:mod:`paddlespeech.cls.datasets` does not import this module."""
+clips window by window through it; :func:`build_loaders` makes a training
+run's loaders (and cross-validation's test-fold loader). Imports Paddle,
+so :mod:`paddlespeech.cls.datasets` does not import this module."""
 import traceback
+from dataclasses import dataclass
 
 import numpy as np
 import paddle
 
+from ..audio import AudioError, Windowing, audio_seconds
 from ..errors import UserError
-from .clips import ClipWindows, DatasetError, collate
+from .clips import (ClipWindows, DatasetError, FoldDataset, check_readable,
+                    collate, print_class_counts)
+from .sampling import BalancedBatchSampler, ResumableBatchSampler
 
 
 class GuardedLoader(paddle.io.DataLoader):
@@ -125,3 +130,72 @@ def window_loader(clips, windowing, frontend, batch_size):
     return GuardedLoader(
         windows, batch_size=batch_size, shuffle=False,
         collate_fn=lambda b: collate(b, frontend.pad_value))
+
+
+@dataclass
+class Loaders:
+    """What :func:`build_loaders` makes; ``clip_seconds``: the clip length
+    the model records, by which prediction windows."""
+    dev_set: FoldDataset
+    dev: GuardedLoader
+    clip_seconds: float = None
+    train_set: FoldDataset = None
+    sampler: object = None
+    train: GuardedLoader = None
+
+
+def build_loaders(table, cfg, frontend, split=None, clip_seconds=None,
+                  train=True):
+    """The loaders of a run on ``table`` (:func:`.load_table`) with
+    ``frontend`` (:class:`..features.FrontEnd`). The dev set is fold
+    ``split`` (default ``cfg.split``), scored in windows of
+    ``clip_seconds`` (default ``cfg.clip_seconds``, else the typical
+    training clip). With ``train``: the training set of the other folds
+    (unreadable clips refused or, with ``cfg.skip_bad_files``, dropped;
+    random crops with ``cfg.clip_seconds``), its resumable or
+    class-balanced sampler and loader, and a validation share of it as the
+    dev set with ``cfg.val_fraction``. Without: the dev set alone, as
+    cross-validation scores a fold."""
+    split = cfg.split if split is None else split
+    feature, per_clip = frontend.config, frontend.per_clip
+    modes = ('train', 'val' if cfg.val_fraction else 'dev') if train else \
+        ('dev',)
+    *ts, dev_set = (FoldDataset(table, mode, split, feature, per_clip,
+                                cfg.val_fraction, cfg.seed) for mode in modes)
+    out = Loaders(dev_set, None, clip_seconds)
+    if train:
+        out.train_set = ts = ts[0]
+        check_readable([ts, dev_set], cfg.skip_bad_files)
+        print_class_counts(ts)
+        out.sampler = (BalancedBatchSampler(ts, cfg.batch_size, cfg.seed)
+                       if cfg.balanced_sampling else ResumableBatchSampler(
+                           ts, batch_size=cfg.batch_size, shuffle=True,
+                           drop_last=False))
+        if cfg.num_workers > 0:
+            ts.precompute('train features')
+        pad = frontend.pad_value
+        if cfg.clip_seconds:
+            ts.set_crop(frontend.clip_length(cfg.clip_seconds), pad,
+                        cfg.seed)
+            out.sampler.tag_epoch = True
+        out.clip_seconds = clip_seconds or cfg.clip_seconds or \
+            typical_seconds(ts.items)
+        out.train = GuardedLoader(
+            ts, batch_sampler=out.sampler, num_workers=cfg.num_workers,
+            collate_fn=lambda b: collate(b, pad),
+            persistent_workers=cfg.num_workers > 0)
+    out.dev = window_loader(dev_set, Windowing.of_model(out.clip_seconds),
+                            frontend, cfg.batch_size)
+    return out
+
+
+def typical_seconds(items, sample=20):
+    """The median length of the first ``sample`` training clips (read from
+    their headers): the clip length a model trained on whole clips knows."""
+    seconds = []
+    for path, _ in items[:sample]:
+        try:
+            seconds.append(audio_seconds(path))
+        except AudioError:
+            continue
+    return float(np.median(seconds)) if seconds else None

@@ -26,7 +26,8 @@ from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
 from paddlespeech.cls.datasets import LAYOUTS
 from paddlespeech.cls.features import FEAT_BACKENDS
 from paddlespeech.cls.models import BACKBONES
-from paddlespeech.cls.trainer import AMP_MODES, LR_SCHEDULES, Trainer
+from paddlespeech.cls.optim import AMP_MODES, LR_SCHEDULES
+from paddlespeech.cls.trainer import Trainer
 
 OPTIM_FLAGS = [
     ('epochs', int, 'number of training epochs'),
