@@ -40,6 +40,10 @@ class ProcessPredictor(SoundModel):
     def alive(self):
         return self.process.is_alive()
 
+    @property
+    def exitcode(self):
+        return self.process.exitcode
+
     def scores(self, waves):
         return self._ask('scores', waves)
 
@@ -72,8 +76,13 @@ class ProcessPredictor(SoundModel):
         if not self._conn.closed:
             self._conn.close()
         self.process.join(30)
+        self.kill()
+
+    def kill(self):
+        """Ends the child now (SIGKILL), even in the middle of a run."""
         if self.process.is_alive():
             self.process.kill()
+            self.process.join(5)
 
 
 def _ignore_stop_signals():
