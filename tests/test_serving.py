@@ -25,7 +25,7 @@ from tests.conftest import ROOT, run_script, script_env
 from paddlespeech.cls.export import export
 from paddlespeech.cls.inference import Predictor
 from paddlespeech.cls.serving import MicroBatcher, Service, create_app
-from paddlespeech.cls.serving.batcher import Closed
+from paddlespeech.cls.serving.batcher import Closed, GaveUp, Unavailable
 from paddlespeech.cls.serving.process import ProcessPredictor
 from paddlespeech.cls.serving.protocol import parse_server_timing
 from tests.test_recipe import parse_blocks
@@ -444,16 +444,26 @@ def test_process_predictor_runs_beside_the_server_threads(model):
         np.testing.assert_allclose(child(waves[:1]), local(waves[:1]),
                                    atol=1e-6)
 
+        # a dead child is replaced by make_predictor(): here the same dead
+        # one again, so the one restart allowed fails and the batcher stops
         fatal = []
-        batcher = MicroBatcher(lambda: child, on_fatal=fatal.append).start()
+        batcher = MicroBatcher(lambda: child, on_fatal=fatal.append,
+                               max_restarts=1, backoff_s=0.01).start()
         while not batcher.ready:
             time.sleep(0.01)
         child.process.kill()
         child.process.join()
-        with pytest.raises(RuntimeError, match='inference process ended'):
+        with pytest.raises(Unavailable):
             batcher.score(waves[:1])
+        _until(lambda: fatal)
         batcher.close(30)
-        assert len(fatal) == 1 and not batcher.ready
+        (error,) = fatal
+        assert isinstance(error, GaveUp) and not batcher.ready
+        assert str(error).startswith(
+            'the inference process died and could not be restarted '
+            '(2 attempts, --max_restarts 1): the inference process ended '
+            'while starting (exit code -9)'), error
+        assert batcher.restarts == 1
         with pytest.raises(Closed):
             batcher.score(waves[:1])
     finally:
@@ -679,3 +689,153 @@ def test_bad_flags_are_refused_before_the_model_loads(tmp_path, flag, value,
     # tmp_path holds no export: a check after loading would say so instead
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [f'error: {reason}']
+
+
+def _flac_claiming(path, seconds, rate=384000, channels=8):
+    """A 120-byte FLAC whose STREAMINFO claims ``seconds`` of audio at
+    ``rate`` x ``channels`` (its 36-bit total-samples field rewritten)."""
+    sf.write(str(path), np.zeros((4096, channels), np.int16), rate)
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b'fLaC'
+    packed = int.from_bytes(data[18:26], 'big') & ~((1 << 36) - 1)
+    data[18:26] = (packed | int(seconds * rate)).to_bytes(8, 'big')
+    path.write_bytes(bytes(data))
+    assert sf.info(str(path)).frames == int(seconds * rate)
+    return path
+
+
+def test_headers_over_the_decode_budget_are_refused_undecoded(
+        server, clips, tmp_path, monkeypatch, caplog):
+    """A 600-sample WAV declared at 1 Hz, 33 channels, a tiny FLAC
+    claiming 384 kHz x 8 channels x 19 s (under --max_seconds, far over
+    its samples): 422/413 with one line, and not one sample decoded."""
+    from paddlespeech.cls import audio
+    decoded = []
+    real = audio.read_windows
+    monkeypatch.setattr(audio, 'read_windows', lambda path, *a, **kw: (
+        decoded.append(str(path)), real(path, *a, **kw))[1])
+    one_hz = tmp_path / 'slow.wav'
+    sf.write(str(one_hz), np.zeros(600, np.int16), 1)
+    many = tmp_path / 'many.wav'
+    sf.write(str(many), np.zeros((100, 33), np.int16), 16000)
+    huge = _flac_claiming(tmp_path / 'huge.flac', MAX_SECONDS - 1)
+    cases = [(one_hz, 422, 'slow.wav: sample rate 1 Hz is outside the '
+              '1000-384000 Hz taken'),
+             (many, 422, 'many.wav: 33 channels; at most 32 are taken'),
+             (huge, 413, 'huge.flac: 19.0 s x 8 channel(s) at 384000 Hz is '
+              'over the 1920000 samples decoded per file (--max_seconds at '
+              '48 kHz x 2 channels)')]
+    for path, status, message in cases:
+        r = httpx.post(server.url + '/v1/classify',
+                       files={'files': (path.name, path.read_bytes())})
+        assert r.status_code == status, r.text
+        assert r.json()['results'][0]['error'] == message
+        r = httpx.post(server.url + '/paddlespeech/cls', content=json.dumps(
+            {'audio': b64(path)}))
+        assert r.status_code == status, r.text
+    assert decoded == []
+    r = upstream_post(server.url, b64(clips[0]))
+    assert r.status_code == 200 and len(decoded) == 1
+
+
+class _GatedPredictor:
+    """A predictor whose runs wait for ``gate`` once ``armed``; records the
+    batch sizes it ran."""
+
+    def __init__(self, model):
+        self.inner = Predictor(str(model), device='cpu', cpu_threads=1)
+        self.armed, self.entered = False, threading.Event()
+        self.gate, self.runs = threading.Event(), []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, waves):
+        if self.armed:
+            self.entered.set()
+            self.gate.wait(60)
+            self.runs.append(len(waves))
+        return self.inner(waves)
+
+
+def _raw_post(port, path, body, content_type):
+    """A socket that sent a whole POST and has not read the answer."""
+    s = socket.create_connection(('127.0.0.1', port))
+    s.sendall(f'POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: '
+              f'{content_type}\r\nContent-Length: {len(body)}\r\n\r\n'
+              .encode() + body)
+    return s
+
+
+def _stats(url):
+    return httpx.get(url + '/v1/stats').json()
+
+
+def _until(condition, timeout=30):
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, 'timed out'
+        time.sleep(0.02)
+
+
+def test_audio_in_flight_is_bounded_and_a_gone_client_costs_no_scoring(
+        model, tmp_path, monkeypatch, caplog):
+    """One request decoded at a time, 20 s of audio in flight at most.
+    While a 12 s request is being scored, a 10 s one gets 503 with
+    Retry-After undecoded; a 5 s one is admitted and waits its turn, its
+    client disconnects, and it never reaches the predictor; two 12 s
+    files in one request are 413."""
+    from paddlespeech.cls import audio
+    caplog.set_level(logging.INFO, 'paddlespeech.cls.serving')
+    decoded = []
+    real = audio.read_windows
+    monkeypatch.setattr(audio, 'read_windows', lambda path, *a, **kw: (
+        decoded.append(str(path)), real(path, *a, **kw))[1])
+    gated = _GatedPredictor(model)
+    svc = Service(model, lambda: gated, max_seconds=20, window_seconds=10,
+                  max_inflight_seconds=20, max_decoding=1)
+    files = {s: tone(tmp_path / f'{s}s.wav', s, sr=8000) for s in (12, 10, 5)}
+
+    def post(seconds, *more):
+        return httpx.post(server.url + '/v1/classify', timeout=60, files=[
+            ('files', (p.name, p.read_bytes()))
+            for p in [files[seconds], *more]])
+
+    with ThreadServer(create_app(svc)) as server:
+        gated.armed = True
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(post, 12)
+            assert gated.entered.wait(30)
+            assert _stats(server.url)['inflight_seconds'] == 12
+            busy = post(10)
+            assert busy.status_code == 503, busy.text
+            assert busy.headers['retry-after'] == '2'
+            assert 'busy: 12 s of audio in flight (--max_inflight_seconds ' \
+                   '20)' in busy.json()['error']
+            body = files[5].read_bytes()
+            boundary = 'xyz'
+            form = (f'--{boundary}\r\nContent-Disposition: form-data; '
+                    f'name="files"; filename="5s.wav"\r\nContent-Type: '
+                    f'audio/wav\r\n\r\n').encode() + body + \
+                f'\r\n--{boundary}--\r\n'.encode()
+            gone = _raw_post(server.port, '/v1/classify', form,
+                             f'multipart/form-data; boundary={boundary}')
+            _until(lambda: _stats(server.url)['inflight_seconds'] == 17)
+            gone.close()
+            time.sleep(0.5)  # the server sees the disconnect at once
+            gated.gate.set()
+            assert first.result().status_code == 200
+        _until(lambda: _stats(server.url)['inflight_seconds'] == 0)
+        assert gated.runs == [2]  # the 12 s file's two windows, nothing more
+        assert decoded == [files[12].name]
+        lines = access_lines(caplog, 3)
+        assert any('"POST /v1/classify" 499 ' in x and x.endswith(
+            'error: the client disconnected; its request was cancelled '
+            'before scoring') for x in lines), lines
+        r = post(12, files[12])
+        assert r.status_code == 413, r.text
+        assert r.json()['error'] == ('24.0 s of audio in one request; this '
+                                     'service holds at most 20 s at once '
+                                     '(--max_inflight_seconds)')
+        assert decoded == [files[12].name]
+        assert post(5).status_code == 200

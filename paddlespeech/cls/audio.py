@@ -290,6 +290,41 @@ def audio_seconds(path):
         return f.frames / f.samplerate
 
 
+class AudioTooLarge(AudioError):
+    """A file whose header promises more audio than a limit allows."""
+
+
+# What a header may declare. Below 1 kHz no sound worth classifying is
+# left, and the resampler makes up to 32 samples per declared one; above
+# 384 kHz and 32 channels no audio interface records.
+SAMPLE_RATES = (1000, 384000)
+MAX_CHANNELS = 32
+
+
+def check_header(path, max_samples):
+    """``(seconds, samples)`` that ``path``'s header promises, checked
+    before anything is decoded: decoding costs time in proportion to
+    frames x channels, resampling to the frames' seconds, and a header
+    of a few bytes can promise hours at 384 kHz. Raises AudioError for a
+    sample rate outside :data:`SAMPLE_RATES` or more than
+    :data:`MAX_CHANNELS` channels, :class:`AudioTooLarge` for more than
+    ``max_samples`` samples (frames x channels)."""
+    with _open(path) as f:
+        rate, channels, frames = f.samplerate, f.channels, f.frames
+    low, high = SAMPLE_RATES
+    if not low <= rate <= high:
+        raise AudioError(path, f'sample rate {rate} Hz is outside the '
+                         f'{low}-{high} Hz taken')
+    if channels > MAX_CHANNELS:
+        raise AudioError(path, f'{channels} channels; at most '
+                         f'{MAX_CHANNELS} are taken')
+    if frames * channels > max_samples:
+        raise AudioTooLarge(path, f'{frames / rate:.1f} s x {channels} '
+                            f'channel(s) at {rate} Hz is over the '
+                            f'{max_samples:.0f} samples decoded per file')
+    return frames / rate, frames * channels
+
+
 def _open(path):
     """An open ``sf.SoundFile``, or an AudioError that says why not."""
     if isinstance(path, AudioBytes):

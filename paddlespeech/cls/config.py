@@ -118,6 +118,9 @@ DEFAULTS = {
     'max_upload_mb': 20.0,  # larger request bodies: 413
     'max_seconds': 600.0,  # longer audio: 413
     'serve_workers': 1,  # serve.py --workers: predictors sharing the queue
+    'max_inflight_seconds': 1800.0,  # audio admitted at once; more: 503
+    'max_restarts': 5,  # failed restarts of a dead predictor in a row
+    'graceful_timeout': 30.0,  # seconds requests get to finish at shutdown
     'api_key': None,  # None: $PADDLESPEECH_CLS_API_KEY, else no key
 }
 

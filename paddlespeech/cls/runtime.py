@@ -16,9 +16,13 @@ from .logs import get_logger
 log = get_logger(__name__)
 
 
-def prepare_process():
+def prepare_process(paddle=True):
     """Settings for a process of the recipe; the first call of every entry
-    point, before anything imports numpy or Paddle.
+    point, before anything imports numpy or Paddle. ``paddle=False``: a
+    process that never runs Paddle (the HTTP server; its predictors run in
+    child processes, which call this themselves) keeps glibc's default
+    allocation, so that the memory of large uploads goes back to the
+    system once they are answered.
 
     The MKL bundled with Paddle takes a slow non-AVX2 path on AMD CPUs
     unless ``MKL_DEBUG_CPU_TYPE=5`` is set (1.8-2.9x faster CNNs measured
@@ -39,7 +43,7 @@ def prepare_process():
         os.environ.setdefault('GLOG_minloglevel', '2')
     if 'numpy' not in sys.modules:
         os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
-    if 'MALLOC_MMAP_MAX_' not in os.environ:
+    if paddle and 'MALLOC_MMAP_MAX_' not in os.environ:
         keep_large_buffers()
     warnings.filterwarnings('ignore', message='No ccache found')
     warnings.filterwarnings(

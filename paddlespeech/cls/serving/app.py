@@ -4,9 +4,11 @@
 service starts (loads and warms its predictors in the background) with
 the app and closes after the last request has been answered.
 """
+import asyncio
 import contextlib
 import hmac
 import logging
+import threading
 import time
 from importlib import resources
 
@@ -14,22 +16,26 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from .batcher import Closed
+from .batcher import Unavailable
 from .protocol import (BAD_REQUEST, TOO_LARGE, UNAUTHORIZED, UPSTREAM_HELP,
                        ClientError, file_error, file_result, parse_top_k,
                        parse_upstream_request, server_timing, upstream_error,
                        upstream_result)
+from .service import CLIENT_GONE, CLIENT_GONE_MESSAGE, UNAVAILABLE
 
 log = logging.getLogger('paddlespeech.cls.serving')
 
 UPSTREAM = '/paddlespeech/cls'
 OPEN_PATHS = {'/healthz', '/'}  # no API key: liveness, and the static page
+RETRY_AFTER_S = 2  # on every 503: about a restart of the inference process
 
 
-def create_app(service, api_key=None, max_upload_mb=20.0):
+def create_app(service, api_key=None, max_upload_mb=20.0, close_timeout=10.0):
     """``api_key``: every endpoint but ``/healthz`` and the page itself
     (a browser cannot send a header when opening it; the page sends the
-    key with its requests) needs ``Authorization: Bearer <key>``."""
+    key with its requests) needs ``Authorization: Bearer <key>``.
+    ``close_timeout``: seconds the predictors get to stop at shutdown."""
+    decoding = asyncio.Semaphore(service.max_decoding)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -37,7 +43,7 @@ def create_app(service, api_key=None, max_upload_mb=20.0):
         try:
             yield
         finally:
-            await run_in_threadpool(service.close)
+            await run_in_threadpool(service.close, close_timeout)
 
     app = FastAPI(title='PANNs sound classification', lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
@@ -53,7 +59,8 @@ def create_app(service, api_key=None, max_upload_mb=20.0):
     @app.get('/readyz')
     async def readyz():
         if not service.ready:
-            return JSONResponse({'status': 'loading'}, 503)
+            return JSONResponse({'status': service.state}, UNAVAILABLE,
+                                {'Retry-After': str(RETRY_AFTER_S)})
         return {'status': 'ready'}
 
     @app.get('/', response_class=HTMLResponse)
@@ -79,7 +86,8 @@ def create_app(service, api_key=None, max_upload_mb=20.0):
     async def upstream(request: Request):
         data, topk = parse_upstream_request(await request.body())
         _check_ready(service)
-        (result,) = await _classify(request, service, [('audio', data)])
+        (result,) = await _classify(request, service, decoding,
+                                    [('audio', data)])
         if isinstance(result, ClientError):
             raise result
         return upstream_result(result[0], service.labels, topk)
@@ -88,7 +96,7 @@ def create_app(service, api_key=None, max_upload_mb=20.0):
     async def classify(request: Request):
         files, top_k = await _read_form(request)
         _check_ready(service)
-        results = await _classify(request, service, files)
+        results = await _classify(request, service, decoding, files)
         body = {'results': [
             file_error(name, r) if isinstance(r, ClientError) else
             file_result(name, r[0], service.labels, top_k, r[1])
@@ -102,24 +110,47 @@ def create_app(service, api_key=None, max_upload_mb=20.0):
     return Gate(app, api_key, int(max_upload_mb * 2**20))
 
 
-async def _classify(request, service, files):
+async def _classify(request, service, decoding, files):
     """The results; their timing goes to the access log and the
-    ``Server-Timing`` header (:class:`Gate`)."""
+    ``Server-Timing`` header (:class:`Gate`). Headers are checked and
+    the audio admitted first (413/422/503 before any decoding), then the
+    request waits for one of ``decoding``'s slots; a client that
+    disconnected meanwhile costs no more work."""
     service.requests_in_flight += 1
+    gone = threading.Event()
+    watch = asyncio.create_task(_watch_disconnect(request, gone))
     try:
-        results, request.state.timing = await run_in_threadpool(
-            service.classify, files)
+        with await run_in_threadpool(service.admit, files) as admitted:
+            async with decoding:
+                if gone.is_set():
+                    raise ClientError(CLIENT_GONE, CLIENT_GONE_MESSAGE)
+                results, request.state.timing = await run_in_threadpool(
+                    service.classify, admitted, gone.is_set)
         return results
-    except Closed as e:
-        raise ClientError(503, str(e))
+    except Unavailable as e:
+        raise ClientError(UNAVAILABLE, str(e))
     finally:
+        watch.cancel()
         service.requests_in_flight -= 1
 
 
+async def _watch_disconnect(request, gone):
+    """Sets ``gone`` when the client disconnects (the body is read: the
+    next message the server has for the app is the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message['type'] == 'http.disconnect':
+            gone.set()
+            return
+
+
 def _check_ready(service):
+    if service.state == 'loading':
+        raise ClientError(UNAVAILABLE, 'the model is still loading; retry '
+                          'when GET /readyz answers 200')
     if not service.ready:
-        raise ClientError(503, 'the model is still loading; retry when '
-                          'GET /readyz answers 200')
+        raise ClientError(UNAVAILABLE, f'the service is {service.state}; '
+                          f'retry when GET /readyz answers 200')
 
 
 async def _read_form(request):
@@ -150,9 +181,11 @@ async def _read_form(request):
 
 def _error(request, status, message):
     request.state.error = message
+    headers = ({'Retry-After': str(RETRY_AFTER_S)}
+               if status == UNAVAILABLE else None)
     if request.url.path == UPSTREAM:
-        return JSONResponse(upstream_error(status, message), status)
-    return JSONResponse({'error': message}, status)
+        return JSONResponse(upstream_error(status, message), status, headers)
+    return JSONResponse({'error': message}, status, headers)
 
 
 class Gate:

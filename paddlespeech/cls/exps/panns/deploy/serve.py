@@ -5,8 +5,10 @@ Endpoints: POST /paddlespeech/cls and GET /paddlespeech/cls/help
 PORT --input x.wav` works unchanged), POST /v1/classify (multipart upload
 of one or more files), GET /v1/model, GET /v1/stats, GET /healthz, GET
 /readyz, and GET / (a page to drop or record a file). Concurrent requests
-are micro-batched; see docs/serving.md. SIGTERM finishes the requests in
-flight, then exits with status 0.
+are micro-batched; see docs/serving.md. A predictor process that dies is
+restarted (its requests get 503 with Retry-After). SIGTERM finishes the
+requests in flight (for at most --graceful_timeout seconds), then exits
+with status 0.
 """
 import logging
 import math
@@ -15,7 +17,7 @@ import signal
 
 from paddlespeech.cls.runtime import prepare_process, run
 
-prepare_process()
+prepare_process(paddle=False)  # Paddle runs in the predictor processes
 
 from paddlespeech.cls.config import ConfigArgumentParser
 from paddlespeech.cls.errors import UserError
@@ -48,6 +50,17 @@ def get_parser():
     p.add('--workers', key='serve_workers', type=int,
           help='predictors (one inference thread each) sharing the queue; '
           '--cpu_threads defaults to the cores divided among them')
+    p.add('--max_inflight_seconds', type=float,
+          help='audio (seconds, from the files\' headers) admitted at once; '
+          'a request that does not fit beside those in flight gets 503 with '
+          'Retry-After, one over it alone 413')
+    p.add('--max_restarts', type=int,
+          help='a predictor process that dies is restarted; after this many '
+          'failed restarts in a row (backoff 0.5 s, doubling) the server '
+          'exits with status 2')
+    p.add('--graceful_timeout', type=float,
+          help='seconds the requests in flight get to finish after SIGTERM '
+          'or Ctrl-C; the rest are cancelled')
     p.add('--api_key', help=f'require "Authorization: Bearer KEY" on every '
           f'endpoint but /healthz and the page (default: ${API_KEY_ENV})')
     return p
@@ -59,6 +72,8 @@ def check_serve_args(cfg):
             ('--max_batch_size', cfg.max_batch_size, 1),
             ('--workers', cfg.serve_workers, 1),
             ('--max_wait_ms', cfg.max_wait_ms, 0),
+            ('--max_restarts', cfg.max_restarts, 0),
+            ('--graceful_timeout', cfg.graceful_timeout, 0),
             ('--port', cfg.port, 0)):
         if not value >= least:  # NaN too
             raise UserError(f'{flag} must be at least {least}, got {value}')
@@ -67,7 +82,9 @@ def check_serve_args(cfg):
     for flag, value in (('--max_upload_mb', cfg.max_upload_mb),
                         ('--max_seconds', cfg.max_seconds),
                         ('--window_seconds', cfg.window_seconds),
-                        ('--max_wait_ms', cfg.max_wait_ms)):
+                        ('--max_wait_ms', cfg.max_wait_ms),
+                        ('--max_inflight_seconds', cfg.max_inflight_seconds),
+                        ('--graceful_timeout', cfg.graceful_timeout)):
         if value is not None and not math.isfinite(value):
             raise UserError(f'{flag} must be a finite number, got {value}')
     for flag, value in (('--max_upload_mb', cfg.max_upload_mb),
@@ -75,6 +92,10 @@ def check_serve_args(cfg):
                         ('--window_seconds', cfg.window_seconds)):
         if value is not None and not value > 0:
             raise UserError(f'{flag} must be positive, got {value}')
+    if not cfg.max_inflight_seconds >= cfg.max_seconds:
+        raise UserError(f'--max_inflight_seconds ({cfg.max_inflight_seconds:g}'
+                        f') must be at least --max_seconds '
+                        f'({cfg.max_seconds:g}): a longest file must fit')
     if not os.path.isdir(cfg.export_dir):
         raise UserError(f'--model_dir {cfg.export_dir}: no such directory '
                         f'(export a checkpoint with export_model.py)')
@@ -90,6 +111,7 @@ def main(argv):
         raise UserError(f'the HTTP service needs {e.name}: pip install -r '
                         f"requirements-serve.txt (or 'paddlespeech-cls"
                         f"[serve]')") from e
+    from paddlespeech.cls.serving.batcher import GaveUp
     from paddlespeech.cls.serving.process import ProcessPredictor
     from paddlespeech.cls.serving.service import default_threads
 
@@ -112,16 +134,20 @@ def main(argv):
                                  cpu_threads=threads,
                                  label_file=cfg.label_file),
         cfg.serve_workers, cfg.max_batch_size, cfg.max_wait_ms,
-        cfg.max_seconds, cfg.window_seconds, on_fatal=fatal)
+        cfg.max_seconds, cfg.window_seconds, on_fatal=fatal,
+        max_restarts=cfg.max_restarts,
+        max_inflight_seconds=cfg.max_inflight_seconds)
     app = create_app(service, cfg.api_key or os.environ.get(API_KEY_ENV),
                      cfg.max_upload_mb)
     server = uvicorn.Server(uvicorn.Config(
         app, host=cfg.host, port=cfg.port, access_log=False,
-        timeout_graceful_shutdown=None))
+        timeout_graceful_shutdown=cfg.graceful_timeout))
     # uvicorn shuts down gracefully, then raises the signal again: with
     # this handler that ends the process normally (status 0).
     signal.signal(signal.SIGTERM, lambda *_: None)
     server.run()
+    if failed and isinstance(failed[0], GaveUp):
+        raise UserError(str(failed[0]))
     if failed:
         raise UserError(f'cannot load {cfg.export_dir}: {failed[0]}')
     return 0
