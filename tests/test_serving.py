@@ -1061,3 +1061,29 @@ def test_only_processes_running_paddle_keep_large_buffers(process, mapped):
                           env=script_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == [str(mapped)]
+
+
+@pytest.mark.slow
+def test_shutdown_is_bounded_when_the_predictor_hangs(model, clips):
+    """The inference process is stopped (SIGSTOP) with a request in
+    flight, then the server gets SIGTERM: after --graceful_timeout the
+    request gets 503, the stuck process is killed, and the server exits
+    0 instead of waiting for ever."""
+    server = ServerProcess(model, '--graceful_timeout', 2)
+    with server, ThreadPoolExecutor(1) as pool:
+        child = server.child()
+        os.kill(child, signal.SIGSTOP)
+        pending = pool.submit(upstream_post_timeout, server.url,
+                              _sent_clip(clips))
+        _until(lambda: _stats(server.url)['requests_in_flight'] == 1)
+        server.proc.send_signal(signal.SIGTERM)
+        out, err = server.proc.communicate(timeout=30)  # the bound
+        r = pending.result(timeout=30)
+    assert r.status_code == 503 and r.headers['retry-after'] == '2'
+    assert r.json()['message']['description'] == (
+        'the service is shutting down; the request did not finish in time')
+    assert server.proc.returncode == 0, err
+    assert 'Traceback' not in err
+    assert 'timeout graceful shutdown exceeded' in err
+    assert 'the inference did not stop within' in err
+    assert not Path(f'/proc/{child}').exists()

@@ -34,7 +34,9 @@ def create_app(service, api_key=None, max_upload_mb=20.0, close_timeout=10.0):
     """``api_key``: every endpoint but ``/healthz`` and the page itself
     (a browser cannot send a header when opening it; the page sends the
     key with its requests) needs ``Authorization: Bearer <key>``.
-    ``close_timeout``: seconds the predictors get to stop at shutdown."""
+    ``close_timeout``: seconds (or a function giving them at shutdown)
+    the predictors get to finish their queue and stop; then the clips
+    still queued fail and the predictors are ended."""
     decoding = asyncio.Semaphore(service.max_decoding)
 
     @contextlib.asynccontextmanager
@@ -43,7 +45,9 @@ def create_app(service, api_key=None, max_upload_mb=20.0, close_timeout=10.0):
         try:
             yield
         finally:
-            await run_in_threadpool(service.close, close_timeout)
+            await run_in_threadpool(service.close, close_timeout()
+                                    if callable(close_timeout)
+                                    else close_timeout)
 
     app = FastAPI(title='PANNs sound classification', lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
@@ -129,6 +133,9 @@ async def _classify(request, service, decoding, files):
         return results
     except Unavailable as e:
         raise ClientError(UNAVAILABLE, str(e))
+    except asyncio.CancelledError:  # the server stops: no time left
+        raise ClientError(UNAVAILABLE, 'the service is shutting down; '
+                          'the request did not finish in time') from None
     finally:
         watch.cancel()
         service.requests_in_flight -= 1

@@ -274,13 +274,11 @@ class MicroBatcher:
                 with self._cond:
                     self._predictors.pop(name, None)
                 _close(predictor)
-            if not died:
+            if not died or self._closing:
                 return
             with self._cond:
                 self.restarts += 1
             log.error('error: %s; restarting it', died)
-            if self._closing:
-                return
 
     def _serve(self, predictor):
         """Run batches until closed (None) or the predictor dies (the

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import signal
+import time
 
 from paddlespeech.cls.runtime import prepare_process, run
 
@@ -137,9 +138,22 @@ def main(argv):
         cfg.max_seconds, cfg.window_seconds, on_fatal=fatal,
         max_restarts=cfg.max_restarts,
         max_inflight_seconds=cfg.max_inflight_seconds)
+    stopping = []  # when the first stop signal came
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            stopping.append(time.monotonic())
+            super().handle_exit(sig, frame)
+
+    def close_timeout():
+        """What is left of --graceful_timeout once the requests are done
+        (or cancelled): the predictors' queue, then their processes."""
+        since = stopping[0] if stopping else time.monotonic()
+        return max(1.0, since + cfg.graceful_timeout - time.monotonic())
+
     app = create_app(service, cfg.api_key or os.environ.get(API_KEY_ENV),
-                     cfg.max_upload_mb)
-    server = uvicorn.Server(uvicorn.Config(
+                     cfg.max_upload_mb, close_timeout)
+    server = Server(uvicorn.Config(
         app, host=cfg.host, port=cfg.port, access_log=False,
         timeout_graceful_shutdown=cfg.graceful_timeout))
     # uvicorn shuts down gracefully, then raises the signal again: with
