@@ -680,6 +680,11 @@ def test_unusable_export_is_one_error_line_and_exit_2(tmp_path):
     ('--max_seconds', 'inf', '--max_seconds must be a finite number, got inf'),
     ('--max_wait_ms', 'nan', '--max_wait_ms must be at least 0, got nan'),
     ('--window_seconds', '-1', '--window_seconds must be positive, got -1.0'),
+    ('--graceful_timeout', 'inf',
+     '--graceful_timeout must be a finite number, got inf'),
+    ('--max_restarts', '-1', '--max_restarts must be at least 0, got -1'),
+    ('--max_inflight_seconds', '60', '--max_inflight_seconds (60) must be '
+     'at least --max_seconds (600): a longest file must fit'),
 ])
 def test_bad_flags_are_refused_before_the_model_loads(tmp_path, flag, value,
                                                       reason):

@@ -46,8 +46,10 @@ def get_parser():
     p.add('--max_upload_mb', type=float,
           help='larger request bodies are refused (413)')
     p.add('--max_seconds', type=float,
-          help='longer audio is refused (413); audio longer than '
-          '--window_seconds is scored in windows')
+          help='longer audio is refused (413), and files of more samples '
+          'than this many seconds of 48 kHz stereo, by their headers, before '
+          'decoding; audio longer than --window_seconds is scored in '
+          'windows')
     p.add('--workers', key='serve_workers', type=int,
           help='predictors (one inference thread each) sharing the queue; '
           '--cpu_threads defaults to the cores divided among them')
@@ -61,7 +63,8 @@ def get_parser():
           'exits with status 2')
     p.add('--graceful_timeout', type=float,
           help='seconds the requests in flight get to finish after SIGTERM '
-          'or Ctrl-C; the rest are cancelled')
+          'or Ctrl-C; those still running then get 503 and the inference '
+          'processes are ended')
     p.add('--api_key', help=f'require "Authorization: Bearer KEY" on every '
           f'endpoint but /healthz and the page (default: ${API_KEY_ENV})')
     return p
