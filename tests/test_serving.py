@@ -5,6 +5,7 @@ the same files."""
 import base64
 import json
 import logging
+import multiprocessing
 import os
 import re
 import shutil
@@ -1092,3 +1093,14 @@ def test_shutdown_is_bounded_when_the_predictor_hangs(model, clips):
     assert 'timeout graceful shutdown exceeded' in err
     assert 'the inference did not stop within' in err
     assert not Path(f'/proc/{child}').exists()
+
+
+def test_process_predictor_that_does_not_load_in_time_is_killed(model):
+    """A restart cannot hang the server: a child still loading after
+    start_timeout is killed and the start fails."""
+    with pytest.raises(RuntimeError, match='did not load the model within '
+                                           '0.01 s'):
+        ProcessPredictor(start_timeout=0.01, model_dir=str(model),
+                         device='cpu', cpu_threads=1)
+    children = multiprocessing.active_children()
+    assert not [p for p in children if p.name == 'inference']

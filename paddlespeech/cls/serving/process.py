@@ -20,9 +20,10 @@ class ProcessPredictor(SoundModel):
     process never loads Paddle. Errors come back as the exceptions the
     model raised. The child ignores SIGINT and SIGTERM (the server
     answers the requests in flight first) and ends when its pipe closes:
-    :meth:`close`, or the caller's exit."""
+    :meth:`close`, or the caller's exit. A child that has not loaded the
+    model after ``start_timeout`` seconds is killed (RuntimeError)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, start_timeout=300.0, **kwargs):
         context = multiprocessing.get_context('spawn')
         self._conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, kwargs),
@@ -30,6 +31,10 @@ class ProcessPredictor(SoundModel):
         self.process.start()
         child.close()
         try:
+            if not self._conn.poll(start_timeout):
+                self.kill()
+                raise RuntimeError(f'the inference process did not load the '
+                                   f'model within {start_timeout:g} s')
             shared = self._answer()
         except BaseException:
             self.close()  # the child ends by itself after a failed start
