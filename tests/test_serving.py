@@ -849,7 +849,7 @@ def test_audio_in_flight_is_bounded_and_a_gone_client_costs_no_scoring(
         assert post(5).status_code == 200
 
 
-SERVE = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns' / 'deploy' / 'serve.py'
+SERVE = ROOT / 'paddlespeech/cls/exps/panns/deploy/serve.py'
 
 
 class ServerProcess:

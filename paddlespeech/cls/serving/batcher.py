@@ -245,9 +245,9 @@ class MicroBatcher:
                 if self.warmup is not None:
                     self.warmup(predictor)
                 if not getattr(predictor, 'alive', True):
+                    code = getattr(predictor, 'exitcode', None)
                     raise RuntimeError(f'the inference process ended while '
-                                       f'starting (exit code '
-                                       f'{getattr(predictor, "exitcode", None)})')
+                                       f'starting (exit code {code})')
             except BaseException as e:  # noqa: B902  (reported, retried)
                 _close(predictor)
                 if not self._loaded:
