@@ -32,8 +32,11 @@ class SoundClassifier(nn.Layer):
         return self.fc.weight.shape[1]
 
     def forward(self, x):
-        x = self.backbone(x.unsqueeze(1))
-        return self.fc(self.dropout(x))
+        return self.head(self.backbone(x.unsqueeze(1)))
+
+    def head(self, embedding):
+        """Logits of backbone embeddings ``[batch, emb_size]``."""
+        return self.fc(self.dropout(embedding))
 
     def probabilities(self, x):
         return self.task.probabilities(self(x))
