@@ -79,11 +79,17 @@ def test_embedding_cache_is_reused_and_follows_changes(tiny_dataset,
     assert '[embed] 1 of ' in capsys.readouterr().out
 
 
-def test_head_only_checkpoint_predicts_and_exports(tiny_dataset, tmp_path):
+@pytest.mark.parametrize('hidden', [0, 16])
+def test_head_only_checkpoint_predicts_and_exports(tiny_dataset, tmp_path,
+                                                   hidden):
     out = tmp_path / 'run'
-    train(tiny_dataset, out, head_only=True, epochs=2)
+    train(tiny_dataset, out, head_only=True, epochs=2, head_hidden=hidden)
     ckpt = out / 'epoch_2' / 'model.pdparams'
     model = open_model(checkpoint=ckpt, device='cpu')
+    shapes = {k: list(v.shape) for k, v in head(out / 'epoch_2')[0].items()}
+    assert shapes == ({'fc.weight': [512, 3], 'fc.bias': [3]} if not hidden
+                      else {'fc.0.weight': [512, 16], 'fc.0.bias': [16],
+                            'fc.3.weight': [16, 3], 'fc.3.bias': [3]})
     exported = open_model(model_dir=export(ckpt, tmp_path / 'export'),
                           device='cpu', cpu_threads=1)
     x = [np.random.default_rng(0).standard_normal(16000).astype('float32')]

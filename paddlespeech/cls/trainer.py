@@ -70,7 +70,7 @@ class Trainer:
         labels = self.table.label_list
         self.model = build_classifier(cfg.backbone, len(labels), cfg.dropout,
                                       cfg.pretrained, cfg.pretrained_path,
-                                      self.task)
+                                      self.task, cfg.head_hidden)
         # head-only: the frozen backbone embeds every clip once (cached);
         # the loop then trains the head on the embeddings
         embed = head = None
@@ -90,7 +90,7 @@ class Trainer:
             learning_rate=self.schedule.lr,
             parameters=self.model.parameters())
         self.meta = model_meta(cfg.backbone, labels, cfg.dropout, cfg.feature,
-                               self.task, data.clip_seconds)
+                               self.task, data.clip_seconds, cfg.head_hidden)
         self.tracker = BestTracker(cfg.early_stop_patience)
         self.precision = MixedPrecision(cfg.amp)
         augmenter = Augmenter(cfg.augment, cfg.feature.floor_db)

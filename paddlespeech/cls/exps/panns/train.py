@@ -43,6 +43,8 @@ OPTIM_FLAGS = [
      'embeddings the frozen backbone computes once per clip and caches '
      'under checkpoint_dir/embeddings/ (true/false): seconds per epoch '
      'instead of minutes; the checkpoint holds backbone and head as usual'),
+    ('head_hidden', int, 'units of one hidden (ReLU) layer in the '
+     'classifier head (0: a linear head)'),
 ]
 AUGMENT_FLAGS = [
     ('mixup_alpha', float, 'mixup of log-mel clips and targets with '
