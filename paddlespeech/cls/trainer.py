@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import paddle
 import paddle.distributed as dist
 from tqdm import tqdm
@@ -23,9 +22,10 @@ from .checkpoint import (best_checkpoint, checkpoints_to_keep, model_meta,
                          write_metrics)
 from .checkpointer import BestTracker, Checkpointer, Progress, RandomState
 from .curves import VisualDLLog, plot_curves
-from .datasets import ClipWindows, load_table
+from .datasets import load_table
 from .datasets.loaders import build_loaders, loader_stopped
-from .embeddings import EmbeddedWindows, EmbeddingCache, HeadOnly
+from .embeddings import EmbeddingCache, HeadOnly
+from .evaluation import evaluate
 from .errors import UserError
 from .features import FrontEnd
 from .logs import get_logger
@@ -317,37 +317,6 @@ class Trainer:
                  f'{ckpt_dir} to start over)')
         if self.schedule.replanned and self.progress.epoch <= self.cfg.epochs:
             log.info(self.schedule.describe_change(self.optimizer.get_lr()))
-
-
-@paddle.no_grad()
-def predict_scores(model, loader, frontend=None):
-    """``(logits, targets)`` of ``model`` over ``loader``, in order, as
-    numpy arrays; ``frontend`` (:class:`FrontEnd`) turns batches into
-    log-mel where the loader yields waveforms."""
-    was_training = model.training
-    model.eval()
-    scores, targets = [], []
-    for x, y in loader:
-        if frontend is not None:
-            x = frontend.batch(x)
-        scores.append(model(x).astype('float32').numpy())
-        targets.append(np.asarray(y))
-    if was_training:
-        model.train()
-    return np.concatenate(scores), np.concatenate(targets)
-
-
-def evaluate(model, loader, task, frontend=None):
-    """``({'loss', ...task metrics}, logits, targets)`` over ``loader``;
-    per clip when it yields :class:`ClipWindows`."""
-    scores, targets = predict_scores(model, loader, frontend)
-    windows = loader.dataset
-    if isinstance(windows, (ClipWindows, EmbeddedWindows)):
-        scores, targets = task.pool_windows(scores, targets,
-                                            windows.clip_of, windows.weights)
-    loss = float(task.loss(paddle.to_tensor(scores),
-                           paddle.to_tensor(targets)))
-    return {'loss': loss, **task.evaluate(scores, targets)}, scores, targets
 
 
 def agree(flag, world):
