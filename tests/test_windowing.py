@@ -18,7 +18,7 @@ from paddlespeech.cls.models import build_classifier
 from paddlespeech.cls.prediction import predict_files
 from paddlespeech.cls.task import Task
 from paddlespeech.cls.datasets.loaders import window_loader
-from paddlespeech.cls.trainer import evaluate
+from paddlespeech.cls.evaluation import evaluate
 
 SR = 32000
 

@@ -44,17 +44,20 @@ class CheckpointError(UserError):
 
 
 def model_meta(backbone, label_list, dropout, feature, task,
-               clip_seconds=None):
+               clip_seconds=None, head_hidden=0):
     """The ``_meta`` entry: what predicting with or exporting a checkpoint
     needs besides the weights (``multi_label`` only when true, as in
     checkpoints written before multi-label training). ``clip_seconds``:
     the length of the clips it was trained on (detection's default
-    window), where known."""
+    window), where known; ``head_hidden``: units of the head's hidden
+    layer (none when 0)."""
     meta = {'backbone': backbone, 'num_class': len(label_list),
             'label_list': list(label_list), 'dropout': dropout,
             'feature': feature.to_dict(), **task.meta()}
     if clip_seconds:
         meta['clip_seconds'] = round(float(clip_seconds), 3)
+    if head_hidden:
+        meta['head_hidden'] = int(head_hidden)
     return meta
 
 

@@ -50,6 +50,8 @@ DEFAULTS = {
     'lr_step_epochs': 10,  # step: multiply by lr_gamma every N epochs
     'lr_gamma': 0.1,
     'freeze_backbone_epochs': 0,  # train only the head at first
+    'head_only': False,  # the head alone, on cached backbone embeddings
+    'head_hidden': 0,  # units of a hidden layer in the head; 0: linear head
     'early_stop_patience': 0,  # evaluations without a better dev score; 0: off
     'average_last': 0,  # average the last N epoch checkpoints into avg_N/
     'keep_checkpoint_max': 0,  # last N epoch_N/ kept (>= average_last); 0: all

@@ -29,7 +29,8 @@ from .features import FrontEnd
 from .logs import get_logger
 from .metrics import confusion_matrix, per_class_accuracy
 from .models import load_classifier
-from .trainer import Trainer, evaluate
+from .evaluation import evaluate
+from .trainer import Trainer
 
 log = get_logger(__name__)
 

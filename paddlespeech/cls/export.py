@@ -38,7 +38,7 @@ class InferenceModel(nn.Layer):
             x = self.frontend(x)
         embedding = self.classifier.embed(x)
         scores = self.classifier.task.probabilities(
-            self.classifier.fc(embedding))
+            self.classifier.head(embedding))
         return scores, embedding
 
 

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import paddle
 import paddle.distributed as dist
 from tqdm import tqdm
@@ -23,8 +22,10 @@ from .checkpoint import (best_checkpoint, checkpoints_to_keep, model_meta,
                          write_metrics)
 from .checkpointer import BestTracker, Checkpointer, Progress, RandomState
 from .curves import VisualDLLog, plot_curves
-from .datasets import ClipWindows, load_table
+from .datasets import load_table
 from .datasets.loaders import build_loaders, loader_stopped
+from .embeddings import EmbeddingCache, HeadOnly
+from .evaluation import evaluate
 from .errors import UserError
 from .features import FrontEnd
 from .logs import get_logger
@@ -52,43 +53,55 @@ class Trainer:
         self.world = dist.get_world_size()
         self.keep = checkpoints_to_keep(cfg.keep_checkpoint_max,
                                         cfg.average_last)
-        if self.world > 1 and cfg.freeze_backbone_epochs:
-            raise UserError('freeze_backbone_epochs is for single-process '
-                            'training (data parallel syncs every parameter)')
+        if self.world > 1 and (cfg.freeze_backbone_epochs or cfg.head_only):
+            raise UserError('freeze_backbone_epochs and head_only are for '
+                            'single-process training (data parallel syncs '
+                            'every parameter)')
         set_cpu_threads(cfg.cpu_threads, share_with=self.world)
         if self.world > 1:
             dist.init_parallel_env()
         self.rank = dist.get_rank()
         RandomState.seed(cfg.seed + self.rank)
 
+        self.ckpt_dir = Path(cfg.checkpoint_dir)
         self.frontend = FrontEnd(cfg.feature, cfg.feat_backend)
         self.table = load_table(cfg)
-        data = build_loaders(self.table, cfg, self.frontend)
+        self.task = Task(self.table.multi_label)
+        labels = self.table.label_list
+        self.model = build_classifier(cfg.backbone, len(labels), cfg.dropout,
+                                      cfg.pretrained, cfg.pretrained_path,
+                                      self.task, cfg.head_hidden)
+        # head-only: the frozen backbone embeds every clip once (cached);
+        # the loop then trains the head on the embeddings
+        embed = head = None
+        if cfg.head_only:
+            freeze(self.model.backbone)
+            self.model.backbone.eval()
+            embed = EmbeddingCache(self.ckpt_dir / 'embeddings', self.model,
+                                   self.frontend, cfg.batch_size)
+            head = HeadOnly(self.model)
+        data = build_loaders(self.table, cfg, self.frontend, embed=embed)
         self.train_set, self.dev_set = data.train_set, data.dev_set
         self.sampler, self.train_loader = data.sampler, data.train
         self.dev_loader = data.dev
-        self.task = Task(self.train_set.multi_label)
-        labels = self.train_set.label_list
-
-        self.model = build_classifier(cfg.backbone, len(labels), cfg.dropout,
-                                      cfg.pretrained, cfg.pretrained_path,
-                                      self.task)
         self.schedule = Schedule(cfg, len(self.train_loader))
         self.scheduler = self.schedule.scheduler
         self.optimizer = paddle.optimizer.Adam(
             learning_rate=self.schedule.lr,
             parameters=self.model.parameters())
         self.meta = model_meta(cfg.backbone, labels, cfg.dropout, cfg.feature,
-                               self.task, data.clip_seconds)
-        self.ckpt_dir = Path(cfg.checkpoint_dir)
+                               self.task, data.clip_seconds, cfg.head_hidden)
         self.tracker = BestTracker(cfg.early_stop_patience)
         self.precision = MixedPrecision(cfg.amp)
         augmenter = Augmenter(cfg.augment, cfg.feature.floor_db)
-        self.augmenter = augmenter if augmenter.active else None
+        self.augmenter = augmenter if augmenter.active and not head else None
         self.progress = Progress(1)
         self.log = None
-        self.net = (paddle.DataParallel(self.model) if self.world > 1 else
-                    self.model)
+        # what the loop runs on a batch: log-mel, or embeddings (head-only)
+        self.inputs = (lambda x: x) if head else self.frontend.batch
+        self.scorer = head or self.model
+        self.net = (paddle.DataParallel(self.scorer) if self.world > 1 else
+                    self.scorer)
         # what a checkpoint holds, restored in this order
         self.checkpointer = ckpt = Checkpointer(self.ckpt_dir, self.meta)
         ckpt.add_recoverable('model', self.model)
@@ -174,7 +187,7 @@ class Trainer:
         p.start(epoch)
         self.sampler.set_epoch(epoch)
         self.sampler.skip = p.step
-        frozen = epoch <= cfg.freeze_backbone_epochs
+        frozen = epoch <= cfg.freeze_backbone_epochs or cfg.head_only
         freeze(self.model.backbone, frozen)
         self.net.train()
         if frozen:
@@ -188,7 +201,7 @@ class Trainer:
             if stop is not None:
                 stop.check()
             with paddle.no_grad():
-                x = self.frontend.batch(x)
+                x = self.inputs(x)
             targets = y
             if self.augmenter is not None:
                 x, targets = self.augmenter(
@@ -230,8 +243,8 @@ class Trainer:
 
     def evaluate(self):
         """Dev metrics (:meth:`Task.evaluate`) and the dev loss."""
-        return evaluate(self.model, self.dev_loader, self.task,
-                        self.frontend)[0]
+        return evaluate(self.scorer, self.dev_loader, self.task,
+                        None if self.cfg.head_only else self.frontend)[0]
 
     def evaluate_and_save(self, train_loss, train_acc):
         """Evaluate, record the metrics, keep ``best/``, checkpoint, then
@@ -304,37 +317,6 @@ class Trainer:
                  f'{ckpt_dir} to start over)')
         if self.schedule.replanned and self.progress.epoch <= self.cfg.epochs:
             log.info(self.schedule.describe_change(self.optimizer.get_lr()))
-
-
-@paddle.no_grad()
-def predict_scores(model, loader, frontend=None):
-    """``(logits, targets)`` of ``model`` over ``loader``, in order, as
-    numpy arrays; ``frontend`` (:class:`FrontEnd`) turns batches into
-    log-mel where the loader yields waveforms."""
-    was_training = model.training
-    model.eval()
-    scores, targets = [], []
-    for x, y in loader:
-        if frontend is not None:
-            x = frontend.batch(x)
-        scores.append(model(x).astype('float32').numpy())
-        targets.append(np.asarray(y))
-    if was_training:
-        model.train()
-    return np.concatenate(scores), np.concatenate(targets)
-
-
-def evaluate(model, loader, task, frontend=None):
-    """``({'loss', ...task metrics}, logits, targets)`` over ``loader``;
-    per clip when it yields :class:`ClipWindows`."""
-    scores, targets = predict_scores(model, loader, frontend)
-    windows = loader.dataset
-    if isinstance(windows, ClipWindows):
-        scores, targets = task.pool_windows(scores, targets,
-                                            windows.clip_of, windows.weights)
-    loss = float(task.loss(paddle.to_tensor(scores),
-                           paddle.to_tensor(targets)))
-    return {'loss': loss, **task.evaluate(scores, targets)}, scores, targets
 
 
 def agree(flag, world):

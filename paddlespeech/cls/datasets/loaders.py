@@ -145,7 +145,7 @@ class Loaders:
 
 
 def build_loaders(table, cfg, frontend, split=None, clip_seconds=None,
-                  train=True):
+                  train=True, embed=None):
     """The loaders of a run on ``table`` (:func:`.load_table`) with
     ``frontend`` (:class:`..features.FrontEnd`). The dev set is fold
     ``split`` (default ``cfg.split``), scored in windows of
@@ -155,7 +155,9 @@ def build_loaders(table, cfg, frontend, split=None, clip_seconds=None,
     random crops with ``cfg.clip_seconds``), its resumable or
     class-balanced sampler and loader, and a validation share of it as the
     dev set with ``cfg.val_fraction``. Without: the dev set alone, as
-    cross-validation scores a fold."""
+    cross-validation scores a fold. ``embed``
+    (:class:`..embeddings.EmbeddingCache`): both sets as the cached
+    embeddings of their windows (head-only training)."""
     split = cfg.split if split is None else split
     feature, per_clip = frontend.config, frontend.per_clip
     modes = ('train', 'val' if cfg.val_fraction else 'dev') if train else \
@@ -167,6 +169,9 @@ def build_loaders(table, cfg, frontend, split=None, clip_seconds=None,
         out.train_set = ts = ts[0]
         check_readable([ts, dev_set], cfg.skip_bad_files)
         print_class_counts(ts)
+        if embed is not None:
+            return _embedded(out, ts, dev_set, cfg, embed, clip_seconds or
+                             cfg.clip_seconds or typical_seconds(ts.items))
         out.sampler = (BalancedBatchSampler(ts, cfg.batch_size, cfg.seed)
                        if cfg.balanced_sampling else ResumableBatchSampler(
                            ts, batch_size=cfg.batch_size, shuffle=True,
@@ -186,6 +191,23 @@ def build_loaders(table, cfg, frontend, split=None, clip_seconds=None,
             persistent_workers=cfg.num_workers > 0)
     out.dev = window_loader(dev_set, Windowing.of_model(out.clip_seconds),
                             frontend, cfg.batch_size)
+    return out
+
+
+def _embedded(out, train_set, dev_set, cfg, embed, clip_seconds):
+    windowing = Windowing.of_model(clip_seconds)
+    out.clip_seconds = clip_seconds
+    out.train_set = train_set = embed(train_set, windowing)
+    out.dev_set = dev_set = embed(dev_set, windowing)
+    out.sampler = (BalancedBatchSampler(train_set, cfg.batch_size, cfg.seed)
+                   if cfg.balanced_sampling else ResumableBatchSampler(
+                       train_set, batch_size=cfg.batch_size, shuffle=True,
+                       drop_last=False))
+    stack = lambda b: collate(b, 0.0)  # noqa: E731
+    out.train = GuardedLoader(train_set, batch_sampler=out.sampler,
+                              collate_fn=stack)
+    out.dev = GuardedLoader(dev_set, batch_size=cfg.batch_size,
+                            shuffle=False, collate_fn=stack)
     return out
 
 

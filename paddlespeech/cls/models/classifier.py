@@ -17,23 +17,28 @@ class SoundClassifier(nn.Layer):
 
     ``task`` (:class:`~paddlespeech.cls.task.Task`) turns the logits into
     scores in :meth:`probabilities`: softmax, or an independent sigmoid per
-    class for multi-label data.
+    class for multi-label data. The head is one linear layer, or with
+    ``hidden`` units a ReLU layer and a linear one.
     """
 
-    def __init__(self, backbone, num_class, dropout=0.1, task=None):
+    def __init__(self, backbone, num_class, dropout=0.1, task=None,
+                 hidden=0):
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(backbone.emb_size, num_class)
+        self.fc = nn.Linear(backbone.emb_size, num_class) if not hidden \
+            else nn.Sequential(nn.Linear(backbone.emb_size, hidden),
+                               nn.ReLU(), nn.Dropout(dropout),
+                               nn.Linear(hidden, num_class))
+        self.num_class = num_class
         self.task = task or Task()
 
-    @property
-    def num_class(self):
-        return self.fc.weight.shape[1]
-
     def forward(self, x):
-        x = self.backbone(x.unsqueeze(1))
-        return self.fc(self.dropout(x))
+        return self.head(self.backbone(x.unsqueeze(1)))
+
+    def head(self, embedding):
+        """Logits of backbone embeddings ``[batch, emb_size]``."""
+        return self.fc(self.dropout(embedding))
 
     def probabilities(self, x):
         return self.task.probabilities(self(x))
@@ -45,13 +50,13 @@ class SoundClassifier(nn.Layer):
 
 
 def build_classifier(backbone, num_class, dropout=0.1, pretrained=False,
-                     pretrained_path=None, task=None):
+                     pretrained_path=None, task=None, hidden=0):
     """A :class:`SoundClassifier` on the registry's ``backbone``."""
     net = get_backbone(backbone)(pretrained=pretrained,
                                  extract_embedding=True,
                                  pretrained_path=pretrained_path)
     return SoundClassifier(net, num_class=num_class, dropout=dropout,
-                           task=task)
+                           task=task, hidden=hidden)
 
 
 def load_classifier(checkpoint, expected_backbone=None, label_file=None):
@@ -69,7 +74,8 @@ def load_classifier(checkpoint, expected_backbone=None, label_file=None):
                               f'a {expected_backbone} checkpoint')
     model = build_classifier(backbone, meta['num_class'],
                              meta.get('dropout', 0.1),
-                             task=Task.from_meta(meta))
+                             task=Task.from_meta(meta),
+                             hidden=meta.get('head_hidden', 0))
     problems = fit_problems(model.state_dict(), state)
     if problems:
         raise CheckpointError(f'{checkpoint} does not fit the {backbone} '

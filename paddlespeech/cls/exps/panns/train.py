@@ -39,6 +39,12 @@ OPTIM_FLAGS = [
     ('freeze_backbone_epochs', int, 'train only the classifier head '
      '(backbone weights and BatchNorm statistics fixed) for the first N '
      'epochs'),
+    ('head_only', parse_bool, 'train only the classifier head, on '
+     'embeddings the frozen backbone computes once per clip and caches '
+     'under checkpoint_dir/embeddings/ (true/false): seconds per epoch '
+     'instead of minutes; the checkpoint holds backbone and head as usual'),
+    ('head_hidden', int, 'units of one hidden (ReLU) layer in the '
+     'classifier head (0: a linear head)'),
 ]
 AUGMENT_FLAGS = [
     ('mixup_alpha', float, 'mixup of log-mel clips and targets with '

@@ -1,0 +1,148 @@
+"""Clip embeddings computed once with the frozen backbone and kept on
+disk: what head-only training (``head_only: true``) trains on.
+
+A clip is cut into windows as evaluation cuts it
+(:class:`..datasets.ClipWindows`); each window's embedding
+(:meth:`..models.SoundClassifier.embed`) is stored in
+``<cache>/<model key>/<clip key>.npz``. The model key covers the backbone's
+weights, the feature settings and the windowing; the clip key the file's
+path, size and modification time. A second run, more epochs or another
+label set reuse the entries; a changed file or backbone is embedded
+again.
+"""
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import paddle
+
+from . import atomic
+from .logs import get_logger
+
+log = get_logger(__name__)
+
+
+class EmbeddedWindows:
+    """The windows of a :class:`..datasets.ClipDataset`'s clips as
+    embeddings: item ``i`` is ``(embedding, label)`` of clip
+    :attr:`clip_of` ``[i]``, weighing :attr:`weights` ``[i]`` (as
+    :class:`..datasets.ClipWindows`, so evaluation pools them alike)."""
+
+    def __init__(self, clips, embeddings, weights):
+        self.label_list, self.multi_label = clips.label_list, \
+            clips.multi_label
+        self.items, self.clip_of, self.weights = [], [], []
+        for i, ((_, label), emb, w) in enumerate(zip(clips.items, embeddings,
+                                                      weights)):
+            y = label if clips.multi_label else np.int64(label)
+            for e, n in zip(emb, w):
+                self.items.append((e, y))
+                self.clip_of.append(i)
+                self.weights.append(int(n))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, idx):
+        return self.items[idx[0] if isinstance(idx, tuple) else idx]
+
+    def class_counts(self):
+        counts = np.zeros(len(self.label_list), dtype=np.int64)
+        for _, y in self.items:
+            counts[np.flatnonzero(np.atleast_1d(y)) if self.multi_label
+                   else int(y)] += 1
+        return counts
+
+
+class EmbeddingCache:
+    """``cache(clips, windowing)`` -> :class:`EmbeddedWindows`, embedding
+    only the clips not cached yet, in batches of ``batch_size`` windows."""
+
+    def __init__(self, root, model, frontend, batch_size=16):
+        self.root, self.model, self.frontend = Path(root), model, frontend
+        self.batch_size = batch_size
+        self._weights_key = _weights_key(model.backbone)
+
+    def folder(self, windowing):
+        key = hashlib.sha1(json.dumps({
+            'weights': self._weights_key,
+            'feature': self.frontend.config.to_dict(),
+            'window': [windowing.seconds, windowing.pad]},
+            sort_keys=True).encode()).hexdigest()[:16]
+        return self.root / key
+
+    def __call__(self, clips, windowing):
+        folder = self.folder(windowing)
+        entries = [folder / f'{_clip_key(path)}.npz' for path, _ in
+                   clips.items]
+        missing = [i for i, e in enumerate(entries) if not e.is_file()]
+        if missing:
+            log.info(f'[embed] {len(missing)} of {len(entries)} clips '
+                     f'through the frozen backbone -> {folder}')
+            self._embed(clips, [clips.items[i] for i in missing],
+                        [entries[i] for i in missing], windowing)
+        embeddings, weights = [], []
+        for e in entries:
+            with np.load(e) as z:
+                embeddings.append(z['embedding'])
+                weights.append(z['weights'])
+        return EmbeddedWindows(clips, embeddings, weights)
+
+    @paddle.no_grad()
+    def _embed(self, clips, items, entries, windowing):
+        from .datasets.loaders import window_loader
+        subset = _Clips(items, clips)
+        loader = window_loader(subset, windowing, self.frontend,
+                               self.batch_size)
+        was_training = self.model.training
+        self.model.eval()
+        rows = []
+        for x, _ in loader:
+            rows.append(self.model.embed(self.frontend.batch(x)).numpy())
+        if was_training:
+            self.model.train()
+        rows = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+        windows = loader.dataset
+        clip_of, weights = np.asarray(windows.clip_of), np.asarray(
+            windows.weights)
+        for i, entry in enumerate(entries):
+            mine = clip_of == i
+            atomic.write_file(entry, lambda tmp: np.savez(
+                tmp, embedding=rows[mine].astype(np.float32),
+                weights=weights[mine]))
+
+
+class _Clips:
+    """The part of a ClipDataset that ClipWindows reads, for a subset."""
+
+    def __init__(self, items, like):
+        self.items, self.multi_label = items, like.multi_label
+        self.feature_config = like.feature_config
+
+
+def _weights_key(layer):
+    h = hashlib.sha1()
+    for name, value in sorted(layer.state_dict().items()):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(value.numpy()).tobytes())
+    return h.hexdigest()
+
+
+def _clip_key(path):
+    st = os.stat(path)
+    return hashlib.sha1(f'{Path(path).resolve()}|{st.st_size}|'
+                        f'{st.st_mtime_ns}'.encode()).hexdigest()
+
+
+class HeadOnly(paddle.nn.Layer):
+    """The classifier's head alone: embeddings in, logits out (the
+    backbone's weights stay in the classifier, and in its checkpoints)."""
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, embedding):
+        return self.classifier.head(embedding)

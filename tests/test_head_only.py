@@ -1,0 +1,106 @@
+"""Head-only training (``head_only: true``): the head trained on cached
+embeddings equals the head trained through the normal loop with the
+backbone frozen; the cache is reused and follows changed files; the
+checkpoint predicts and exports like any other."""
+import json
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from paddlespeech.cls import open_model
+from paddlespeech.cls.checkpoint import read_state
+from paddlespeech.cls.config import load_config
+from paddlespeech.cls.export import export
+from paddlespeech.cls.trainer import Trainer
+
+
+def train(data, out, **overrides):
+    """Trainer on ``data``: CNN6 from scratch, no augmentation or dropout,
+    whole 0.5 s clips; returns the metrics records."""
+    cfg = load_config(None, {
+        'data_dir': str(data), 'checkpoint_dir': str(out), 'backbone':
+        'cnn6', 'pretrained': False, 'dropout': 0.0, 'clip_seconds': 0.5,
+        'epochs': 1, 'batch_size': 8, 'learning_rate': 1e-3,
+        'device': 'cpu', 'cpu_threads': 1, 'save_freq': 1, 'seed': 3,
+        **overrides})
+    with paddle.utils.unique_name.guard():  # parameter names as a new run
+        assert Trainer(cfg).fit() == 0
+    return [json.loads(line) for line in
+            (out / 'metrics.jsonl').read_text().splitlines()]
+
+
+def head(ckpt):
+    state, _ = read_state(ckpt / 'model.pdparams')
+    return {k: np.asarray(v) for k, v in state.items()
+            if k.startswith('fc.')}, state
+
+
+def test_head_only_equals_the_frozen_loop(tiny_dataset, tmp_path, capsys):
+    frozen = train(tiny_dataset, tmp_path / 'frozen',
+                   freeze_backbone_epochs=1)
+    cached = train(tiny_dataset, tmp_path / 'head', head_only=True)
+    assert '[embed] 24 of 24 clips' in capsys.readouterr().out
+    for a, b in zip(frozen, cached):
+        for key in ('train_loss', 'dev_loss', 'dev_acc'):
+            assert abs(a[key] - b[key]) <= 1e-5, (key, a, b)
+    # the loss moved: the comparison is of a trained head
+    assert frozen[0]['train_loss'] > 0
+    fc_frozen, state_frozen = head(tmp_path / 'frozen' / 'epoch_1')
+    fc_cached, state_cached = head(tmp_path / 'head' / 'epoch_1')
+    for k in fc_frozen:
+        np.testing.assert_allclose(fc_cached[k], fc_frozen[k], atol=1e-5)
+    # the backbone stayed as initialised, and is in the checkpoint
+    for k, v in state_frozen.items():
+        if k.startswith('backbone.'):
+            np.testing.assert_array_equal(np.asarray(state_cached[k]),
+                                          np.asarray(v))
+    assert any(k.startswith('backbone.conv_block1') for k in state_cached)
+
+
+def test_embedding_cache_is_reused_and_follows_changes(tiny_dataset,
+                                                       tmp_path, capsys):
+    import shutil
+    data = tmp_path / 'data'
+    shutil.copytree(tiny_dataset, data)
+    out = tmp_path / 'run'
+    train(data, out, head_only=True)
+    entries = sorted((out / 'embeddings').rglob('*.npz'))
+    assert len(entries) == 30
+    capsys.readouterr()
+    # more epochs and a resume: nothing embedded again
+    train(data, out, head_only=True, epochs=2, resume=True)
+    assert '[embed]' not in capsys.readouterr().out
+    # a changed file is embedded again, alone
+    wav = sorted((data / 'audio').glob('*.wav'))[0]
+    os.utime(wav, ns=(wav.stat().st_atime_ns, wav.stat().st_mtime_ns + 10**9))
+    train(data, out, head_only=True, epochs=3, resume=True)
+    assert '[embed] 1 of ' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('hidden', [0, 16])
+def test_head_only_checkpoint_predicts_and_exports(tiny_dataset, tmp_path,
+                                                   hidden):
+    out = tmp_path / 'run'
+    train(tiny_dataset, out, head_only=True, epochs=2, head_hidden=hidden)
+    ckpt = out / 'epoch_2' / 'model.pdparams'
+    model = open_model(checkpoint=ckpt, device='cpu')
+    shapes = {k: list(v.shape) for k, v in head(out / 'epoch_2')[0].items()}
+    assert shapes == ({'fc.weight': [512, 3], 'fc.bias': [3]} if not hidden
+                      else {'fc.0.weight': [512, 16], 'fc.0.bias': [16],
+                            'fc.3.weight': [16, 3], 'fc.3.bias': [3]})
+    exported = open_model(model_dir=export(ckpt, tmp_path / 'export'),
+                          device='cpu', cpu_threads=1)
+    x = [np.random.default_rng(0).standard_normal(16000).astype('float32')]
+    np.testing.assert_allclose(exported.scores(x), model.scores(x),
+                               atol=1e-5)
+    assert paddle.in_dynamic_mode()
+
+
+def test_head_only_refuses_data_parallel_flags(tiny_dataset, tmp_path,
+                                               monkeypatch):
+    from paddlespeech.cls.errors import UserError
+    monkeypatch.setattr('paddle.distributed.get_world_size', lambda: 2)
+    with pytest.raises(UserError, match='head_only'):
+        train(tiny_dataset, tmp_path / 'x', head_only=True)
