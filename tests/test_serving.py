@@ -358,7 +358,8 @@ def test_concurrent_requests_are_batched_and_scored_alike(
     def post(path):
         start.wait()
         r = httpx.post(server.url + '/v1/classify', params={'top_k': 3},
-                       files={'files': (path.name, path.read_bytes())})
+                       files={'files': (path.name, path.read_bytes())},
+                       timeout=120)  # a busy machine: not a latency test
         return path, r
 
     with ThreadPoolExecutor(len(paths) + 1) as pool:

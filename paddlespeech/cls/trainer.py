@@ -68,19 +68,25 @@ class Trainer:
         self.table = load_table(cfg)
         self.task = Task(self.table.multi_label)
         labels = self.table.label_list
-        self.model = build_classifier(cfg.backbone, len(labels), cfg.dropout,
-                                      cfg.pretrained, cfg.pretrained_path,
-                                      self.task, cfg.head_hidden)
-        # head-only: the frozen backbone embeds every clip once (cached);
-        # the loop then trains the head on the embeddings
+
+        def build_model():
+            return build_classifier(cfg.backbone, len(labels), cfg.dropout,
+                                    cfg.pretrained, cfg.pretrained_path,
+                                    self.task, cfg.head_hidden)
+
+        # head-only: the frozen backbone embeds every clip once (cached) as
+        # the loaders are made; the loop then trains the head on them
         embed = head = None
         if cfg.head_only:
+            self.model = build_model()
             freeze(self.model.backbone)
             self.model.backbone.eval()
             embed = EmbeddingCache(self.ckpt_dir / 'embeddings', self.model,
                                    self.frontend, cfg.batch_size)
             head = HeadOnly(self.model)
         data = build_loaders(self.table, cfg, self.frontend, embed=embed)
+        if not cfg.head_only:  # after the data checks, before any download
+            self.model = build_model()
         self.train_set, self.dev_set = data.train_set, data.dev_set
         self.sampler, self.train_loader = data.sampler, data.train
         self.dev_loader = data.dev

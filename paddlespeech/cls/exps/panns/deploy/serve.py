@@ -116,7 +116,7 @@ def main(argv):
                         f"requirements-serve.txt (or 'paddlespeech-cls"
                         f"[serve]')") from e
     from paddlespeech.cls.serving.batcher import GaveUp
-    from paddlespeech.cls.serving.process import ProcessPredictor
+    from paddlespeech.cls.opener import open_model
     from paddlespeech.cls.serving.service import default_threads
 
     handler = logging.StreamHandler()
@@ -134,9 +134,9 @@ def main(argv):
 
     service = Service(
         cfg.export_dir,
-        lambda: ProcessPredictor(model_dir=cfg.export_dir, device=cfg.device,
-                                 cpu_threads=threads,
-                                 label_file=cfg.label_file),
+        lambda: open_model(model_dir=cfg.export_dir, device=cfg.device,
+                           cpu_threads=threads, label_file=cfg.label_file,
+                           isolated=True),
         cfg.serve_workers, cfg.max_batch_size, cfg.max_wait_ms,
         cfg.max_seconds, cfg.window_seconds, on_fatal=fatal,
         max_restarts=cfg.max_restarts,
