@@ -70,16 +70,53 @@ def resample(wav, orig_sr, target_sr):
         np.float32)
 
 
-def load_audio(path, sample_rate, min_samples=0):
+def load_audio(path, sample_rate, min_samples=0, start=None, end=None):
     """Read ``path``, mix down to mono, resample to ``sample_rate``.
 
     Clips shorter than ``min_samples`` (e.g. one FFT window) are zero-padded
-    at the end. Raises :class:`AudioError` for unreadable files and for
-    non-finite samples, which would otherwise become NaN scores.
+    at the end. ``start``/``end`` (seconds): only that part of the file is
+    read (a :class:`Segment` path carries its own). Raises
+    :class:`AudioError` for unreadable files and for non-finite samples,
+    which would otherwise become NaN scores.
     """
+    if isinstance(path, Segment):
+        path, start, end = path.path, path.start, path.end
     with _open(path) as f:
-        wav, orig_sr = _read(f, path), f.samplerate
+        wav, orig_sr = read_segment(f, path, start, end), f.samplerate
     return _prepare(wav, orig_sr, sample_rate, min_samples, path)
+
+
+def read_segment(f, path, start=None, end=None):
+    """``[frames, channels]`` float32 of the open file ``f`` from ``start``
+    to ``end`` seconds (None: its beginning / end), without decoding the
+    rest."""
+    if start is None and end is None:
+        return _read(f, path)
+    first = int(round((start or 0.0) * f.samplerate))
+    last = f.frames if end is None else min(
+        f.frames, int(round(end * f.samplerate)))
+    if first >= last:
+        raise AudioError(path, f'segment {start}-{end} s is empty (the file '
+                         f'lasts {f.frames / f.samplerate:.3f} s)')
+    f.seek(first)
+    return _read(f, path, last - first)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The part ``start``-``end`` (seconds) of the audio file ``path``: a
+    clip of a manifest with ``start``/``end`` columns. Opens as its file
+    (``os.fspath``); :func:`load_audio` and :func:`read_windows` read only
+    the segment."""
+    path: str
+    start: float
+    end: float
+
+    def __fspath__(self):
+        return str(self.path)
+
+    def __str__(self):
+        return f'{self.path} [{self.start:g}-{self.end:g} s]'
 
 
 def read_windows(path, sample_rate, window_seconds, min_samples=0,
@@ -98,13 +135,23 @@ def read_windows(path, sample_rate, window_seconds, min_samples=0,
     shorter (and a file shorter than a window gives one window).
     """
     size, hop = window_samples(sample_rate, window_seconds, hop_seconds)
+    segment = path if isinstance(path, Segment) else None
+    if segment:
+        path = segment.path
     with _open(path) as f:
         orig_sr = f.samplerate
         frames = max(1, int(round(hop * orig_sr / sample_rate)))
+        left = None
+        if segment:
+            left = len(read_segment(f, path, segment.start, segment.end))
+            f.seek(int(round(segment.start * orig_sr)))
         stream = _ResampleStream(orig_sr, sample_rate)
         pending, first, last_end = np.zeros(0, np.float32), True, None
         while True:
-            wav = _read(f, path, frames, first=first)
+            wav = _read(f, path, frames if left is None else
+                        max(0, min(frames, left)), first=first)
+            if left is not None:
+                left -= wav.shape[0]
             first, done = False, wav.shape[0] == 0
             if not np.isfinite(wav).all():
                 raise AudioError(path, 'contains NaN or infinite samples')

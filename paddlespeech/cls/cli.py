@@ -16,6 +16,10 @@ COMMANDS = {  # command: (module in exps/panns, what it does)
     'serve': ('deploy.serve', 'serve an export over HTTP'),
     'detect': ('detect', 'find when sounds occur in long recordings'),
     'tag': ('tag', 'tag audio files with the 527 AudioSet classes'),
+    'search': ('search', 'find the windows of an analysed archive most '
+               'like a query clip'),
+    'review': ('review', 'a review page of detected events (or any '
+               'candidates)'),
     'synth': ('synth', 'write the synthetic demo data (or a long '
               'recording)'),
     'convert': ('convert', 'convert a PyTorch PANNs checkpoint to Paddle '

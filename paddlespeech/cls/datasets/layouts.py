@@ -8,8 +8,12 @@ layout, each read into a :class:`.clips.ClipTable`.
 * manifest: a CSV (or ``.tsv``) with a header, a ``path`` (or
   ``file_name``) column relative to the manifest's folder and a ``label``
   column (or ``labels``, split on ``;``), optionally ``fold``; a file on
-  several rows with different labels is multi-label. ``data_dir`` is the
-  manifest itself or a folder holding one of :data:`MANIFEST_NAMES`.
+  several rows with different labels is multi-label. Optional ``start``
+  and ``end`` columns (seconds) make a row's clip that part of its file
+  (:class:`..audio.Segment`; several parts of one file are several
+  clips), as the review page's export writes them; an absolute ``path``
+  is taken as it is. ``data_dir`` is the manifest itself or a folder
+  holding one of :data:`MANIFEST_NAMES`.
 
 Class order: label names sorted, names kept exactly as written. Data
 without folds gets stratified ones (:mod:`.folds`). Lists the tree once
@@ -19,7 +23,7 @@ import csv
 import os
 from pathlib import Path
 
-from ..audio import AUDIO_SUFFIXES, describe_left_out, find_audio
+from ..audio import AUDIO_SUFFIXES, Segment, describe_left_out, find_audio
 from ..logs import get_logger
 from .clips import ClipTable, DatasetError
 from .esc50 import dataset_root, esc50_table
@@ -77,7 +81,7 @@ def load_table(cfg):
     else:
         manifest = manifest_path(root)
         root, source = manifest.parent, manifest
-        files, labels, folds = read_manifest(manifest)
+        files, labels, folds, spans = read_manifest(manifest)
     label_list = sorted({name for names in labels for name in names})
     check_classes(label_list, source, layout == 'folder')
     index = {name: i for i, name in enumerate(label_list)}
@@ -87,8 +91,11 @@ def load_table(cfg):
         folds, folds_file = folds_for(
             root, files, targets, label_list, cfg,
             folds_file_name(source if layout == 'manifest' else None))
-    return ClipTable(root, [root / f for f in files], folds, targets,
-                     label_list, source, folds_file)
+    spans = spans if layout == 'manifest' else {}
+    clips = [Segment(str(root / spans[f][0]), *spans[f][1:]) if f in spans
+             else root / f for f in files]
+    return ClipTable(root, clips, folds, targets, label_list, source,
+                     folds_file)
 
 
 def check_classes(label_list, source, folder=False):
@@ -166,8 +173,10 @@ def manifest_path(data_dir):
 
 
 def read_manifest(manifest):
-    """``(files, [[labels]], folds or None)`` of a manifest: files
-    relative to its folder, in first-listed order."""
+    """``(files, [[labels]], folds or None, spans)`` of a manifest:
+    files relative to its folder (or absolute, as given), in first-listed
+    order; a row with ``start``/``end`` is the clip ``file@start-end``,
+    whose ``(file, start, end)`` ``spans`` holds."""
     manifest = Path(manifest)
     delimiter = '\t' if manifest.suffix.lower() == '.tsv' else ','
     try:
@@ -185,17 +194,35 @@ def read_manifest(manifest):
             f'column and a label (or labels) column, and at least one row; '
             f'found columns {columns} and {len(rows)} rows')
     root = os.path.abspath(manifest.parent)
-    labels, folds, first = {}, {}, {}
+    labels, folds, first, spans = {}, {}, {}, {}
     has_fold = 'fold' in columns
+    has_span = 'start' in columns and 'end' in columns
     for line, r in enumerate(rows, start=2):
         where = f'manifest {manifest} line {line}'
         given = (r.get(path_col) or '').strip()
         full = os.path.normpath(os.path.join(root, given))
-        if not given or os.path.commonpath([root, full]) != root:
+        if not given or (not os.path.isabs(given) and
+                         os.path.commonpath([root, full]) != root):
             raise DatasetError(
                 f'{where}: path {given!r} is outside {root}: put the clips '
-                f'in the manifest\'s folder and give paths relative to it')
-        rel = Path(os.path.relpath(full, root)).as_posix()
+                f'in the manifest\'s folder and give paths relative to it, '
+                f'or give absolute paths')
+        rel = Path(full if os.path.isabs(given) else
+                   os.path.relpath(full, root)).as_posix()
+        span = (r.get('start') or '').strip(), (r.get('end') or '').strip()
+        if has_span and any(span):
+            try:
+                start, end = map(float, span)
+            except ValueError:
+                start = end = float('nan')
+            if not 0 <= start < end:
+                raise DatasetError(
+                    f'{where}: start {span[0]!r} and end {span[1]!r} are not '
+                    f'seconds with 0 <= start < end: fix them or leave both '
+                    f'empty for the whole file')
+            path = rel
+            rel = f'{path}@{start:g}-{end:g}'
+            spans[rel] = (path, start, end)
         raw = r.get(label_col) or ''
         names = [n.strip() for n in (raw.split(';') if label_col == 'labels'
                                      else [raw])]
@@ -224,5 +251,5 @@ def read_manifest(manifest):
                     f'the same fold')
     files = list(labels)
     return (files, [labels[f] for f in files],
-            [folds[f] for f in files] if has_fold else None)
+            [folds[f] for f in files] if has_fold else None, spans)
 
