@@ -104,3 +104,39 @@ def test_head_only_refuses_data_parallel_flags(tiny_dataset, tmp_path,
     monkeypatch.setattr('paddle.distributed.get_world_size', lambda: 2)
     with pytest.raises(UserError, match='head_only'):
         train(tiny_dataset, tmp_path / 'x', head_only=True)
+
+
+def test_segments_of_a_manifest_are_embedded_alone(tmp_path):
+    """Manifest rows with start/end (the review page's export): each
+    segment is embedded on its own, as open_model embeds that part of the
+    file."""
+    import soundfile as sf
+    from paddlespeech.cls.audio import Segment, load_audio
+    from paddlespeech.cls.embeddings import _clip_key
+    sr, rng = 32000, np.random.default_rng(0)
+    t = np.arange(sr // 2) / sr
+    rows = ['path,label,start,end,fold']
+    for i in range(6):
+        tone = 0.3 * np.sin(2 * np.pi * (300 + 40 * i) * t)
+        noise = 0.1 * rng.standard_normal(sr // 2)
+        sf.write(tmp_path / f'rec{i}.wav', np.concatenate([tone, noise]), sr)
+        rows += [f'rec{i}.wav,tone,0,0.5,{i % 3 + 1}',
+                 f'rec{i}.wav,noise,0.5,1.0,{i % 3 + 1}']
+    (tmp_path / 'manifest.csv').write_text('\n'.join(rows) + '\n')
+    out = tmp_path / 'run'
+    train(tmp_path / 'manifest.csv', out, head_only=True, batch_size=4)
+    entries = {p.stem: p for p in (out / 'embeddings').rglob('*.npz')}
+    assert len(entries) == 12
+    model = open_model(checkpoint=out / 'epoch_1' / 'model.pdparams',
+                       device='cpu')
+    for start, end in ((0.0, 0.5), (0.5, 1.0)):
+        seg = Segment(str(tmp_path / 'rec4.wav'), start, end)
+        with np.load(entries[_clip_key(seg)]) as z:
+            cached = z['embedding']
+        assert cached.shape == (1, 512)
+        direct = model.embeddings([load_audio(seg, sr)])
+        np.testing.assert_allclose(cached, direct, rtol=1e-5, atol=1e-4)
+    tone, noise = (np.load(entries[_clip_key(Segment(
+        str(tmp_path / 'rec4.wav'), a, b))])['embedding'] for a, b in
+        ((0.0, 0.5), (0.5, 1.0)))
+    assert np.abs(tone - noise).max() > 1e-2

@@ -389,7 +389,7 @@ def _open(path):
         raise AudioError(path, 'is a directory, not an audio file')
     if p.stat().st_size == 0:
         raise AudioError(path, 'empty file (0 bytes)')
-    return _soundfile(str(path), path)
+    return _soundfile(os.fspath(path), path)
 
 
 def _soundfile(source, path):

@@ -131,9 +131,12 @@ def _weights_key(layer):
 
 
 def _clip_key(path):
+    """The file's path, size and mtime, and the part of it a manifest's
+    ``start``/``end`` name (:class:`..audio.Segment`)."""
     st = os.stat(path)
+    part = (getattr(path, 'start', None), getattr(path, 'end', None))
     return hashlib.sha1(f'{Path(path).resolve()}|{st.st_size}|'
-                        f'{st.st_mtime_ns}'.encode()).hexdigest()
+                        f'{st.st_mtime_ns}|{part}'.encode()).hexdigest()
 
 
 class HeadOnly(paddle.nn.Layer):
