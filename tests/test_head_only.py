@@ -16,10 +16,10 @@ from paddlespeech.cls.export import export
 from paddlespeech.cls.trainer import Trainer
 
 
-def train(data, out, **overrides):
+def train(data, out, config=None, **overrides):
     """Trainer on ``data``: CNN6 from scratch, no augmentation or dropout,
     whole 0.5 s clips; returns the metrics records."""
-    cfg = load_config(None, {
+    cfg = load_config(config, {
         'data_dir': str(data), 'checkpoint_dir': str(out), 'backbone':
         'cnn6', 'pretrained': False, 'dropout': 0.0, 'clip_seconds': 0.5,
         'epochs': 1, 'batch_size': 8, 'learning_rate': 1e-3,
@@ -140,3 +140,37 @@ def test_segments_of_a_manifest_are_embedded_alone(tmp_path):
         str(tmp_path / 'rec4.wav'), a, b))])['embedding'] for a, b in
         ((0.0, 0.5), (0.5, 1.0)))
     assert np.abs(tone - noise).max() > 1e-2
+
+
+def test_init_checkpoint_gives_the_backbone_of_another_run(
+        trained_checkpoint, tiny_dataset, tmp_path):
+    """A checkpoint of 3 classes starts a 2-class run: its backbone comes
+    over (kept exactly by head-only training), its head does not."""
+    import csv
+    rows = list(csv.DictReader(open(tiny_dataset / 'meta' / 'esc50.csv')))
+    keep = sorted({r['category'] for r in rows})[:2]
+    lines = ['path,label,fold'] + [
+        f'{tiny_dataset / "audio" / r["filename"]},{r["category"]},'
+        f'{r["fold"]}' for r in rows if r['category'] in keep]
+    (tmp_path / 'two.csv').write_text('\n'.join(lines) + '\n')
+    out = tmp_path / 'run'
+    train(tmp_path / 'two.csv', out, head_only=True,
+          init_checkpoint=str(trained_checkpoint))
+    start, _ = read_state(trained_checkpoint)
+    _, state = head(out / 'epoch_1')
+    backbone = [k for k in start if k.startswith('backbone.')]
+    assert len(backbone) > 10
+    for k in backbone:
+        np.testing.assert_array_equal(np.asarray(state[k]),
+                                      np.asarray(start[k]))
+    assert list(np.asarray(state['fc.weight']).shape) == [512, 2]
+
+
+def test_init_checkpoint_with_other_features_is_refused(
+        trained_checkpoint, tiny_dataset, tmp_path):
+    from paddlespeech.cls.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match=r'other feature settings '
+                       r'\(n_mels=64 \(model: 32\)\)'):
+        (tmp_path / 'c.yaml').write_text('feature:\n  n_mels: 32\n')
+        train(tiny_dataset, tmp_path / 'run', tmp_path / 'c.yaml',
+              init_checkpoint=str(trained_checkpoint))

@@ -41,6 +41,7 @@ DEFAULTS = {
     'backbone': 'cnn14',
     'pretrained': True,
     'pretrained_path': None,
+    'init_checkpoint': None,  # backbone of a checkpoint trained here
     'dropout': 0.1,
     # training
     'epochs': 50,
@@ -142,7 +143,7 @@ AUGMENT_DEFAULTS = {
 # number where fractions are fine. The others have their default's type.
 TYPES = {
     'data_dir': str, 'folds_file': str, 'clip_seconds': float,
-    'pretrained_path': str, 'warmup_epochs': float, 'lr_step_epochs': float,
+    'pretrained_path': str, 'init_checkpoint': str, 'warmup_epochs': float, 'lr_step_epochs': float,
     'window_seconds': float, 'detect_dir': str,
     'visualdl_dir': str, 'folds': (str, int), 'cv_dir': str, 'device': str,
     'cpu_threads': int, 'wav': (str, list), 'checkpoint': str,

@@ -29,7 +29,7 @@ from .evaluation import evaluate
 from .errors import UserError
 from .features import FrontEnd
 from .logs import get_logger
-from .models import build_classifier
+from .models import build_classifier, init_backbone
 from .optim import MixedPrecision, Schedule, build_lr, freeze  # noqa: F401
 from .runtime import (Interrupted, StopRequest, check_amp, select_device,
                       set_cpu_threads)
@@ -70,9 +70,14 @@ class Trainer:
         labels = self.table.label_list
 
         def build_model():
-            return build_classifier(cfg.backbone, len(labels), cfg.dropout,
-                                    cfg.pretrained, cfg.pretrained_path,
-                                    self.task, cfg.head_hidden)
+            init = cfg.init_checkpoint
+            model = build_classifier(
+                cfg.backbone, len(labels), cfg.dropout,
+                cfg.pretrained and not init, cfg.pretrained_path, self.task,
+                cfg.head_hidden)
+            if init:
+                init_backbone(model, init, cfg.feature)
+            return model
 
         # head-only: the frozen backbone embeds every clip once (cached) as
         # the loaders are made; the loop then trains the head on them

@@ -1,4 +1,5 @@
-from .classifier import SoundClassifier, build_classifier, load_classifier
+from .classifier import (SoundClassifier, build_classifier, init_backbone,
+                         load_classifier)
 from .panns import CNN6, CNN10, CNN14, cnn6, cnn10, cnn14
 from .panns.registry import BACKBONES, get_backbone
 

@@ -87,6 +87,33 @@ def load_classifier(checkpoint, expected_backbone=None, label_file=None):
     return model, meta['label_list'], FeatureConfig.from_dict(meta['feature'])
 
 
+def init_backbone(model, checkpoint, feature):
+    """Load the backbone of ``checkpoint`` (one trained here, any label
+    set) into ``model``; its head is left as built. Refused unless the
+    checkpoint's backbone and ``feature`` settings are ``model``'s."""
+    state, meta = read_state(checkpoint)
+    if meta is None:
+        raise CheckpointError(f'{checkpoint} has no metadata: pass a '
+                              f'checkpoint written by train.py')
+    want = type(model.backbone).__name__.lower()
+    if meta['backbone'] != want:
+        raise CheckpointError(f'{checkpoint} holds a {meta["backbone"]} '
+                              f'backbone, this run trains {want}: set '
+                              f'backbone: {meta["backbone"]}')
+    bad = feature.mismatches(**meta['feature'])
+    if bad:
+        raise CheckpointError(f'{checkpoint} was trained with other feature '
+                              f'settings ({", ".join(bad)}): use its '
+                              f'feature section in this run\'s config')
+    body = {k.split('.', 1)[1]: v for k, v in state.items()
+            if k.startswith('backbone.')}
+    problems = fit_problems(model.backbone.state_dict(), body)
+    if problems:
+        raise CheckpointError(f'{checkpoint}: its backbone does not fit: '
+                              f'{describe(problems)}')
+    model.backbone.set_state_dict(body)
+
+
 def upstream_meta(state, source, label_file=None):
     """What a classifier state dict without ``_meta`` (written by upstream
     PaddleSpeech's ``train.py``; same tensor names) needs: the backbone that

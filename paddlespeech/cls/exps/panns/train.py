@@ -99,6 +99,9 @@ def get_parser():
         help='start from the AudioSet weights (true/false)')
     add('--pretrained_path', help='local .pdparams of the backbone instead '
         'of the download')
+    add('--init_checkpoint', help='start the backbone from a checkpoint '
+        'trained here (any classes: its head is dropped) instead of the '
+        'AudioSet weights; its feature settings must be this run\'s')
     # optimisation
     for flag, kind, what in OPTIM_FLAGS:
         add(f'--{flag}', type=kind, help=what)
