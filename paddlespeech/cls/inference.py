@@ -9,6 +9,8 @@ or :class:`OnnxRunner` (ONNX Runtime on CPU: fp32 or INT8). The front end,
 the label check and softmax-for-logits stay in the Predictor.
 """
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -17,6 +19,20 @@ from .errors import UserError
 from .features import FrontEnd
 from .runtime import check_bf16, stdout_silenced
 from .scoring import SoundModel, softmax
+
+
+@dataclass
+class DeployConfig:
+    """The ``deploy:`` section: how an export runs (``deploy/predict.py``,
+    ``detect.py``); the flags ``--batch_size`` and ``--precision`` of those
+    scripts are the keys ``infer_batch_size`` and ``trt_precision`` of
+    flat files."""
+    FLAT = {'batch_size': 'infer_batch_size', 'precision': 'trt_precision'}
+    batch_size: int = 16  # windows per predictor run
+    enable_mkldnn: bool = True
+    use_tensorrt: bool = False
+    precision: str = 'fp32'  # TensorRT's
+    backend: Optional[str] = None  # None: what the export holds
 
 
 class Predictor(SoundModel):
