@@ -16,6 +16,7 @@ class TrainConfig:
     lr_step_epochs: float = 10  # step: multiply by lr_gamma every N epochs
     lr_gamma: float = 0.1
     freeze_backbone_epochs: int = 0  # train only the head at first
+    head_only: bool = False  # the head alone, on cached backbone embeddings
     # evaluations without a better dev score; 0: off
     early_stop_patience: int = 0
     average_last: int = 0  # average the last N epoch checkpoints into avg_N/

@@ -13,6 +13,7 @@ class ModelConfig:
     pretrained: bool = True
     pretrained_path: Optional[str] = None
     dropout: float = 0.1
+    head_hidden: int = 0  # units of a hidden layer in the head; 0: linear
 
 
 _HOMES = {
