@@ -107,7 +107,7 @@ def test_best_chosen_on_a_validation_split(tiny_dataset, tmp_path):
                        'metrics.json').read_text())
     model, _, feature = load_classifier(result['checkpoint'])
     val = ESC50Dataset(tiny_dataset, 'val', 2, feature, NumpyLogMel(feature),
-                       val_fraction=0.25, seed=conf['seed'])
+                       val_fraction=0.25, seed=conf['train']['seed'])
     x, y = collate([val[i] for i in range(len(val))], feature.floor_db)
     with paddle.no_grad():
         predicted = model(paddle.to_tensor(x)).numpy().argmax(axis=1)

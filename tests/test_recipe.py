@@ -286,7 +286,8 @@ def recipe_conf(tiny_dataset, trained_checkpoint, tmp_path_factory):
     path = root / 'tiny.yaml'
     path.write_text(yaml.safe_dump(conf))
     run_script('export_model.py', '--config', path, '--checkpoint',
-               trained_checkpoint, '--output_dir', conf['export_dir'])
+               trained_checkpoint, '--output_dir',
+               conf['export']['export_dir'])
     return path
 
 
