@@ -72,7 +72,7 @@ def test_sections_are_dataclasses_of_their_modules():
         'expected_sample_rate': ('predict', 'sample_rate'),
         'expected_n_mels': ('predict', 'n_mels'),
         'tag_arch': ('predict', 'arch'),
-        'infer_batch_size': ('deploy', 'batch_size'),
+        'infer_batch_size': ('predict', 'batch_size'),
         'trt_precision': ('deploy', 'precision'),
         'export_format': ('export', 'format'),
         'export_precision': ('export', 'precision'),
@@ -128,7 +128,7 @@ def test_flat_and_sectioned_files_give_every_key_the_same_value(tmp_path):
     assert {k: v for k, v in vars(a).items() if k != 'config'} == \
         {k: v for k, v in vars(b).items() if k != 'config'}
     assert b.detect.model_dir == b.detect_model_dir == flat['detect_model_dir']
-    assert b.deploy.batch_size == b.infer_batch_size == 19
+    assert b.predict.batch_size == b.infer_batch_size == 19
     assert b.train.batch_size == b.batch_size == 19
     assert (b.feature.n_mels, b.augment.mixup_alpha) == (32, 0.4)
     assert load_config().flat() != flat  # the values are not the defaults
@@ -141,7 +141,7 @@ def test_flat_attributes_read_and_write_their_section():
         (4, 'm', 3)
     cfg.epochs = 7
     cfg.infer_batch_size = 2
-    assert (cfg.train.epochs, cfg.deploy.batch_size) == (7, 2)
+    assert (cfg.train.epochs, cfg.predict.batch_size) == (7, 2)
     other = cfg.replace(split=3, resume=True)
     assert (other.data.split, other.train.resume) == (3, True)
     assert (cfg.data.split, cfg.train.resume) == (1, False)
@@ -250,8 +250,8 @@ def test_config_value_types_checked_at_load(tmp_path):
                                       "got ['a']"),
             ('detect:\n  model_dir: [a]', "detect: model_dir must be a "
                                           "string, got ['a']"),
-            ('deploy:\n  batch_size: all', "deploy: batch_size must be an "
-                                           "integer, got 'all'"),
+            ('predict:\n  batch_size: all', "predict: batch_size must be "
+                                            "an integer, got 'all'"),
             ('synthetic: 3', 'synthetic must be a mapping, got 3'),
             ('train: 3', 'train must be a mapping of keys, got 3'),
             ('feature:\n  n_mels: many', "feature: n_mels must be an "

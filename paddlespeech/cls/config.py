@@ -15,7 +15,7 @@ versions keep loading: a top-level key is the flat name of one field,
 its name (``epochs`` is ``train.epochs``) or, where a name recurs in
 several sections, the name a section's ``FLAT`` gives it
 (``detect_model_dir`` is ``detect.model_dir``, ``infer_batch_size`` is
-``deploy.batch_size``); ``feature`` and ``augment`` were sections already
+``predict.batch_size``); ``feature`` and ``augment`` were sections already
 and have no flat names. The loaded :class:`Config` reads both ways
 (``cfg.train.epochs``, ``cfg.epochs``). Values are checked against the
 field types and unknown keys refused, with near misses named, when the

@@ -23,12 +23,9 @@ from .scoring import SoundModel, softmax
 
 @dataclass
 class DeployConfig:
-    """The ``deploy:`` section: how an export runs (``deploy/predict.py``,
-    ``detect.py``); the flags ``--batch_size`` and ``--precision`` of those
-    scripts are the keys ``infer_batch_size`` and ``trt_precision`` of
-    flat files."""
-    FLAT = {'batch_size': 'infer_batch_size', 'precision': 'trt_precision'}
-    batch_size: int = 16  # windows per predictor run
+    """The ``deploy:`` section: how an export runs (``deploy/predict.py``);
+    ``--precision`` is ``trt_precision`` in flat files."""
+    FLAT = {'precision': 'trt_precision'}
     enable_mkldnn: bool = True
     use_tensorrt: bool = False
     precision: str = 'fp32'  # TensorRT's

@@ -28,14 +28,16 @@ WINDOW_HELP = ('files are classified in consecutive windows of this many '
 @dataclass
 class PredictConfig:
     """The ``predict:`` section (``predict.py``, ``tag.py``,
-    ``deploy/predict.py``, ``export_model.py --checkpoint``). ``backbone``,
-    ``sample_rate`` and ``n_mels`` are only checked against the model's;
-    ``arch`` is the AudioSet model ``tag.py`` (and ``detect.py
-    --pretrained``) tag with. Flat files call them ``expected_backbone``,
-    ``expected_sample_rate``, ``expected_n_mels`` and ``tag_arch``."""
+    ``deploy/predict.py``, ``detect.py``, ``export_model.py
+    --checkpoint``). ``backbone``, ``sample_rate`` and ``n_mels`` are only
+    checked against the model's; ``arch`` is the AudioSet model ``tag.py``
+    (and ``detect.py --pretrained``) tag with. Flat files call them
+    ``expected_backbone``, ``expected_sample_rate``, ``expected_n_mels``
+    and ``tag_arch``, and ``batch_size`` ``infer_batch_size``."""
     FLAT = {'backbone': 'expected_backbone',
             'sample_rate': 'expected_sample_rate',
-            'n_mels': 'expected_n_mels', 'arch': 'tag_arch'}
+            'n_mels': 'expected_n_mels', 'arch': 'tag_arch',
+            'batch_size': 'infer_batch_size'}
     wav: Optional[Union[str, list]] = None  # audio files or directories
     checkpoint: Optional[str] = None  # a train.py checkpoint
     label_file: Optional[str] = None  # class names of a model without them
@@ -44,6 +46,7 @@ class PredictConfig:
     n_mels: Optional[int] = None
     top_k: int = 1
     window_seconds: Optional[float] = None  # None: the model's clip length
+    batch_size: int = 16  # windows per model run
     arch: str = 'cnn14'
 
 
