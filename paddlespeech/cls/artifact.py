@@ -53,7 +53,8 @@ class ExportConfig:
     calib_data: Optional[str] = None  # None: the training folds of data_dir
     calib_clips: int = 200  # calibration clips (classes take turns)
     check_data: Optional[str] = None  # None: the dev fold of data_dir
-    max_drop: float = 1.0  # points of dev score a low-precision export may lose
+    # points of dev score a low-precision export may lose
+    max_drop: float = 1.0
     force: bool = False  # write it even if it loses more
 
 

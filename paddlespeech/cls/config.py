@@ -77,7 +77,7 @@ def flat_keys():
         aliases = getattr(cls, 'FLAT', {})
         for f in dataclasses.fields(cls):
             key = aliases.get(f.name, f.name)
-            assert key not in out, f'flat key {key} in {out[key][0]} and {name}'
+            assert key not in out, f'{key} in {out[key][0]} and {name}'
             out[key] = (name, f.name)
     return out
 

@@ -30,7 +30,8 @@ class DetectConfig:
             'output_dir': 'detect_dir'}
     model_dir: Optional[str] = None  # an export
     pretrained: bool = False  # the AudioSet tagger of predict.arch
-    window_seconds: Optional[float] = None  # None: the model's clip length (else 5 s)
+    # None: the model's clip length (else 5 s)
+    window_seconds: Optional[float] = None
     hop_seconds: Optional[float] = None  # None: half a window
     threshold: float = 0.5
     threshold_off: Optional[float] = None  # None: threshold (no hysteresis)

@@ -20,7 +20,8 @@ class TrainConfig:
     # evaluations without a better dev score; 0: off
     early_stop_patience: int = 0
     average_last: int = 0  # average the last N epoch checkpoints into avg_N/
-    keep_checkpoint_max: int = 0  # last N epoch_N/ kept (>= average_last); 0: all
+    # last N epoch_N/ kept (>= average_last); 0: all
+    keep_checkpoint_max: int = 0
     amp: str = 'off'  # off | fp16 | bf16 (GPU only)
     visualdl_dir: Optional[str] = None  # VisualDL log directory; None: none
     batch_size: int = 16  # clips per training step (per process)

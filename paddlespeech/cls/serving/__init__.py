@@ -15,14 +15,16 @@ class ServeConfig:
     host: str = '127.0.0.1'
     port: int = 8090  # as PaddleSpeech's server
     max_batch_size: int = 8  # clips per predictor run
-    max_wait_ms: float = 10.0  # wait for a fuller batch, only while requests arrive
+    # wait for a fuller batch, only while requests arrive
+    max_wait_ms: float = 10.0
     max_upload_mb: float = 20.0  # larger request bodies: 413
     max_seconds: float = 600.0  # longer audio: 413
     workers: int = 1  # predictors sharing the queue
     max_inflight_seconds: float = 1800.0  # audio admitted at once; more: 503
     max_restarts: int = 5  # failed restarts of a dead predictor in a row
     graceful_timeout: float = 30.0  # seconds requests get to finish at stop
-    api_key: Optional[str] = None  # None: $PADDLESPEECH_CLS_API_KEY, else no key
+    # None: $PADDLESPEECH_CLS_API_KEY, else no key
+    api_key: Optional[str] = None
 
 
 _HOMES = {'create_app': '.app', 'MicroBatcher': '.batcher',
