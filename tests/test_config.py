@@ -277,7 +277,7 @@ def test_config_types_match_the_flags():
     for script in SCRIPTS:
         parser = runpy.run_path(str(ROOT / script))['get_parser']()
         for a in parser._actions:
-            if a.dest in ('help', 'config', 'debug'):
+            if a.dest in ('help', 'config', 'debug', 'log_level'):
                 continue
             kinds, _ = key_kinds(a.dest)
             if a.type in flag_type:
