@@ -65,7 +65,7 @@ def test_sections_are_dataclasses_of_their_modules():
         'serve': 'paddlespeech.cls.serving'}
     assert all(dataclasses.is_dataclass(c) for c in sections().values())
     # the flat keys of earlier versions, the 13 renamed ones among them
-    assert len(flat_keys()) == 86
+    assert len(flat_keys()) == 88
     renamed = {k: v for k, v in flat_keys().items() if k != v[1]}
     assert renamed == {
         'expected_backbone': ('predict', 'backbone'),
