@@ -51,10 +51,9 @@ def main():
     p.add_argument('--epochs', type=int, help='default: the config\'s')
     p.add_argument('--cpu_threads', type=int, default=2)
     a = p.parse_args()
-    cfg = yaml.safe_load(Path(a.config).read_text())
-    if not cfg.get('augment'):
+    if not yaml.safe_load(Path(a.config).read_text()).get('augment'):
         sys.exit(f'error: {a.config} has no augment: section to compare')
-    synthetic = dict(cfg.get('synthetic') or {})
+    synthetic = dict(load_config(a.config).data.synthetic)
     synthetic['clips_per_fold'] = a.clips_per_fold
     for key in ('classes', 'seconds'):
         if getattr(a, key) is not None:

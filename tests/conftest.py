@@ -6,12 +6,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from paddlespeech.cls.runtime import prepare_process
 
 prepare_process()
 
 from tests import panns_reference
+from paddlespeech.cls.config import flat_keys
 from paddlespeech.cls.datasets.synthetic import generate
 from paddlespeech.cls.models.panns.convert import convert
 
@@ -64,6 +66,15 @@ def run_script(script, *args, check=True, timeout=600):
     if check:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
+
+
+def conf_with(name, **flat):
+    """``conf/<name>`` as a dict, with flat keys set in their sections."""
+    conf = yaml.safe_load((ROOT / 'conf' / name).read_text())
+    for key, value in flat.items():
+        section, field = flat_keys()[key]
+        conf.setdefault(section, {})[field] = value
+    return conf
 
 
 def train_args(dataset, checkpoint_dir, *extra):

@@ -9,7 +9,7 @@ import paddle
 import pytest
 import yaml
 
-from tests.conftest import ROOT, script_env
+from tests.conftest import ROOT, conf_with, script_env
 from paddlespeech.cls.datasets import collate
 from paddlespeech.cls.datasets.esc50 import ESC50Dataset
 from paddlespeech.cls.features import NumpyLogMel
@@ -45,9 +45,9 @@ def run_cv(conf_path, cv_dir, *extra):
 
 @pytest.mark.slow
 def test_cross_validation_report_and_rerun(tiny_dataset, tmp_path):
-    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
-    conf.update(data_dir=str(tiny_dataset), epochs=1, save_freq=1,
-                batch_size=8, checkpoint_dir=str(tmp_path / 'unused'))
+    conf = conf_with('demo.yaml', data_dir=str(tiny_dataset), epochs=1,
+                     save_freq=1, batch_size=8,
+                     checkpoint_dir=str(tmp_path / 'unused'))
     conf_path = tmp_path / 'cv.yaml'
     conf_path.write_text(yaml.safe_dump(conf))
     cv_dir = tmp_path / 'cv'
@@ -91,9 +91,9 @@ def test_cross_validation_report_and_rerun(tiny_dataset, tmp_path):
 def test_best_chosen_on_a_validation_split(tiny_dataset, tmp_path):
     """``--val_fraction``: best/ is chosen on held-out training clips, so it
     is what the fold is scored with, and nothing is labelled optimistic."""
-    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
-    conf.update(data_dir=str(tiny_dataset), epochs=2, save_freq=1,
-                batch_size=8, checkpoint_dir=str(tmp_path / 'unused'))
+    conf = conf_with('demo.yaml', data_dir=str(tiny_dataset), epochs=2,
+                     save_freq=1, batch_size=8,
+                     checkpoint_dir=str(tmp_path / 'unused'))
     conf_path = tmp_path / 'cv.yaml'
     conf_path.write_text(yaml.safe_dump(conf))
     proc = run_cv(conf_path, tmp_path / 'cv', '--folds', '2',
@@ -107,7 +107,7 @@ def test_best_chosen_on_a_validation_split(tiny_dataset, tmp_path):
                        'metrics.json').read_text())
     model, _, feature = load_classifier(result['checkpoint'])
     val = ESC50Dataset(tiny_dataset, 'val', 2, feature, NumpyLogMel(feature),
-                       val_fraction=0.25, seed=conf['seed'])
+                       val_fraction=0.25, seed=conf['train']['seed'])
     x, y = collate([val[i] for i in range(len(val))], feature.floor_db)
     with paddle.no_grad():
         predicted = model(paddle.to_tensor(x)).numpy().argmax(axis=1)

@@ -11,7 +11,7 @@ import paddle
 import pytest
 import yaml
 
-from tests.conftest import ROOT, script_env
+from tests.conftest import ROOT, conf_with, script_env
 
 pytestmark = pytest.mark.slow
 WORKER = [str(ROOT / 'tests' / 'ddp_worker.py'), str(ROOT / 'conf' /
@@ -115,9 +115,9 @@ def assert_ranks_in_sync(tmp_path, ckpt_dir):
 
 
 def tiny_conf(tiny_dataset, tmp_path):
-    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
-    conf.update(data_dir=str(tiny_dataset), epochs=1, save_freq=1,
-                batch_size=4, checkpoint_dir=str(tmp_path / 'ckpt'))
+    conf = conf_with('demo.yaml', data_dir=str(tiny_dataset), epochs=1,
+                     save_freq=1, batch_size=4,
+                     checkpoint_dir=str(tmp_path / 'ckpt'))
     conf_path = tmp_path / 'tiny.yaml'
     conf_path.write_text(yaml.safe_dump(conf))
     return conf_path

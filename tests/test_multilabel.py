@@ -12,8 +12,8 @@ import pytest
 import yaml
 from sklearn.metrics import average_precision_score  # librosa needs sklearn
 
-from tests.conftest import (ROOT, make_synthetic, run_script, script_env,
-                            train_args)
+from tests.conftest import (ROOT, conf_with, make_synthetic, run_script,
+                            script_env, train_args)
 from paddlespeech.cls.audio import load_audio
 from paddlespeech.cls.augment import mixup
 from paddlespeech.cls.checkpoint import load_checkpoint
@@ -163,9 +163,9 @@ def test_predict_and_export_give_sigmoid_scores(run, dataset, tmp_path):
 
 @pytest.mark.slow
 def test_cross_validation_reports_map(dataset, tmp_path):
-    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
-    conf.update(data_dir=str(dataset), epochs=1, save_freq=1, batch_size=8,
-                cpu_threads=1, checkpoint_dir=str(tmp_path / 'unused'))
+    conf = conf_with('demo.yaml', data_dir=str(dataset), epochs=1,
+                     save_freq=1, batch_size=8, cpu_threads=1,
+                     checkpoint_dir=str(tmp_path / 'unused'))
     conf_path = tmp_path / 'cv.yaml'
     conf_path.write_text(yaml.safe_dump(conf))
     cv_dir = tmp_path / 'cv'

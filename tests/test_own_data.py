@@ -17,7 +17,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from tests.conftest import ROOT, make_synthetic, run_script, script_env
+from tests.conftest import (ROOT, conf_with, make_synthetic, run_script,
+                            script_env)
 from paddlespeech.cls import atomic, prediction
 from paddlespeech.cls.audio import Windowing
 from paddlespeech.cls.config import load_config
@@ -571,8 +572,8 @@ def test_stage_0_and_locate_on_my_sounds(tmp_path):
     assert f'dataset ready: {data} (240 clips, 6 classes, 5 folds, folds ' \
         f'from {data / ".folds.csv"})' in out
     # the later stages find the dev clips through the folds file
-    conf = yaml.safe_load((ROOT / 'conf' / 'my_sounds.yaml').read_text())
-    conf.update(data_dir=str(data), checkpoint_dir=str(ckpt))
+    conf = conf_with('my_sounds.yaml', data_dir=str(data),
+                     checkpoint_dir=str(ckpt))
     (tmp_path / 'my.yaml').write_text(yaml.safe_dump(conf))
     proc = subprocess.run(
         [sys.executable, str(ROOT / 'local' / 'locate.py'), '--config',

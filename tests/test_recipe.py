@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run_script, script_env, train_args
+from tests.conftest import (ROOT, conf_with, run_script, script_env,
+                            train_args)
 from paddlespeech.cls.config import load_config
 from paddlespeech.cls.datasets.esc50 import read_meta
 from paddlespeech.cls.datasets.synthetic import long_recording
@@ -172,12 +173,11 @@ def test_deployed_model_equals_dynamic_model(trained_checkpoint, tiny_dataset,
 def test_run_sh_chains_all_stages(tmp_path):
     """``./run.sh --conf X`` generates data, trains, predicts, exports and
     deploys with no paths passed between the stages."""
-    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
-    conf.update(data_dir=str(tmp_path / 'data'), epochs=1, save_freq=1,
-                checkpoint_dir=str(tmp_path / 'ckpt'),
-                export_dir=str(tmp_path / 'export'),
-                synthetic=dict(conf['synthetic'], clips_per_fold=1,
-                               seconds=0.5))
+    conf = conf_with('demo.yaml', data_dir=str(tmp_path / 'data'),
+                     epochs=1, save_freq=1,
+                     checkpoint_dir=str(tmp_path / 'ckpt'),
+                     export_dir=str(tmp_path / 'export'))
+    conf['data']['synthetic'].update(clips_per_fold=1, seconds=0.5)
     conf_path = tmp_path / 'tiny.yaml'
     conf_path.write_text(yaml.safe_dump(conf))
     env = script_env()
@@ -279,15 +279,15 @@ def recipe_conf(tiny_dataset, trained_checkpoint, tmp_path_factory):
     """A config of the tiny dataset and trained checkpoint, exported into
     ``<root>/exp/tiny/export`` as stage 3 does; detect_dir not set."""
     root = tmp_path_factory.mktemp('recipe')
-    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
-    conf.update(data_dir=str(tiny_dataset),
-                checkpoint_dir=str(trained_checkpoint.parents[1]),
-                export_dir=str(root / 'exp' / 'tiny' / 'export'))
-    conf.pop('detect_dir', None)
+    conf = conf_with('demo.yaml', data_dir=str(tiny_dataset),
+                     checkpoint_dir=str(trained_checkpoint.parents[1]),
+                     export_dir=str(root / 'exp' / 'tiny' / 'export'))
+    assert 'output_dir' not in conf['detect']
     path = root / 'tiny.yaml'
     path.write_text(yaml.safe_dump(conf))
     run_script('export_model.py', '--config', path, '--checkpoint',
-               trained_checkpoint, '--output_dir', conf['export_dir'])
+               trained_checkpoint, '--output_dir',
+               conf['export']['export_dir'])
     return path
 
 

@@ -17,7 +17,8 @@ import paddle
 import pytest
 import yaml
 
-from tests.conftest import ROOT, SCRIPTS, run_script, script_env, train_args
+from tests.conftest import (ROOT, SCRIPTS, conf_with, run_script,
+                            script_env, train_args)
 from paddlespeech.cls import checkpoint
 from paddlespeech.cls.checkpointer import Checkpointer, Progress
 from paddlespeech.cls.config import load_config
@@ -316,9 +317,9 @@ def test_stage_1_resumes_an_existing_checkpoint(tiny_dataset, reference,
     asked for more epochs, and says so."""
     ckpt_dir = tmp_path / 'ckpt'
     shutil.copytree(reference, ckpt_dir)
-    conf = yaml.safe_load((ROOT / 'conf' / 'demo.yaml').read_text())
-    conf.update(data_dir=str(tiny_dataset), checkpoint_dir=str(ckpt_dir),
-                batch_size=4, cpu_threads=1, device='cpu', save_freq=1)
+    conf = conf_with('demo.yaml', data_dir=str(tiny_dataset),
+                     checkpoint_dir=str(ckpt_dir), batch_size=4,
+                     cpu_threads=1, device='cpu', save_freq=1)
     conf_path = tmp_path / 'tiny.yaml'
     conf_path.write_text(yaml.safe_dump(conf))
     env = dict(script_env(), VENV=sys.prefix)

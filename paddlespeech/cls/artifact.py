@@ -39,6 +39,26 @@ SCHEMA_VERSION = 2
 
 
 @dataclass
+class ExportConfig:
+    """The ``export:`` section: what ``export_model.py`` writes and where
+    the prediction tools find it (``export_dir``); ``format`` and
+    ``precision`` are ``export_format`` and ``export_precision`` in flat
+    files."""
+    FLAT = {'format': 'export_format', 'precision': 'export_precision'}
+    export_dir: str = './export'
+    include_frontend: bool = False  # the exported graph takes waveforms
+    format: str = 'paddle'  # paddle | onnx
+    quantize: Optional[str] = None  # int8: post-training static quantisation
+    precision: str = 'fp32'  # fp32 | bf16
+    calib_data: Optional[str] = None  # None: the training folds of data_dir
+    calib_clips: int = 200  # calibration clips (classes take turns)
+    check_data: Optional[str] = None  # None: the dev fold of data_dir
+    # points of dev score a low-precision export may lose
+    max_drop: float = 1.0
+    force: bool = False  # write it even if it loses more
+
+
+@dataclass
 class ExportMeta:
     """``model.json``. ``input``: ``logmel`` ``[batch, frames, n_mels]``,
     or ``waveform`` ``[batch, samples]`` with the front end inside the

@@ -22,17 +22,57 @@ Recipe choices (PANNs transfer: SpecAugment with 2 x 64 frames and
   5 s, so floor runs are in-distribution); ``roll`` is available.
 * gain is +g dB on every bin above the floor (the log of a power gain),
   clamped at the floor; floor bins stay (silence scaled is silence).
-"""
-import paddle
 
-from .config import AUGMENT_DEFAULTS
+The functions import Paddle when called, so that reading the ``augment:``
+section (:class:`AugmentConfig`) with the rest of a configuration does
+not.
+"""
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Union
+
 from .features import FeatureConfig
 
 FLOOR_DB = FeatureConfig().floor_db  # the default front end's silence
 
 
+@dataclass
+class AugmentConfig:
+    """The ``augment:`` section; 0/None turns an augmentation off."""
+    mixup_alpha: Optional[float] = None  # Beta(alpha, alpha); PANNs: 1.0
+    mixup_per_sample: bool = False  # one lam per clip (PANNs: per pair)
+    spec_time_masks: int = 0  # PANNs: 2 x 64 frames
+    spec_time_width: int = 0
+    spec_freq_masks: int = 0  # PANNs: 2 x 8 bins
+    spec_freq_width: int = 0
+    spec_fill: Union[str, float] = 'mean'  # 'mean' (per clip) or a dB value
+    time_shift_frames: int = 0
+    time_shift_mode: str = 'shift'  # or 'roll'
+    gain_db: float = 0
+
+    @classmethod
+    def from_dict(cls, d):
+        """ValueError naming unknown keys (a typo is never silently off)."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f'unknown augmentation settings {unknown}; '
+                             f'known: {sorted(known)}')
+        return cls(**d)
+
+    @property
+    def active(self):
+        """Whether any augmentation is on (else training can keep the
+        plain cross-entropy path)."""
+        return bool(self.mixup_alpha or self.gain_db or
+                    self.time_shift_frames or
+                    (self.spec_time_masks and self.spec_time_width) or
+                    (self.spec_freq_masks and self.spec_freq_width))
+
+
 def _tensor(v, dtype):
     """``v`` as a tensor of ``dtype`` (tensors are cast, not copied)."""
+    import paddle
     if isinstance(v, paddle.Tensor):
         return v.astype(dtype)
     return paddle.to_tensor(v, dtype=dtype)
@@ -40,6 +80,7 @@ def _tensor(v, dtype):
 
 def sample_beta(alpha, shape):
     """Beta(alpha, alpha) from two Gamma draws (Paddle's generator)."""
+    import paddle
     a = paddle.standard_gamma(paddle.full(shape, float(alpha), 'float32'))
     b = paddle.standard_gamma(paddle.full(shape, float(alpha), 'float32'))
     s = a + b  # both can underflow to 0 for tiny alpha: fall back to 0.5
@@ -54,6 +95,7 @@ def mixup(x, targets, alpha, per_sample=False, lam=None, perm=None):
     alike, :meth:`..task.Task.targets`); ``lam`` is ``[batch]`` (one value
     repeated when ``per_sample`` is False). ``alpha`` 0/None (and no ``lam``
     given) returns the input and the targets, ``lam`` = 1."""
+    import paddle
     n = x.shape[0]
     if lam is None:
         if not alpha:
@@ -84,6 +126,7 @@ def mask_stripes(x, axis, num_masks, max_width, fill='mean', starts=None,
     the axis length) starting at ~ U{0..size-width}; masks may overlap.
     Returns ``(x_masked, starts, widths)``, both ``[batch, num_masks]``.
     """
+    import paddle
     n, size = x.shape[0], x.shape[axis]
     if widths is None:
         widths = paddle.randint(0, min(max_width, size) + 1, [n, num_masks])
@@ -105,6 +148,7 @@ def time_shift(x, max_frames, mode='shift', floor=FLOOR_DB, shifts=None):
     """Move each clip by k ~ U{-max_frames..max_frames} frames (k > 0:
     later). ``shift`` fills the vacated frames with ``floor``, ``roll``
     wraps around. Returns ``(x_shifted, shifts)``."""
+    import paddle
     n, t = x.shape[0], x.shape[1]
     if shifts is None:
         shifts = paddle.randint(-max_frames, max_frames + 1, [n])
@@ -126,6 +170,7 @@ def time_shift(x, max_frames, mode='shift', floor=FLOOR_DB, shifts=None):
 def random_gain(x, max_db, floor=FLOOR_DB, gains=None):
     """Add g ~ U[-max_db, max_db] dB per clip to every bin above ``floor``
     (clamped at ``floor``); floor bins stay. Returns ``(x_gained, gains)``."""
+    import paddle
     n = x.shape[0]
     if gains is None:
         gains = (paddle.rand([n]) * 2 - 1) * max_db
@@ -135,64 +180,61 @@ def random_gain(x, max_db, floor=FLOOR_DB, gains=None):
     return out, gains.reshape([n])
 
 
-class Augmenter(paddle.nn.Layer):
-    """All augmentations, chosen by a config dict (0/None disables one).
+class Augmenter:
+    """All augmentations, as an :class:`AugmentConfig` (or a dict of its
+    keys) says.
 
     ``augmenter(x, targets, training=None) -> (x, targets)`` with float
-    ``[batch, num_class]`` targets; ``training`` None follows this layer's
-    ``train()``/``eval()`` mode (pass ``training=model.training`` from the
-    loop). Not training: both unchanged. ``floor_db`` is the front end's
-    silence (:attr:`FeatureConfig.floor_db`), where time shift pads and
-    gain stops. Order as in PANNs (SpecAugment, then
-    mixup), with gain and shift first so the mask fill sees the final
-    level. What was drawn is kept in ``self.last`` (for logging/tests).
+    ``[batch, num_class]`` targets; ``training`` None follows
+    ``train()``/``eval()`` (training at first, as a Paddle layer; pass
+    ``training=model.training`` from the loop). Not training: both
+    unchanged. ``floor_db`` is the front end's silence
+    (:attr:`FeatureConfig.floor_db`), where time shift pads and gain
+    stops. Order as in PANNs (SpecAugment, then mixup), with gain and
+    shift first so the mask fill sees the final level. What was drawn is
+    kept in ``self.last`` (for logging/tests).
     """
-    DEFAULTS = AUGMENT_DEFAULTS
 
     def __init__(self, config=None, floor_db=FLOOR_DB):
-        super().__init__()
-        config = dict(config or {})
-        unknown = sorted(set(config) - set(self.DEFAULTS))
-        if unknown:
-            raise ValueError(f'unknown augmentation settings {unknown}; '
-                             f'known: {sorted(self.DEFAULTS)}')
-        self.config = {**self.DEFAULTS, **config}
+        if not isinstance(config, AugmentConfig):
+            config = AugmentConfig.from_dict(dict(config or {}))
+        self.config = config
         self.floor_db = floor_db
+        self.training = True
         self.last = {}
+
+    def train(self):
+        self.training = True
+
+    def eval(self):
+        self.training = False
 
     @property
     def active(self):
-        """Whether any augmentation is on (else training can keep the
-        plain cross-entropy path)."""
-        c = self.config
-        return bool(c['mixup_alpha'] or c['gain_db'] or
-                    c['time_shift_frames'] or
-                    (c['spec_time_masks'] and c['spec_time_width']) or
-                    (c['spec_freq_masks'] and c['spec_freq_width']))
+        return self.config.active
 
-    def forward(self, x, targets, training=None):
+    def __call__(self, x, targets, training=None):
         c = self.config
         training = self.training if training is None else training
         self.last = {}
         if not training:
             return x, targets
-        if c['gain_db']:
-            x, self.last['gains'] = random_gain(x, c['gain_db'],
-                                                self.floor_db)
-        if c['time_shift_frames']:
+        if c.gain_db:
+            x, self.last['gains'] = random_gain(x, c.gain_db, self.floor_db)
+        if c.time_shift_frames:
             x, self.last['shifts'] = time_shift(
-                x, c['time_shift_frames'], c['time_shift_mode'],
-                self.floor_db)
-        fill = c['spec_fill']
-        if c['spec_time_masks'] or c['spec_freq_masks']:
+                x, c.time_shift_frames, c.time_shift_mode, self.floor_db)
+        fill = c.spec_fill
+        if c.spec_time_masks or c.spec_freq_masks:
             fill = _fill_value(x, fill)  # one fill for both kinds of mask
-        for axis, kind in ((1, 'time'), (2, 'freq')):
-            m, w = c[f'spec_{kind}_masks'], c[f'spec_{kind}_width']
+        for axis, m, w, kind in (
+                (1, c.spec_time_masks, c.spec_time_width, 'time'),
+                (2, c.spec_freq_masks, c.spec_freq_width, 'freq')):
             if m and w:
                 x, s, wd = mask_stripes(x, axis, m, w, fill)
                 self.last[f'{kind}_masks'] = (s, wd)
-        x, targets, lam, perm = mixup(x, targets, c['mixup_alpha'],
-                                      c['mixup_per_sample'])
-        if c['mixup_alpha']:
+        x, targets, lam, perm = mixup(x, targets, c.mixup_alpha,
+                                      c.mixup_per_sample)
+        if c.mixup_alpha:
             self.last['lam'], self.last['perm'] = lam, perm
         return x, targets

@@ -15,7 +15,6 @@ mean ± std.
 """
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -71,10 +70,8 @@ def cross_validate(cfg):
 def train_fold(cfg, fold, fold_dir, table):
     """Train one fold in this process; resumes if it was interrupted.
     Assigned folds come from the folds file the table was read with."""
-    fold_cfg = SimpleNamespace(**{**vars(cfg), 'split': fold,
-                                  'checkpoint_dir': str(fold_dir /
-                                                        'checkpoint'),
-                                  'resume': True})
+    fold_cfg = cfg.replace(split=fold, resume=True,
+                           checkpoint_dir=str(fold_dir / 'checkpoint'))
     if table.folds_file is not None:
         fold_cfg.folds_file = str(table.folds_file)
     log.info(f'[cv] fold {fold}: training into {fold_dir}')

@@ -12,11 +12,35 @@ import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Union
 
 import numpy as np
 
 from . import atomic
 from .runtime import HeapLimit
+
+
+@dataclass
+class DetectConfig:
+    """The ``detect:`` section (``detect.py``). Flat files name four keys
+    after the script: ``detect_model_dir``, ``audioset`` (``--pretrained``),
+    ``detect_window_seconds`` and ``detect_dir`` (``--output_dir``)."""
+    FLAT = {'model_dir': 'detect_model_dir', 'pretrained': 'audioset',
+            'window_seconds': 'detect_window_seconds',
+            'output_dir': 'detect_dir'}
+    model_dir: Optional[str] = None  # an export
+    pretrained: bool = False  # the AudioSet tagger of predict.arch
+    # None: the model's clip length (else 5 s)
+    window_seconds: Optional[float] = None
+    hop_seconds: Optional[float] = None  # None: half a window
+    threshold: float = 0.5
+    threshold_off: Optional[float] = None  # None: threshold (no hysteresis)
+    min_event_seconds: float = 0.0
+    merge_gap_seconds: float = 0.0
+    top_k_per_window: int = 0  # 0: every class may be active in a window
+    classes: Optional[Union[str, list]] = None  # None: every class
+    output_dir: Optional[str] = None  # None: <export_dir>/../detect
+    plot: bool = True  # write <name>.png
 
 
 @dataclass

@@ -32,6 +32,7 @@ librosa (nor scipy, for hann and hamming windows) at run time.
 """
 import dataclasses
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -44,11 +45,11 @@ class FeatureConfig:
     win_length: int = 1024
     window: str = 'hann'
     f_min: float = 50.0
-    f_max: float = 14000.0
+    f_max: Optional[float] = 14000.0  # None: Nyquist
     n_mels: int = 64
     ref: float = 1.0
     amin: float = 1e-10
-    top_db: float = None
+    top_db: Optional[float] = None  # None: no clipping
 
     def __post_init__(self):
         problems = []

@@ -9,6 +9,8 @@ or :class:`OnnxRunner` (ONNX Runtime on CPU: fp32 or INT8). The front end,
 the label check and softmax-for-logits stay in the Predictor.
 """
 import os
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -17,6 +19,17 @@ from .errors import UserError
 from .features import FrontEnd
 from .runtime import check_bf16, stdout_silenced
 from .scoring import SoundModel, softmax
+
+
+@dataclass
+class DeployConfig:
+    """The ``deploy:`` section: how an export runs (``deploy/predict.py``);
+    ``--precision`` is ``trt_precision`` in flat files."""
+    FLAT = {'precision': 'trt_precision'}
+    enable_mkldnn: bool = True
+    use_tensorrt: bool = False
+    precision: str = 'fp32'  # TensorRT's
+    backend: Optional[str] = None  # None: what the export holds
 
 
 class Predictor(SoundModel):

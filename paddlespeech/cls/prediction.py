@@ -3,7 +3,9 @@ inputs, windowed scoring of whole files, the printed blocks, and
 :func:`main` (each script only says how its flags open the model)."""
 import sys
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Union
 
 import numpy as np
 
@@ -21,6 +23,31 @@ WINDOW_HELP = ('files are classified in consecutive windows of this many '
                'each), so memory does not grow with the length of a file; '
                'default: the clip length the model was trained on (10 s, '
                'unpadded, for a model that does not record it)')
+
+
+@dataclass
+class PredictConfig:
+    """The ``predict:`` section (``predict.py``, ``tag.py``,
+    ``deploy/predict.py``, ``detect.py``, ``export_model.py
+    --checkpoint``). ``backbone``, ``sample_rate`` and ``n_mels`` are only
+    checked against the model's; ``arch`` is the AudioSet model ``tag.py``
+    (and ``detect.py --pretrained``) tag with. Flat files call them
+    ``expected_backbone``, ``expected_sample_rate``, ``expected_n_mels``
+    and ``tag_arch``, and ``batch_size`` ``infer_batch_size``."""
+    FLAT = {'backbone': 'expected_backbone',
+            'sample_rate': 'expected_sample_rate',
+            'n_mels': 'expected_n_mels', 'arch': 'tag_arch',
+            'batch_size': 'infer_batch_size'}
+    wav: Optional[Union[str, list]] = None  # audio files or directories
+    checkpoint: Optional[str] = None  # a train.py checkpoint
+    label_file: Optional[str] = None  # class names of a model without them
+    backbone: Optional[str] = None
+    sample_rate: Optional[int] = None
+    n_mels: Optional[int] = None
+    top_k: int = 1
+    window_seconds: Optional[float] = None  # None: the model's clip length
+    batch_size: int = 16  # windows per model run
+    arch: str = 'cnn14'
 
 
 def expand_inputs(inputs):

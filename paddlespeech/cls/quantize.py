@@ -19,7 +19,6 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -50,7 +49,7 @@ class ClipSet:
 def _table(cfg, data_dir=None):
     """The clip table of ``cfg``'s dataset, or of ``data_dir``."""
     if data_dir is not None:
-        cfg = SimpleNamespace(**{**vars(cfg), 'data_dir': data_dir})
+        cfg = cfg.replace(data_dir=data_dir)
     with loggers_quieted({'paddlespeech.cls.datasets': logging.ERROR}):
         return load_table(cfg)
 

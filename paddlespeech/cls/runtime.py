@@ -8,12 +8,22 @@ import sys
 import threading
 import traceback
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from .errors import UserError
 from .logs import get_logger
 
 log = get_logger(__name__)
+
+
+@dataclass
+class RuntimeConfig:
+    """The ``runtime:`` section: where and how a script computes."""
+    device: Optional[str] = None  # None: gpu when available, else cpu
+    cpu_threads: Optional[int] = None  # None: all cores
+    feat_backend: str = 'numpy'  # numpy | paddle (features.FEAT_BACKENDS)
 
 
 def prepare_process(paddle=True):

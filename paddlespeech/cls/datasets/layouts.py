@@ -21,7 +21,9 @@ without folds gets stratified ones (:mod:`.folds`). Lists the tree once
 """
 import csv
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from ..audio import AUDIO_SUFFIXES, Segment, describe_left_out, find_audio
 from ..logs import get_logger
@@ -36,6 +38,30 @@ MANIFEST_NAMES = ('metadata.csv', 'manifest.csv', 'manifest.tsv')
 MANIFEST_SUFFIXES = ('.csv', '.tsv')
 HELP = ('ESC-50 layout (meta/esc50.csv), a folder per class, or a manifest '
         f'({", ".join(MANIFEST_NAMES)}); see docs/data.md')
+
+
+@dataclass
+class DataConfig:
+    """The ``data:`` section: which clips, their folds, how batches draw
+    them."""
+    # auto | esc50 | folder | manifest | synthetic (stage 0 generates it)
+    dataset: str = 'auto'
+    data_home: str = './data'
+    # ESC-50 layout, a folder per class, or a manifest; None: ESC-50
+    data_dir: Optional[str] = None
+    split: int = 1  # dev fold; training uses the other folds
+    num_folds: int = 5  # folds assigned to data without them
+    # None: <data_dir>/.folds.csv, beside a manifest <manifest
+    # stem>.folds.csv (read-only data: <checkpoint_dir>/folds.csv)
+    folds_file: Optional[str] = None
+    # train on random crops this long, score clips in windows; None: whole
+    clip_seconds: Optional[float] = None
+    balanced_sampling: bool = False  # class-balanced training batches
+    # > 0: best/ is chosen on this share of the training folds
+    val_fraction: float = 0.0
+    skip_bad_files: bool = False  # train without unreadable clips (listed)
+    # generator settings when dataset == synthetic
+    synthetic: dict = field(default_factory=dict)
 
 
 def detect_layout(data_dir):
