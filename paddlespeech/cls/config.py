@@ -124,6 +124,12 @@ DEFAULTS = {
     'max_restarts': 5,  # failed restarts of a dead predictor in a row
     'graceful_timeout': 30.0,  # seconds requests get to finish at shutdown
     'api_key': None,  # None: $PADDLESPEECH_CLS_API_KEY, else no key
+    'allowed_hosts': None,  # None: loopback names on loopback, else any
+    'allowed_origins': None,  # None: only the service's own page
+    'max_connections': None,  # None: 1000, or fewer under the file limit
+    'header_timeout': 10.0,  # seconds to send a request's headers
+    'body_timeout': 60.0,  # seconds to send a request's body
+    'keep_alive_timeout': 5.0,  # idle seconds between requests
 }
 
 # Training-time augmentation (the ``augment:`` section); 0/None: off.
@@ -151,6 +157,8 @@ TYPES = {
     'check_data': str, 'backend': str, 'detect_model_dir': str,
     'detect_window_seconds': float, 'hop_seconds': float,
     'threshold_off': float, 'classes': (str, list), 'api_key': str,
+    'allowed_hosts': (str, list), 'allowed_origins': (str, list),
+    'max_connections': int,
 }
 AUGMENT_TYPES = {'mixup_alpha': float, 'gain_db': float,
                  'spec_fill': (str, float)}

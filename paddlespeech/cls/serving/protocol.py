@@ -14,7 +14,6 @@ import numpy as np
 BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, TOO_LARGE, UNUSABLE = (
     400, 401, 403, 413, 422)
 MISDIRECTED = 421  # a Host header this service does not answer to
-DISCONNECTED = 499  # nginx's code for a client gone before its answer
 
 
 class ClientError(Exception):
