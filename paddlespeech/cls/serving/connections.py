@@ -95,15 +95,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def data_received(self, data):
         self._got_bytes = True
-        try:
-            super().data_received(data)
-        except ValueError as e:  # h11: a Content-Length int() refuses
-            self.occasional('bad request', f'refused a malformed request '
-                            f'({e})')
-            self.transport.write(_raw_response(
-                400, b'Bad Request', 'malformed request headers'))
-            self.transport.close()
-            return
+        super().data_received(data)
         state = self.conn.their_state
         if state is h11.IDLE:
             if self._phase == 'idle':
