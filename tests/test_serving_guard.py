@@ -590,3 +590,38 @@ def test_only_the_documented_formats_are_taken(app):
                                                 'VOC'))] + [
         (422, 'c.mp3: cannot read audio (corrupt or truncated data: no '
               'audio frame could be decoded)')]
+
+
+@pytest.mark.slow
+def test_attack_benchmark_quick(trained_checkpoint, tmp_path):
+    """benchmarks/attack.py with tiny numbers: each row's codes are what
+    the server answers those attacks (checked above one by one), and
+    the service answers a normal request after each."""
+    from paddlespeech.cls.export import export
+    model = export(trained_checkpoint, tmp_path / 'export')
+    out = tmp_path / 'attack.json'
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'benchmarks' / 'attack.py'),
+         '--model_dir', model, '--slow_sockets', '8', '--disconnects', '3',
+         '--parallel', '1', '--header_timeout', '1', '--body_timeout', '2',
+         '--no_kill', '--json', out],
+        capture_output=True, text=True, env=script_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r['attack'].split(' (')[0]: r
+            for r in json.loads(out.read_text())['rows']}
+    codes = {k: r['codes'] for k, r in rows.items()}
+    assert codes['8 slow sockets'] == ('408 x4, closed x4, normal request '
+                                       'meanwhile 200')
+    assert codes['4 sockets dripping a body'] == '499 (log) x4, closed x4'
+    assert codes['3 disconnects mid-body'] == '499 (log) x3'
+    assert codes['JSON nested 100,000 deep'] == '400 x2'
+    assert codes['top_k of 5,000 digits'] == '400 x2'
+    assert codes['cross-origin POST'] == '403 x3'
+    assert codes['bad Host'] == '421'
+    assert 1 <= rows['8 slow sockets']['seconds'] < 10
+    for r in rows.values():
+        assert r['then'] == '200' and r['tracebacks'] == 0, r
+        assert r['rss_before_mb'] > 0 and r['restarts'] == 0
+    table = [x for x in proc.stdout.splitlines() if x.startswith('| ')]
+    assert len(table) == 1 + len(rows)  # the header, a row each
+    assert 'CPU flags:' in proc.stdout
