@@ -625,3 +625,30 @@ def test_attack_benchmark_quick(trained_checkpoint, tmp_path):
     table = [x for x in proc.stdout.splitlines() if x.startswith('| ')]
     assert len(table) == 1 + len(rows)  # the header, a row each
     assert 'CPU flags:' in proc.stdout
+
+
+@pytest.mark.parametrize('flags,reason', [
+    (['--header_timeout', '0'], '--header_timeout must be positive, got 0.0'),
+    (['--body_timeout', 'inf'], '--body_timeout must be a finite number, '
+     'got inf'),
+    (['--max_connections', '100000000'], '--max_connections 100000000 needs '
+     '100000064 open files; the limit is '),
+])
+def test_bad_connection_flags_are_one_line(tmp_path, flags, reason):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns'
+                             / 'deploy' / 'serve.py'), '--model_dir',
+         tmp_path, '--device', 'cpu', *flags],
+        capture_output=True, text=True, env=script_env(), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f'error: {reason}'), line
+
+
+def test_default_allowed_hosts():
+    assert default_allowed_hosts('127.0.0.1') == [
+        'localhost', '127.0.0.1', '::1']
+    assert default_allowed_hosts('127.0.0.2') == [
+        'localhost', '127.0.0.1', '::1', '127.0.0.2']
+    assert default_allowed_hosts('0.0.0.0') is None
+    assert default_allowed_hosts('192.168.1.5') is None
