@@ -223,7 +223,10 @@ import logging, resource, socket, sys, threading, time, types
 import uvicorn
 from paddlespeech.cls.serving import create_app
 from paddlespeech.cls.serving.connections import guarded_protocol
-logging.basicConfig(level=logging.INFO, format='%(name)s %(message)s')
+log = logging.getLogger('paddlespeech.cls.serving')  # as serve.py sets it
+log.addHandler(logging.StreamHandler())
+log.setLevel(logging.INFO)
+log.propagate = False
 resource.setrlimit(resource.RLIMIT_NOFILE, (60, 60))
 service = types.SimpleNamespace(start=lambda: None, close=lambda: None,
                                 ready=True)
