@@ -193,7 +193,8 @@ class Attacks:
         return text.splitlines()
 
     def inference_mb(self):
-        return sum(rss_mb(p) for p in inference_processes(self.server.proc.pid))
+        pid = self.server.proc.pid
+        return sum(rss_mb(p) for p in inference_processes(pid))
 
     def run(self, name, attack):
         pid = self.server.proc.pid
