@@ -228,8 +228,8 @@ log.addHandler(logging.StreamHandler())
 log.setLevel(logging.INFO)
 log.propagate = False
 resource.setrlimit(resource.RLIMIT_NOFILE, (60, 60))
-service = types.SimpleNamespace(start=lambda: None, close=lambda: None,
-                                ready=True)
+service = types.SimpleNamespace(start=lambda: None, close=lambda *_: None,
+                                ready=True, state='ready', max_decoding=1)
 port = int(sys.argv[1])
 server = uvicorn.Server(uvicorn.Config(
     create_app(service), host='127.0.0.1', port=port, access_log=False,
