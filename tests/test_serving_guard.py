@@ -619,6 +619,8 @@ def test_attack_benchmark_quick(trained_checkpoint, tmp_path):
     assert codes['3 disconnects mid-body'] == '499 (log) x3'
     assert codes['JSON nested 100,000 deep'] == '400 x2'
     assert codes['top_k of 5,000 digits'] == '400 x2'
+    assert codes['1 x 600-sample wav declared at 1 Hz'] == '422'
+    assert codes['FLAC header claiming 384 kHz x 8 ch x 599 s'] == '413'
     assert codes['cross-origin POST'] == '403 x3'
     assert codes['bad Host'] == '421'
     assert 1 <= rows['8 slow sockets']['seconds'] < 10
