@@ -136,7 +136,8 @@ class Server:
     """serve.py in a process on a free 127.0.0.1 port; ``stop()`` sends
     SIGTERM and returns the exit status."""
 
-    def __init__(self, model_dir, max_batch_size, max_wait_ms, threads):
+    def __init__(self, model_dir, max_batch_size, max_wait_ms, threads,
+                 extra=()):
         with socket.socket() as s:
             s.bind(('127.0.0.1', 0))
             self.port = s.getsockname()[1]
@@ -148,7 +149,7 @@ class Server:
              'cpu', '--cpu_threads', str(threads), '--max_batch_size',
              str(max_batch_size), '--max_wait_ms', str(max_wait_ms),
              '--max_seconds', str(MAX_SECONDS), '--max_upload_mb',
-             str(MAX_UPLOAD_MB)],
+             str(MAX_UPLOAD_MB), *extra],
             env=env(), stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout=300):

@@ -29,6 +29,11 @@ _SUFFIXES_OF_FORMAT = {
 AUDIO_SUFFIXES = frozenset(
     f'.{ext}' for name in sf.available_formats()
     for ext in _SUFFIXES_OF_FORMAT.get(name, ()))
+# What the HTTP service takes (docs/serving.md lists them): the common
+# formats, WAV with its extensible and RF64 variants. An upload in another
+# format libsndfile reads (MATLAB, NIST, CAF, ...) is refused, whatever
+# its name says.
+SERVED_FORMATS = ('WAV', 'WAVEX', 'RF64', 'FLAC', 'OGG', 'MP3', 'AIFF', 'AU')
 # Integer samples are finite by construction and their decoding cannot
 # fail midway, so a header check is all a scan needs for them.
 _INTEGER_SUBTYPES = ('PCM_', 'ULAW', 'ALAW', 'DPCM_', 'DWVW_')
@@ -44,11 +49,12 @@ class AudioError(UserError):
 
 class AudioBytes(io.BytesIO):
     """A file held in memory (an upload), accepted wherever a path is;
-    ``name`` stands for it in error messages."""
+    ``name`` stands for it in error messages. Only ``formats`` (libsndfile
+    major format names) open; None: any."""
 
-    def __init__(self, data, name='<upload>'):
+    def __init__(self, data, name='<upload>', formats=SERVED_FORMATS):
         super().__init__(data)
-        self.name = name
+        self.name, self.formats = name, formats
 
     def __str__(self):
         return self.name
@@ -378,7 +384,13 @@ def _open(path):
         if path.seek(0, io.SEEK_END) == 0:
             raise AudioError(path, 'empty file (0 bytes)')
         path.seek(0)
-        return _soundfile(path, path)
+        f = _soundfile(path, path)
+        if path.formats is not None and f.format not in path.formats:
+            f.close()
+            raise AudioError(path, f'{f.format} files are not accepted by '
+                             f'this service (send '
+                             f'{_format_list(path.formats)})')
+        return f
     p = Path(path)
     if p.is_symlink() and not p.exists():
         raise AudioError(path, f'dangling symbolic link (to '
@@ -397,6 +409,12 @@ def _soundfile(source, path):
         return sf.SoundFile(source)
     except Exception as e:  # soundfile raises several types for bad files
         raise AudioError(path, f'cannot read audio ({_reason(e)})') from e
+
+
+def _format_list(formats):
+    """``WAV, FLAC, ... or AU``: the names users know (variants folded)."""
+    names = [n for n in formats if n not in ('WAVEX', 'RF64')]
+    return ', '.join(names[:-1]) + ' or ' + names[-1]
 
 
 def _read(f, path, frames=-1, first=True):
@@ -419,6 +437,12 @@ def _prepare(wav, orig_sr, sample_rate, min_samples, path):
 
 
 def _reason(e):
-    """libsndfile's own reason, without the path the caller prints anyway."""
+    """libsndfile's own reason, without the path the caller prints anyway.
+    Its "File does not exist or is not a regular file" for a file that was
+    just opened (what its MP3 decoder says of corrupt data) becomes what
+    it means."""
     text = getattr(e, 'error_string', None) or str(e).strip()
-    return text.splitlines()[-1].rstrip('.') if text else type(e).__name__
+    text = text.splitlines()[-1].rstrip('.') if text else type(e).__name__
+    if text.startswith('File does not exist or is not a regular file'):
+        return 'corrupt or truncated data: no audio frame could be decoded'
+    return text

@@ -3,7 +3,7 @@ API and this recipe's ``/v1`` endpoints over one micro-batched predictor
 pool. See docs/serving.md."""
 import importlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 
 @dataclass
@@ -23,6 +23,14 @@ class ServeConfig:
     max_inflight_seconds: float = 1800.0  # audio admitted at once; more: 503
     max_restarts: int = 5  # failed restarts of a dead predictor in a row
     graceful_timeout: float = 30.0  # seconds requests get to finish at stop
+    # None: loopback names when bound to loopback, else any host
+    allowed_hosts: Optional[Union[str, list]] = None
+    # None: only the service's own page (same origin)
+    allowed_origins: Optional[Union[str, list]] = None
+    max_connections: Optional[int] = None  # None: 1000, or under the limit
+    header_timeout: float = 10.0  # seconds to send a request's headers
+    body_timeout: float = 60.0  # seconds to send a request's body
+    keep_alive_timeout: float = 5.0  # idle seconds between requests
     # None: $PADDLESPEECH_CLS_API_KEY, else no key
     api_key: Optional[str] = None
 

@@ -7,10 +7,13 @@ Every client mistake becomes a :class:`ClientError`: an HTTP status
 import base64
 import binascii
 import json
+import re
 
 import numpy as np
 
-BAD_REQUEST, UNAUTHORIZED, TOO_LARGE, UNUSABLE = 400, 401, 413, 422
+BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, TOO_LARGE, UNUSABLE = (
+    400, 401, 403, 413, 422)
+MISDIRECTED = 421  # a Host header this service does not answer to
 
 
 class ClientError(Exception):
@@ -22,13 +25,25 @@ class ClientError(Exception):
 
 
 def parse_top_k(value, name='top_k'):
-    """A positive integer from JSON or a form field (text)."""
-    if isinstance(value, str) and value.strip().lstrip('+').isdigit():
+    """A positive integer from JSON or a form field (text); ASCII digits
+    only, at most nine of them (``int()`` refuses more than 4,300)."""
+    if isinstance(value, str) and re.fullmatch(r'\s*\+?[0-9]{1,9}\s*',
+                                               value):
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ClientError(BAD_REQUEST, f'{name} must be a positive integer, '
-                          f'got {value!r}')
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            1 <= value < 10**9):
+        raise ClientError(BAD_REQUEST, f'{name} must be a positive integer '
+                          f'below 10**9, got {shorten(value)}')
     return value
+
+
+def shorten(value, limit=40):
+    """``repr(value)`` cut to ``limit`` characters, for one-line errors."""
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            abs(value) >= 10**limit:
+        return f'a number of more than {limit} digits'
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
 
 
 def parse_upstream_request(body):
@@ -39,6 +54,9 @@ def parse_upstream_request(body):
                           '{"audio": "<base64 audio file>", "topk": 1}')
     try:
         request = json.loads(body)
+    except RecursionError:
+        raise ClientError(BAD_REQUEST, 'request body is not JSON this '
+                          'service reads (nested too deeply)')
     except (ValueError, UnicodeDecodeError) as e:
         raise ClientError(BAD_REQUEST, f'request body is not JSON ({e})')
     if not isinstance(request, dict):

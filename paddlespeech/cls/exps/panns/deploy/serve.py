@@ -67,7 +67,29 @@ def get_parser():
           'processes are ended')
     p.add('--api_key', help=f'require "Authorization: Bearer KEY" on every '
           f'endpoint but /healthz and the page (default: ${API_KEY_ENV})')
+    p.add('--allowed_hosts', type=_names,
+          help='comma-separated Host names answered, * for any (default: '
+          'the loopback names when --host is loopback, else any); others '
+          'get 421')
+    p.add('--allowed_origins', type=_names,
+          help='comma-separated origins (https://app.example.org) whose '
+          'pages may call the service, * for any (default: none; without '
+          'an API key browsers may send requests only from its own page)')
+    p.add('--max_connections', type=int,
+          help='open connections at most, kept below the open-file limit '
+          '(more are refused with 503; default: 1000, fewer if the limit '
+          'is lower)')
+    p.add('--header_timeout', type=float,
+          help='seconds a connection may take to send a request\'s headers')
+    p.add('--body_timeout', type=float,
+          help='seconds a request may take to send its body')
+    p.add('--keep_alive_timeout', type=float,
+          help='seconds an idle connection is kept open between requests')
     return p
+
+
+def _names(text):
+    return [x.strip() for x in text.split(',') if x.strip()]
 
 
 def check_serve_args(cfg):
@@ -88,12 +110,19 @@ def check_serve_args(cfg):
                         ('--window_seconds', cfg.window_seconds),
                         ('--max_wait_ms', cfg.max_wait_ms),
                         ('--max_inflight_seconds', cfg.max_inflight_seconds),
-                        ('--graceful_timeout', cfg.graceful_timeout)):
+                        ('--graceful_timeout', cfg.graceful_timeout),
+                        ('--header_timeout', cfg.header_timeout),
+                        ('--body_timeout', cfg.body_timeout),
+                        ('--keep_alive_timeout', cfg.keep_alive_timeout)):
         if value is not None and not math.isfinite(value):
             raise UserError(f'{flag} must be a finite number, got {value}')
     for flag, value in (('--max_upload_mb', cfg.max_upload_mb),
                         ('--max_seconds', cfg.max_seconds),
-                        ('--window_seconds', cfg.window_seconds)):
+                        ('--window_seconds', cfg.window_seconds),
+                        ('--max_connections', cfg.max_connections),
+                        ('--header_timeout', cfg.header_timeout),
+                        ('--body_timeout', cfg.body_timeout),
+                        ('--keep_alive_timeout', cfg.keep_alive_timeout)):
         if value is not None and not value > 0:
             raise UserError(f'{flag} must be positive, got {value}')
     if not cfg.max_inflight_seconds >= cfg.max_seconds:
@@ -115,9 +144,13 @@ def main(argv):
         raise UserError(f'the HTTP service needs {e.name}: pip install -r '
                         f"requirements-serve.txt (or 'paddlespeech-cls"
                         f"[serve]')") from e
+    from paddlespeech.cls.serving.app import default_allowed_hosts
     from paddlespeech.cls.serving.batcher import GaveUp
     from paddlespeech.cls.opener import open_model
+    from paddlespeech.cls.serving.connections import (guarded_protocol,
+                                                      reserve_files)
     from paddlespeech.cls.serving.service import default_threads
+    max_connections = reserve_files(cfg.max_connections)
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
@@ -154,11 +187,18 @@ def main(argv):
         since = stopping[0] if stopping else time.monotonic()
         return max(1.0, since + cfg.graceful_timeout - time.monotonic())
 
+    hosts, origins = (_names(x) if isinstance(x, str) else x for x in (
+        cfg.allowed_hosts, cfg.allowed_origins))
     app = create_app(service, cfg.api_key or os.environ.get(API_KEY_ENV),
-                     cfg.max_upload_mb, close_timeout)
+                     cfg.max_upload_mb, close_timeout,
+                     default_allowed_hosts(cfg.host) if hosts is None
+                     else hosts, origins or ())
     server = Server(uvicorn.Config(
         app, host=cfg.host, port=cfg.port, access_log=False,
-        timeout_graceful_shutdown=cfg.graceful_timeout))
+        timeout_graceful_shutdown=cfg.graceful_timeout,
+        http=guarded_protocol(cfg.header_timeout, cfg.body_timeout,
+                              max_connections),
+        timeout_keep_alive=cfg.keep_alive_timeout))
     # uvicorn shuts down gracefully, then raises the signal again: with
     # this handler that ends the process normally (status 0).
     signal.signal(signal.SIGTERM, lambda *_: None)
