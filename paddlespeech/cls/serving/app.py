@@ -12,10 +12,11 @@ import threading
 import time
 from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from . import stream
 from .batcher import Unavailable
 from .protocol import (BAD_REQUEST, TOO_LARGE, UNAUTHORIZED, UPSTREAM_HELP,
                        ClientError, file_error, file_result, parse_top_k,
@@ -30,13 +31,16 @@ OPEN_PATHS = {'/healthz', '/'}  # no API key: liveness, and the static page
 RETRY_AFTER_S = 2  # on every 503: about a restart of the inference process
 
 
-def create_app(service, api_key=None, max_upload_mb=20.0, close_timeout=10.0):
+def create_app(service, api_key=None, max_upload_mb=20.0, close_timeout=10.0,
+               stream_limits=None):
     """``api_key``: every endpoint but ``/healthz`` and the page itself
     (a browser cannot send a header when opening it; the page sends the
     key with its requests) needs ``Authorization: Bearer <key>``.
     ``close_timeout``: seconds (or a function giving them at shutdown)
     the predictors get to finish their queue and stop; then the clips
-    still queued fail and the predictors are ended."""
+    still queued fail and the predictors are ended. The WebSocket ``/v1/stream`` checks the
+    key itself (header or first message); ``stream_limits``:
+    :class:`.stream.StreamLimits`."""
     decoding = asyncio.Semaphore(service.max_decoding)
 
     @contextlib.asynccontextmanager
@@ -75,7 +79,12 @@ def create_app(service, api_key=None, max_upload_mb=20.0, close_timeout=10.0):
     @app.get('/v1/model')
     async def model():
         _check_ready(service)
-        return service.model_info()
+        return {**service.model_info(), 'streaming': stream.available(),
+                'stream_path': stream.PATH}
+
+    @app.websocket(stream.PATH)
+    async def live(websocket: WebSocket):
+        await stream.serve(websocket, service, api_key, stream_limits)
 
     @app.get('/v1/stats')
     async def stats():

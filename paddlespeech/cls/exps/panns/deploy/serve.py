@@ -3,7 +3,8 @@
 Endpoints: POST /paddlespeech/cls and GET /paddlespeech/cls/help
 (PaddleSpeech's API: `paddlespeech_client cls --server_ip HOST --port
 PORT --input x.wav` works unchanged), POST /v1/classify (multipart upload
-of one or more files), GET /v1/model, GET /v1/stats, GET /healthz, GET
+of one or more files), WebSocket /v1/stream (live audio: scores per
+window and events as they open and close), GET /v1/model, GET /v1/stats, GET /healthz, GET
 /readyz, and GET / (a page to drop or record a file). Concurrent requests
 are micro-batched; see docs/serving.md. A predictor process that dies is
 restarted (its requests get 503 with Retry-After). SIGTERM finishes the
@@ -118,6 +119,7 @@ def main(argv):
     from paddlespeech.cls.serving.batcher import GaveUp
     from paddlespeech.cls.opener import open_model
     from paddlespeech.cls.serving.service import default_threads
+    from paddlespeech.cls.serving.stream import WS_MAX_QUEUE, WS_MAX_SIZE
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
@@ -158,7 +160,8 @@ def main(argv):
                      cfg.max_upload_mb, close_timeout)
     server = Server(uvicorn.Config(
         app, host=cfg.host, port=cfg.port, access_log=False,
-        timeout_graceful_shutdown=cfg.graceful_timeout))
+        timeout_graceful_shutdown=cfg.graceful_timeout,
+        ws_max_size=WS_MAX_SIZE, ws_max_queue=WS_MAX_QUEUE))
     # uvicorn shuts down gracefully, then raises the signal again: with
     # this handler that ends the process normally (status 0).
     signal.signal(signal.SIGTERM, lambda *_: None)
