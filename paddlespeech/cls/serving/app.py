@@ -13,7 +13,7 @@ import time
 from importlib import resources
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from . import stream
@@ -27,7 +27,7 @@ from .service import CLIENT_GONE, CLIENT_GONE_MESSAGE, UNAVAILABLE
 log = logging.getLogger('paddlespeech.cls.serving')
 
 UPSTREAM = '/paddlespeech/cls'
-OPEN_PATHS = {'/healthz', '/'}  # no API key: liveness, and the static page
+OPEN_PATHS = {'/healthz', '/', '/live-worklet.js'}  # liveness, the page
 RETRY_AFTER_S = 2  # on every 503: about a restart of the inference process
 
 
@@ -75,6 +75,14 @@ def create_app(service, api_key=None, max_upload_mb=20.0, close_timeout=10.0,
     async def page():
         return resources.files(__package__).joinpath(
             'static/index.html').read_text()
+
+    @app.get('/live-worklet.js')
+    async def worklet():
+        """The page's audio worklet (its Live mode): a module of its own,
+        from the page's origin."""
+        return Response(resources.files(__package__).joinpath(
+            'static/live-worklet.js').read_text(),
+            media_type='text/javascript')
 
     @app.get('/v1/model')
     async def model():

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
+from starlette.websockets import WebSocketDisconnect
 
 from ..errors import UserError
 from ..events import detection_windowing
@@ -201,6 +202,8 @@ async def serve(ws, service, api_key=None, limits=None):
                                   TOO_BIG)
             await _send_steps(ws, s, await run_in_threadpool(
                 _push, detector, data, s))
+    except WebSocketDisconnect:  # gone while we answered
+        state['code'] = GOING_AWAY
     except StreamError as e:
         state.update(code=e.code, error=e.message)
         await _refuse(ws, e)
@@ -262,7 +265,7 @@ async def _send_steps(ws, s, steps, closing=()):
         if s['top_k']:
             best = top(step.scores, s['labels'], s['top_k'])
         else:
-            best = zip(s['labels'], step.scores)
+            best = list(zip(s['labels'], step.scores))
         await ws.send_text(json.dumps({
             'type': 'scores', 'start': step.start, 'end': step.end,
             'labels': [label for label, _ in best],
