@@ -550,6 +550,83 @@ def table(off, rows, goals):
     return '\n'.join(lines)
 
 
+async def _one_stream(url, wave, sr, seconds, chunk, latencies, start):
+    """One real-time stream of ``wave`` repeated for ``seconds``; appends
+    each window's latency (its message's arrival minus the moment the
+    end of its audio was sent) to ``latencies``."""
+    import websockets
+    sent_at = {}  # audio seconds sent -> when
+    async with websockets.connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({'sample_rate': sr, 'format': 'f32le',
+                                  'top_k': 1}))
+
+        async def receive():
+            async for m in ws:
+                m = json.loads(m)
+                if m['type'] == 'start':
+                    start.update(m)
+                elif m['type'] == 'scores':
+                    due = min((t for t in sent_at if t >= m['end'] - 1e-6),
+                              default=None)
+                    if due is not None:
+                        latencies.append(time.monotonic() - sent_at[due])
+        reader = asyncio.ensure_future(receive())
+        began, at, step = time.monotonic(), 0, int(chunk * sr)
+        total = int(seconds * sr)
+        while at < total:
+            piece = np.resize(wave, at + step)[at:]
+            await ws.send(piece.astype('<f4').tobytes())
+            at += step
+            sent_at[round(at / sr, 6)] = time.monotonic()
+            await asyncio.sleep(max(0.0, began + at / sr - time.monotonic()))
+        await ws.send(json.dumps({'type': 'end'}))
+        await reader
+
+
+def stream_rows(a):
+    """``--streams``: for each count, that many concurrent real-time
+    streams of ``--stream_seconds``; p95 latency of a window's message
+    after its audio, and whether the streams kept up (the last tenth's
+    median latency under a hop plus a second: no growing backlog)."""
+    server = Server(a.model_dir, a.max_batch_size, a.max_wait_ms,
+                    a.cpu_threads)
+    rows = []
+    try:
+        server.wait_ready()
+        import httpx
+        info = httpx.get(server.url + '/v1/model').json()
+        assert info['streaming'], 'the server cannot stream'
+        sr, start = 32000, {}  # waves' rate; the server resamples
+        url = server.url.replace('http://', 'ws://') + '/v1/stream'
+        wave = waves(1, 5.0)[0]
+        for n in a.streams:
+            per = [[] for _ in range(n)]
+
+            async def run_all():
+                await asyncio.gather(*(_one_stream(
+                    url, wave, sr, a.stream_seconds, 0.1, per[i], start)
+                    for i in range(n)))
+            asyncio.run(run_all())
+            hop = start['hop_seconds']
+            every = np.concatenate([np.array(p) for p in per])
+            tail = np.concatenate([np.array(p[-max(1, len(p) // 10):])
+                                   for p in per])
+            rows.append({'streams': n, 'windows': int(every.size),
+                         'p50_ms': 1000 * float(np.percentile(every, 50)),
+                         'p95_ms': 1000 * float(np.percentile(every, 95)),
+                         'hop_ms': 1000 * hop,
+                         'kept_up': bool(np.median(tail) < hop + 1.0)})
+            print(f"{n} streams: {rows[-1]['windows']} windows, p50 "
+                  f"{rows[-1]['p50_ms']:.0f} ms, p95 {rows[-1]['p95_ms']:.0f}"
+                  f" ms (hop {1000 * hop:.0f} ms), kept up: "
+                  f"{rows[-1]['kept_up']}", flush=True)
+    finally:
+        status = server.stop()
+    sustained = [r['streams'] for r in rows if r['kept_up']]
+    return {'rows': rows, 'max_streams': max(sustained, default=0),
+            'server_exit': status}
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--model_dir', help='an export (export_model.py)')
@@ -574,7 +651,15 @@ def parse_args(argv):
     p.add_argument('--json', help='also write the figures to this file')
     p.add_argument('--markdown', help='also write header and table here')
     p.add_argument('--work_dir', help='default: a temporary directory')
+    p.add_argument('--streams',
+                   help='comma-separated counts of concurrent live streams '
+                   '(WebSocket /v1/stream at real-time pace): run these '
+                   'instead of the request load')
+    p.add_argument('--stream_seconds', type=float, default=60.0,
+                   help='audio per live stream')
     a = p.parse_args(argv)
+    a.streams = sorted({int(c) for c in a.streams.split(',')}) \
+        if a.streams else None
     if (a.model_dir is None) == (a.arch is None):
         p.error('give --model_dir or --arch')
     a.concurrency = sorted({int(c) for c in a.concurrency.split(',')})
@@ -597,6 +682,13 @@ def main(argv=None):
             from run import worker
             a.model_dir = worker('export', arch=a.arch,
                                  out_dir=str(work))['export_dir']
+        if a.streams:
+            result = {'machine': info, 'streams': stream_rows(a)}
+            print(f"max real-time streams: "
+                  f"{result['streams']['max_streams']}")
+            if a.json:
+                Path(a.json).write_text(json.dumps(result, indent=1))
+            return 0
         off, rows, mixed = measure(a, work)
     elapsed = time.perf_counter() - t0
     busy1, own1 = busy_cpu_seconds()

@@ -557,7 +557,7 @@ def test_security_headers_and_the_page_policy(app):
         'static/index.html').read_text()
     (script,) = re.findall('<script>(.*?)</script>', html, re.S)
     digest = base64.b64encode(hashlib.sha256(script.encode()).digest())
-    assert csp['script-src'] == f"'sha256-{digest.decode()}'"
+    assert csp['script-src'] == f"'self' 'sha256-{digest.decode()}'"
     assert csp['default-src'] == "'none'" and csp['connect-src'] == "'self'"
     assert csp['frame-ancestors'] == "'none'"
     assert 'unsafe' not in page.headers['content-security-policy']

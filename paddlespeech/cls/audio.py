@@ -144,6 +144,7 @@ def read_windows(path, sample_rate, window_seconds, min_samples=0,
     segment = path if isinstance(path, Segment) else None
     if segment:
         path = segment.path
+    cutter = WindowCutter(size, hop)
     with _open(path) as f:
         orig_sr = f.samplerate
         frames = max(1, int(round(hop * orig_sr / sample_rate)))
@@ -152,7 +153,7 @@ def read_windows(path, sample_rate, window_seconds, min_samples=0,
             left = len(read_segment(f, path, segment.start, segment.end))
             f.seek(int(round(segment.start * orig_sr)))
         stream = _ResampleStream(orig_sr, sample_rate)
-        pending, first, last_end = np.zeros(0, np.float32), True, None
+        first = True
         while True:
             wav = _read(f, path, frames if left is None else
                         max(0, min(frames, left)), first=first)
@@ -161,18 +162,51 @@ def read_windows(path, sample_rate, window_seconds, min_samples=0,
             first, done = False, wav.shape[0] == 0
             if not np.isfinite(wav).all():
                 raise AudioError(path, 'contains NaN or infinite samples')
-            pending = np.concatenate(
-                [pending, stream(to_mono(wav).reshape(-1), last=done)])
-            # last_end: where the previous window ended, relative to pending
-            while len(pending) >= size or (done and len(pending) and (
-                    last_end is None or len(pending) > last_end)):
-                window = pending[:size]
+            cutter.push(stream(to_mono(wav).reshape(-1), last=done))
+            for window in (cutter.end() if done else cutter.full()):
                 if len(window) < min_samples:
                     window = np.pad(window, (0, min_samples - len(window)))
-                yield np.ascontiguousarray(window, dtype=np.float32)
-                pending, last_end = pending[hop:], size - hop
+                yield window
             if done:
                 return
+
+
+class WindowCutter:
+    """The windows of a signal that arrives in chunks, exactly as
+    :func:`read_windows` cuts a whole file: window ``k`` starts at sample
+    ``k * hop``; :meth:`full` yields each window once all its samples are
+    in, :meth:`end` (after the last chunk) the rest, the last of which
+    reaches the end (shorter than ``size``). Holds at most a window plus
+    the latest chunk."""
+
+    def __init__(self, size, hop):
+        self.size, self.hop = size, hop
+        self.pending = np.zeros(0, np.float32)
+        self.last_end = None  # where the previous window ended in pending
+        self.count = 0  # windows cut so far
+        self.samples = 0  # samples pushed so far
+
+    def push(self, chunk):
+        self.samples += len(chunk)
+        self.pending = np.concatenate([self.pending, np.asarray(
+            chunk, np.float32)])
+
+    def full(self):
+        while len(self.pending) >= self.size:
+            yield self._cut()
+
+    def end(self):
+        yield from self.full()
+        while len(self.pending) and (self.last_end is None or
+                                     len(self.pending) > self.last_end):
+            yield self._cut()
+
+    def _cut(self):
+        window = np.ascontiguousarray(self.pending[:self.size])
+        self.pending, self.last_end = self.pending[self.hop:], \
+            self.size - self.hop
+        self.count += 1
+        return window
 
 
 def window_samples(sample_rate, window_seconds, hop_seconds=None):

@@ -17,6 +17,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import atomic
+from .errors import UserError
 from .runtime import HeapLimit
 
 
@@ -27,7 +28,8 @@ class DetectConfig:
     ``detect_window_seconds`` and ``detect_dir`` (``--output_dir``)."""
     FLAT = {'model_dir': 'detect_model_dir', 'pretrained': 'audioset',
             'window_seconds': 'detect_window_seconds',
-            'output_dir': 'detect_dir'}
+            'output_dir': 'detect_dir', 'sample_rate': 'pcm_sample_rate',
+            'channels': 'pcm_channels', 'format': 'pcm_format'}
     model_dir: Optional[str] = None  # an export
     pretrained: bool = False  # the AudioSet tagger of predict.arch
     # None: the model's clip length (else 5 s)
@@ -41,6 +43,11 @@ class DetectConfig:
     classes: Optional[Union[str, list]] = None  # None: every class
     output_dir: Optional[str] = None  # None: <export_dir>/../detect
     plot: bool = True  # write <name>.png
+    # --wav - (raw PCM on stdin): None: the model's rate
+    sample_rate: Optional[int] = None
+    channels: int = 1
+    format: str = 's16le'  # s16le | f32le
+    live: bool = False  # --live: the default microphone
 
 
 @dataclass
@@ -122,7 +129,7 @@ def stream_timeline(path, score, labels, sample_rate, windowing,
 @dataclass(frozen=True)
 class Event:
     onset: float
-    offset: float
+    offset: Optional[float]  # None: still open (EventTracker)
     label: str
     score: float
 
@@ -138,6 +145,18 @@ def top_k_mask(scores, k):
     return out
 
 
+def class_thresholds(labels, threshold, threshold_off=None,
+                     calibrated=None):
+    """``(on, off)`` arrays, one threshold per class of ``labels``: the
+    model's ``calibrated`` ``{label: threshold}`` (``ExportMeta.
+    thresholds``) where it has one, else ``threshold``; ``off``:
+    ``threshold_off`` (never above a class's ``on``), else ``on``."""
+    calibrated = calibrated or {}
+    on = np.array([float(calibrated.get(n, threshold)) for n in labels])
+    off = on if threshold_off is None else np.minimum(threshold_off, on)
+    return on, off
+
+
 def detect_events(timeline, threshold, threshold_off=None,
                   min_event_seconds=0.0, merge_gap_seconds=0.0,
                   active=None):
@@ -149,18 +168,23 @@ def detect_events(timeline, threshold, threshold_off=None,
     window score inside it. Events of one class less than
     ``merge_gap_seconds`` apart are merged, then events shorter than
     ``min_event_seconds`` dropped. ``active``: the scores to threshold, if
-    not the timeline's own (e.g. :func:`top_k_mask` of them).
+    not the timeline's own (e.g. :func:`top_k_mask` of them). Thresholds
+    are numbers or one per class (:func:`class_thresholds`).
+    :class:`EventTracker` finds the same events window by window.
     """
-    off = threshold if threshold_off is None else threshold_off
+    classes = len(timeline.labels)
+    on = np.broadcast_to(np.asarray(threshold, float), (classes,))
+    off = on if threshold_off is None else np.broadcast_to(
+        np.asarray(threshold_off, float), (classes,))
     scores = timeline.scores if active is None else active
     bounds = timeline.bounds
     events = []
     for c, label in enumerate(timeline.labels):
         runs, begin = [], None
         for k, s in enumerate(scores[:, c]):
-            if begin is None and s >= threshold:
+            if begin is None and s >= on[c]:
                 begin = k
-            elif begin is not None and s < off:
+            elif begin is not None and s < off[c]:
                 runs.append([begin, k])
                 begin = None
         if begin is not None:
@@ -177,7 +201,137 @@ def detect_events(timeline, threshold, threshold_off=None,
             if offset - onset >= min_event_seconds and offset > onset:
                 events.append(Event(onset, offset, label,
                                     float(timeline.scores[a:b, c].max())))
-    return sorted(events, key=lambda e: (e.onset, e.offset, e.label))
+    return sorted(events, key=_order)
+
+
+def _order(e):
+    return e.onset, e.offset, e.label
+
+
+def _message_order(message):
+    """By onset and label, an event's opening before its closing."""
+    state, e = message
+    return e.onset, e.label, state == 'close'
+
+
+class _Track:
+    """One class's event in the making: ``begin`` (its first window),
+    ``closed`` (the window that ended its last run, while a later run may
+    still merge into it), its best score, the best score of the windows
+    since ``closed`` (``gap``), and whether its opening was announced."""
+    __slots__ = ('begin', 'closed', 'best', 'gap', 'opened')
+
+    def __init__(self):
+        self.begin = self.closed = None
+        self.best = self.gap = -np.inf
+        self.opened = False
+
+
+class EventTracker:
+    """:func:`detect_events` window by window, for audio that is still
+    arriving: :meth:`push` takes each window's scores and returns
+    ``[(state, Event)]``, ``'open'`` once an event is sure to be reported
+    (its run reaches ``min_event_seconds``; offset ``None``) and
+    ``'close'`` once it can no longer grow or merge (its class stayed
+    under the threshold for ``merge_gap_seconds``); :meth:`finish` closes
+    the rest at the end of the audio. The closed events are
+    :func:`detect_events`'s on the same windows."""
+
+    def __init__(self, labels, window_seconds, hop_seconds, threshold,
+                 threshold_off=None, min_event_seconds=0.0,
+                 merge_gap_seconds=0.0):
+        self.labels = list(labels)
+        n = len(self.labels)
+        self.on = np.broadcast_to(np.asarray(threshold, float), (n,))
+        self.off = self.on if threshold_off is None else np.broadcast_to(
+            np.asarray(threshold_off, float), (n,))
+        self.window, self.hop = window_seconds, hop_seconds
+        self.min_event, self.merge_gap = min_event_seconds, merge_gap_seconds
+        self.tracks = [_Track() for _ in self.labels]
+        self.windows = 0
+
+    def bound(self, k):
+        """Where window ``k``'s region starts (:attr:`Timeline.bounds`,
+        computed alike)."""
+        if k == 0:
+            return 0.0
+        return float((k - 1) * self.hop + self.window / 2 + self.hop / 2)
+
+    def push(self, scores, active=None):
+        """One window's ``scores`` (and the ``active`` ones to threshold,
+        as in :func:`detect_events`)."""
+        k, out = self.windows, []
+        self.windows += 1
+        active = scores if active is None else active
+        for c, t in enumerate(self.tracks):
+            s, raw = active[c], float(scores[c])
+            if t.begin is not None and t.closed is None:
+                if s < self.off[c]:
+                    t.closed, t.gap = k, raw
+                else:
+                    t.best = max(t.best, raw)
+            elif t.closed is not None:
+                near = self.bound(k) - self.bound(t.closed) < self.merge_gap
+                if near and s >= self.on[c]:
+                    t.best, t.closed = max(t.best, t.gap, raw), None
+                elif near:
+                    t.gap = max(t.gap, raw)
+                else:
+                    out += self._end(c, self.bound(t.closed))
+                    t = self.tracks[c]
+            if t.begin is None and s >= self.on[c]:
+                t.begin, t.best = k, raw
+            if t.begin is not None and t.closed is None and not t.opened \
+                    and self.bound(k) - self.bound(t.begin) >= \
+                    self.min_event:
+                t.opened = True
+                out.append(('open', Event(self.bound(t.begin), None,
+                                          self.labels[c], t.best)))
+        return sorted(out, key=_message_order)
+
+    def finish(self, duration):
+        """Close every event at the end of the audio (``duration``
+        seconds: :attr:`Timeline.duration`)."""
+        out = []
+        for c, t in enumerate(self.tracks):
+            if t.begin is not None:
+                out += self._end(c, duration if t.closed is None else
+                                 self.bound(t.closed))
+        return sorted(out, key=_message_order)
+
+    def open_events(self):
+        """The events announced open and not closed yet."""
+        return [Event(self.bound(t.begin), None, self.labels[c], t.best)
+                for c, t in enumerate(self.tracks) if t.opened]
+
+    def _end(self, c, offset):
+        t, label = self.tracks[c], self.labels[c]
+        onset, out = self.bound(t.begin), []
+        if offset - onset >= self.min_event and offset > onset:
+            if not t.opened:
+                out.append(('open', Event(onset, None, label, t.best)))
+            out.append(('close', Event(onset, float(offset), label,
+                                       t.best)))
+        self.tracks[c] = _Track()
+        return out
+
+
+def detection_windowing(clip_seconds, window_seconds=None, hop_seconds=None):
+    """The windows of detection (:class:`..audio.Windowing`, always
+    padded: a timeline's windows are of one length): ``window_seconds``,
+    else the model's clip length, else :data:`FALLBACK_WINDOW_SECONDS`;
+    a window every ``hop_seconds`` (default: half a window)."""
+    from .audio import Windowing
+    window = window_seconds or clip_seconds or FALLBACK_WINDOW_SECONDS
+    hop = window / 2 if hop_seconds is None else hop_seconds
+    if not 0 < hop <= window:
+        raise UserError(f'hop_seconds must be in (0, window_seconds '
+                        f'{window:g}], got {hop}')
+    return Windowing(window, hop, pad=True)
+
+
+# ESC-50's clip length, for models that do not record theirs
+FALLBACK_WINDOW_SECONDS = 5.0
 
 
 CSV_HEADER = ('filename', 'onset', 'offset', 'label', 'score')
@@ -188,9 +342,16 @@ def events_csv(events, filename):
     out = io.StringIO()
     w = csv.writer(out, lineterminator='\n')
     w.writerow(CSV_HEADER)
-    for e in events:
-        w.writerow([filename, f'{e.onset:.3f}', f'{e.offset:.3f}', e.label,
-                    f'{e.score:.4f}'])
+    out.write(''.join(csv_row(e, filename) for e in events))
+    return out.getvalue()
+
+
+def csv_row(e, filename):
+    """One line of :func:`events_csv`."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator='\n').writerow(
+        [filename, f'{e.onset:.3f}', f'{e.offset:.3f}', e.label,
+         f'{e.score:.4f}'])
     return out.getvalue()
 
 

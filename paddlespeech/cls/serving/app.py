@@ -16,11 +16,12 @@ import threading
 import time
 from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from . import stream
 from .batcher import Unavailable
 from .connections import Occasional, loop_error_handler
 from .protocol import (BAD_REQUEST, FORBIDDEN, MISDIRECTED, TOO_LARGE,
@@ -33,7 +34,7 @@ from .service import CLIENT_GONE, CLIENT_GONE_MESSAGE, UNAVAILABLE
 log = logging.getLogger('paddlespeech.cls.serving')
 
 UPSTREAM = '/paddlespeech/cls'
-OPEN_PATHS = {'/healthz', '/'}  # no API key: liveness, and the static page
+OPEN_PATHS = {'/healthz', '/', '/live-worklet.js'}  # liveness, the page
 RETRY_AFTER_S = 2  # on every 503: about a restart of the inference process
 LOOPBACK_HOSTS = ('localhost', '127.0.0.1', '::1')
 SAFE_METHODS = (b'GET', b'HEAD', b'OPTIONS')
@@ -51,7 +52,7 @@ def default_allowed_hosts(bind_host):
 
 
 def create_app(service, api_key=None, max_upload_mb=20.0, close_timeout=10.0,
-               allowed_hosts=None, allowed_origins=()):
+               allowed_hosts=None, allowed_origins=(), stream_limits=None):
     """``api_key``: every endpoint but ``/healthz`` and the page itself
     (a browser cannot send a header when opening it; the page sends the
     key with its requests) needs ``Authorization: Bearer <key>``.
@@ -61,7 +62,9 @@ def create_app(service, api_key=None, max_upload_mb=20.0, close_timeout=10.0,
     ``allowed_hosts``: Host names answered (None or ``*``: any);
     ``allowed_origins``: other sites whose pages may call the service
     (``*``: any), which without an API key takes only its own page's
-    requests from browsers."""
+    requests from browsers. The WebSocket ``/v1/stream`` checks the key
+    itself (header or first message); ``stream_limits``:
+    :class:`.stream.StreamLimits`."""
     decoding = asyncio.Semaphore(service.max_decoding)
 
     @contextlib.asynccontextmanager
@@ -105,10 +108,23 @@ def create_app(service, api_key=None, max_upload_mb=20.0, close_timeout=10.0,
         return resources.files(__package__).joinpath(
             'static/index.html').read_text()
 
+    @app.get('/live-worklet.js')
+    async def worklet():
+        """The page's audio worklet (its Live mode): a module of its own,
+        from the page's origin."""
+        return Response(resources.files(__package__).joinpath(
+            'static/live-worklet.js').read_text(),
+            media_type='text/javascript')
+
     @app.get('/v1/model')
     async def model():
         _check_ready(service)
-        return service.model_info()
+        return {**service.model_info(), 'streaming': stream.available(),
+                'stream_path': stream.PATH}
+
+    @app.websocket(stream.PATH)
+    async def live(websocket: WebSocket):
+        await stream.serve(websocket, service, api_key, stream_limits)
 
     @app.get('/v1/stats')
     async def stats():
@@ -373,7 +389,8 @@ def _host_name(host):
 def security_headers():
     """On every answer: no MIME sniffing, no framing, and a
     Content-Security-Policy that lets the page run only its own inline
-    script and style (by their hashes) and talk only to this service."""
+    script and style (by their hashes) and its own AudioWorklet module,
+    and talk only to this service (its WebSocket too)."""
     page = resources.files(__package__).joinpath(
         'static/index.html').read_text()
 
@@ -383,7 +400,8 @@ def security_headers():
                 block.encode()).digest()).decode()
             for block in re.findall(f'<{tag}>(.*?)</{tag}>', page, re.S))
 
-    csp = (f"default-src 'none'; script-src {hashes('script')}; "
+    # 'self' in script-src: the Live mode's AudioWorklet module
+    csp = (f"default-src 'none'; script-src 'self' {hashes('script')}; "
            f"style-src {hashes('style')}; connect-src 'self'; "
            f"img-src 'self'; base-uri 'none'; form-action 'none'; "
            f"frame-ancestors 'none'")

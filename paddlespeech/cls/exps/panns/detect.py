@@ -14,6 +14,15 @@ classes can be active at once. A single-label model's softmax scores sum
 to one over its classes: --threshold 0.5 then means "this class holds most
 of the window", and two sounds at once share the score (lower the
 threshold, e.g. 0.3, to see both; --top_k_per_window 1 keeps the best).
+A model with calibrated per-class thresholds (model.json "thresholds")
+uses them in place of --threshold for those classes.
+
+Live audio: --wav - reads raw PCM from stdin (--sample_rate, --channels,
+--format), e.g. ffmpeg -i rtsp://... -f s16le -ac 1 -ar 32000 - | detect.py
+--model_dir DIR --wav -, and --live records the default microphone (pip
+install sounddevice); each event is printed, and appended to the events
+CSV and label track, when it closes; the windows, scores and events are
+those of the same audio in a file.
 """
 import sys
 from pathlib import Path
@@ -28,18 +37,19 @@ from tqdm import tqdm
 from paddlespeech.cls.audio import AudioError, Windowing
 from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
 from paddlespeech.cls.errors import UserError
-from paddlespeech.cls.events import (detect_events, format_event,
-                                     stream_timeline, summary, top_k_mask,
-                                     write_outputs)
+from paddlespeech.cls.events import (CSV_HEADER, audacity_labels,
+                                     class_thresholds, csv_row,
+                                     detect_events, detection_windowing,
+                                     format_event, stream_timeline, summary,
+                                     top_k_mask, write_outputs)
+from paddlespeech.cls.live import (PCM_FORMATS, LiveDetector,
+                                   open_microphone, pcm_chunks, record)
 from paddlespeech.cls.features import FEAT_BACKENDS
 from paddlespeech.cls.models import BACKBONES
 from paddlespeech.cls.prediction import LABEL_FILE_HELP, expand_inputs
 from paddlespeech.cls.opener import open_model
 from paddlespeech.cls.runtime import run
 from paddlespeech.cls.scoring import check_tagger_feature
-
-# ESC-50's clip length, for models that do not record theirs
-FALLBACK_WINDOW_SECONDS = 5.0
 
 OUTPUT_HELP = """\
 Output in --output_dir, per input file <name>: <name>.events.csv
@@ -54,8 +64,17 @@ the exit status is 0 only if every file was scored."""
 
 def get_parser():
     p = ConfigArgumentParser(description=__doc__, epilog=OUTPUT_HELP)
-    p.add('--wav', nargs='+', required=True,
-          help='audio file(s) or directories')
+    p.add('--wav', nargs='+',
+          help='audio file(s) or directories; - : raw PCM on stdin')
+    p.add('--sample_rate', key='pcm_sample_rate', type=int,
+          help='with --wav -: samples per second (default: the model\'s)')
+    p.add('--channels', key='pcm_channels', type=int,
+          help='with --wav -: interleaved channels (mixed down to mono)')
+    p.add('--format', key='pcm_format', choices=sorted(PCM_FORMATS),
+          help='with --wav -: s16le (16-bit) or f32le (32-bit float)')
+    p.add('--live', action='store_true',
+          help='record the default microphone until Ctrl-C (needs the '
+          'sounddevice package)')
     p.add('--checkpoint', help='model.pdparams written by train.py')
     p.add('--model_dir', key='detect_model_dir',
           help='an export (export_model.py): the fast path')
@@ -70,7 +89,7 @@ def get_parser():
     p.add('--window_seconds', key='detect_window_seconds', type=float,
           help='window length; default: the clip length the model was '
           f'trained on, as train.py records it (AudioSet tagger: 10 s; '
-          f'models without it: {FALLBACK_WINDOW_SECONDS:g} s, ESC-50\'s)')
+          f'models without it: 5 s, ESC-50\'s)')
     p.add('--hop_seconds', type=float,
           help='a window every this many seconds (default: half a window); '
           'events are placed to this resolution')
@@ -111,6 +130,13 @@ def check_args(cfg):
     if len(given) != 1:
         raise UserError('give exactly one model: --checkpoint, --model_dir '
                         f'or --pretrained (got {", ".join(given) or "none"})')
+    if bool(cfg.wav) == bool(cfg.live):
+        raise UserError('give --wav FILE..., --wav - (raw PCM on stdin) or '
+                        '--live (the microphone)')
+    if cfg.pcm_channels < 1 or (cfg.pcm_sample_rate is not None and
+                                cfg.pcm_sample_rate < 1):
+        raise UserError(f'--channels and --sample_rate must be at least 1, '
+                        f'got {cfg.pcm_channels} and {cfg.pcm_sample_rate}')
     if cfg.detect_window_seconds is not None and \
             not cfg.detect_window_seconds > 0:
         raise UserError(f'--window_seconds must be positive, got '
@@ -144,15 +170,11 @@ def open_for(cfg):
 
 
 def windowing(cfg, model):
-    """Windows of the model's clip length (or --window_seconds), every
-    --hop_seconds, always padded: a timeline's windows are of one length."""
-    window = (cfg.detect_window_seconds or model.clip_seconds or
-              FALLBACK_WINDOW_SECONDS)
-    hop = window / 2 if cfg.hop_seconds is None else cfg.hop_seconds
-    if not 0 < hop <= window:
-        raise UserError(f'--hop_seconds must be in (0, --window_seconds '
-                        f'{window:g}], got {hop}')
-    return Windowing(window, hop, pad=True)
+    try:
+        return detection_windowing(model.clip_seconds,
+                                   cfg.detect_window_seconds, cfg.hop_seconds)
+    except UserError as e:
+        raise UserError(f'--{e}') from None
 
 
 def class_columns(names, labels):
@@ -189,6 +211,8 @@ def score_file(path, model, windows, batch_size):
 def main(argv):
     cfg = get_parser().parse_config(argv)
     check_args(cfg)
+    if cfg.live or cfg.wav == ['-']:
+        return detect_live(cfg)
     paths = expand_inputs(cfg.wav)
     model = open_for(cfg)
     windows = windowing(cfg, model)
@@ -210,7 +234,9 @@ def main(argv):
         if classes:
             columns = [model.labels.index(c) for c in classes]
             tl, active = tl.only(classes), active[:, columns]
-        events = detect_events(tl, cfg.threshold, cfg.threshold_off,
+        on, off = class_thresholds(tl.labels, cfg.threshold,
+                                   cfg.threshold_off, model.meta.thresholds)
+        events = detect_events(tl, on, off,
                                cfg.min_event_seconds, cfg.merge_gap_seconds,
                                active)
         write_outputs(cfg.detect_dir, name, tl, events, cfg.plot)
@@ -218,6 +244,61 @@ def main(argv):
             print(format_event(path, e))
         print(summary(tl, events), flush=True)
     return 1 if failed else 0
+
+
+def detect_live(cfg):
+    """stdin or the microphone: each event printed and appended to
+    ``<name>.events.csv`` and ``.labels.txt`` (flushed) when it closes;
+    at the end all outputs are written as for a file (events sorted)."""
+    if cfg.live:
+        sd = open_microphone()  # before the model: a missing one fails fast
+        path = name = 'live'
+    else:
+        path, name = '-', 'stdin'
+    model = open_for(cfg)
+    sr = model.feature.sample_rate
+    chunks = record(sd, sr) if cfg.live else pcm_chunks(
+        sys.stdin.buffer, cfg.pcm_format, cfg.pcm_channels)
+    detector = LiveDetector(
+        model.scores, model.labels, sr, windowing(cfg, model),
+        cfg.pcm_sample_rate or sr, cfg.threshold, cfg.threshold_off,
+        cfg.min_event_seconds, cfg.merge_gap_seconds, cfg.top_k_per_window,
+        class_columns(cfg.classes, model.labels), model.meta.thresholds,
+        batch_size=1, keep=True)
+    out, events = Path(cfg.detect_dir), []
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f'{name}.events.csv', 'w', newline='') as table, \
+            open(out / f'{name}.labels.txt', 'w') as track:
+        table.write(','.join(CSV_HEADER) + '\n')
+        table.flush()
+
+        def report(changes):
+            for state, e in changes:
+                if state == 'close':
+                    events.append(e)
+                    print(format_event(path, e), flush=True)
+                    table.write(csv_row(e, path))
+                    table.flush()
+                    track.write(audacity_labels([e]))
+                    track.flush()
+
+        try:
+            for chunk in chunks:
+                for step in detector.push(chunk):
+                    report(step.events)
+            steps, closing = detector.end()
+        except ValueError as e:
+            raise UserError(f'{path}: {e}') from None
+        for step in steps:
+            report(step.events)
+        report(closing)
+    if not detector.kept:
+        raise UserError(f'{path}: no audio arrived')
+    tl = detector.timeline(path)
+    events.sort(key=lambda e: (e.onset, e.offset, e.label))
+    write_outputs(out, name, tl, events, cfg.plot)
+    print(summary(tl, events), flush=True)
+    return 0
 
 
 if __name__ == '__main__':

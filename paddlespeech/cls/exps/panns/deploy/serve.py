@@ -3,7 +3,8 @@
 Endpoints: POST /paddlespeech/cls and GET /paddlespeech/cls/help
 (PaddleSpeech's API: `paddlespeech_client cls --server_ip HOST --port
 PORT --input x.wav` works unchanged), POST /v1/classify (multipart upload
-of one or more files), GET /v1/model, GET /v1/stats, GET /healthz, GET
+of one or more files), WebSocket /v1/stream (live audio: scores per
+window and events as they open and close), GET /v1/model, GET /v1/stats, GET /healthz, GET
 /readyz, and GET / (a page to drop or record a file). Concurrent requests
 are micro-batched; see docs/serving.md. A predictor process that dies is
 restarted (its requests get 503 with Retry-After). SIGTERM finishes the
@@ -150,6 +151,7 @@ def main(argv):
     from paddlespeech.cls.serving.connections import (guarded_protocol,
                                                       reserve_files)
     from paddlespeech.cls.serving.service import default_threads
+    from paddlespeech.cls.serving.stream import WS_MAX_QUEUE, WS_MAX_SIZE
     max_connections = reserve_files(cfg.max_connections)
 
     handler = logging.StreamHandler()
@@ -198,7 +200,8 @@ def main(argv):
         timeout_graceful_shutdown=cfg.graceful_timeout,
         http=guarded_protocol(cfg.header_timeout, cfg.body_timeout,
                               max_connections),
-        timeout_keep_alive=cfg.keep_alive_timeout))
+        timeout_keep_alive=cfg.keep_alive_timeout,
+        ws_max_size=WS_MAX_SIZE, ws_max_queue=WS_MAX_QUEUE))
     # uvicorn shuts down gracefully, then raises the signal again: with
     # this handler that ends the process normally (status 0).
     signal.signal(signal.SIGTERM, lambda *_: None)
