@@ -17,6 +17,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import atomic
+from .errors import UserError
 from .runtime import HeapLimit
 
 
@@ -33,7 +34,9 @@ class DetectConfig:
     # None: the model's clip length (else 5 s)
     window_seconds: Optional[float] = None
     hop_seconds: Optional[float] = None  # None: half a window
-    threshold: float = 0.5
+    # auto: the model's calibrated thresholds (calibrate.py); None: auto
+    # where the model has them, else 0.5
+    threshold: Optional[Union[str, float]] = None
     threshold_off: Optional[float] = None  # None: threshold (no hysteresis)
     min_event_seconds: float = 0.0
     merge_gap_seconds: float = 0.0
@@ -144,23 +147,28 @@ def detect_events(timeline, threshold, threshold_off=None,
     """Events of every class, sorted by onset (then label).
 
     A window score at or over ``threshold`` opens an event of its class, a
-    score under ``threshold_off`` (default: ``threshold``) closes it; the
+    score under ``threshold_off`` (default: ``threshold``) closes it (each
+    a number, or one per class of the timeline: :func:`class_thresholds`);
+    the
     event spans the regions of its windows and its score is the highest
     window score inside it. Events of one class less than
     ``merge_gap_seconds`` apart are merged, then events shorter than
     ``min_event_seconds`` dropped. ``active``: the scores to threshold, if
     not the timeline's own (e.g. :func:`top_k_mask` of them).
     """
-    off = threshold if threshold_off is None else threshold_off
+    n = len(timeline.labels)
+    on = np.broadcast_to(np.asarray(threshold, dtype=np.float64), (n,))
+    off = on if threshold_off is None else np.broadcast_to(
+        np.asarray(threshold_off, dtype=np.float64), (n,))
     scores = timeline.scores if active is None else active
     bounds = timeline.bounds
     events = []
     for c, label in enumerate(timeline.labels):
         runs, begin = [], None
         for k, s in enumerate(scores[:, c]):
-            if begin is None and s >= threshold:
+            if begin is None and s >= on[c]:
                 begin = k
-            elif begin is not None and s < off:
+            elif begin is not None and s < off[c]:
                 runs.append([begin, k])
                 begin = None
         if begin is not None:
@@ -178,6 +186,50 @@ def detect_events(timeline, threshold, threshold_off=None,
                 events.append(Event(onset, offset, label,
                                     float(timeline.scores[a:b, c].max())))
     return sorted(events, key=lambda e: (e.onset, e.offset, e.label))
+
+
+AUTO = 'auto'
+DEFAULT_THRESHOLD = 0.5
+
+
+def class_thresholds(threshold, threshold_off, labels, calibrated=None,
+                     source='the model'):
+    """``(on, off)``: one threshold per class of ``labels`` for
+    :func:`detect_events`. ``threshold``: a number for every class,
+    ``'auto'`` for the model's ``calibrated`` ones (``{class: threshold}``,
+    :mod:`.calibration`; a None there never opens an event, a class left
+    out gets :data:`DEFAULT_THRESHOLD`), or None: ``'auto'`` where
+    ``calibrated`` exists, else the default. ``threshold_off`` (None: the
+    threshold) is capped at each class's threshold. ``'auto'`` without
+    calibrated thresholds is a one-line error naming ``source``."""
+    if threshold is None:
+        threshold = AUTO if calibrated else DEFAULT_THRESHOLD
+    if threshold == AUTO:
+        if not calibrated:
+            raise UserError(
+                f'--threshold auto: {source} has no calibrated thresholds; '
+                f'run calibrate.py on it first, or give a number')
+        on = np.array([np.inf if (t := calibrated.get(name,
+                                                      DEFAULT_THRESHOLD))
+                       is None else t for name in labels], dtype=np.float64)
+    else:
+        on = np.full(len(labels), float(threshold))
+    off = on if threshold_off is None else np.minimum(on, threshold_off)
+    return on, off
+
+
+def parse_threshold(text):
+    """``--threshold``'s value: ``auto`` or a number in (0, 1]."""
+    if text is None or str(text).strip().lower() == AUTO:
+        return None if text is None else AUTO
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= 1:
+        raise UserError(f'--threshold must be auto or a number in (0, 1], '
+                        f'got {text}')
+    return value
 
 
 CSV_HEADER = ('filename', 'onset', 'offset', 'label', 'score')
