@@ -20,6 +20,7 @@ SCRIPTS = [
     'paddlespeech/cls/exps/panns/deploy/serve.py',
     'paddlespeech/cls/exps/panns/tag.py',
     'paddlespeech/cls/exps/panns/detect.py',
+    'paddlespeech/cls/exps/panns/calibrate.py',
     'local/cross_validate.py',
     'local/prepare_data.py',
 ]

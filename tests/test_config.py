@@ -62,9 +62,11 @@ def test_sections_are_dataclasses_of_their_modules():
         'deploy': 'paddlespeech.cls.inference',
         'export': 'paddlespeech.cls.artifact',
         'detect': 'paddlespeech.cls.events',
+        'calibrate': 'paddlespeech.cls.calibration',
         'serve': 'paddlespeech.cls.serving'}
     assert all(dataclasses.is_dataclass(c) for c in sections().values())
     # the flat keys of earlier versions, the 13 renamed ones among them
+    # (and those of the calibrate section, named as detect's are)
     # every field of every section but feature and augment (never flat)
     # has exactly one flat name
     fields = {(name, f.name) for name, c in sections().items()
@@ -86,6 +88,12 @@ def test_sections_are_dataclasses_of_their_modules():
         'audioset': ('detect', 'pretrained'),
         'detect_window_seconds': ('detect', 'window_seconds'),
         'detect_dir': ('detect', 'output_dir'),
+        'pcm_sample_rate': ('detect', 'sample_rate'),
+        'pcm_channels': ('detect', 'channels'),
+        'pcm_format': ('detect', 'format'),
+        'calibrate_model_dir': ('calibrate', 'model_dir'),
+        'calibrate_folds': ('calibrate', 'folds'),
+        'calibrate_dir': ('calibrate', 'output_dir'),
         'serve_workers': ('serve', 'workers')}
 
 
@@ -312,7 +320,7 @@ def test_help_names_the_section_key_and_its_flat_name():
     text = ' '.join(parser.format_help().split())
     assert '[config key detect: model_dir (flat: detect_model_dir), ' \
            'default: None]' in text
-    assert '[config key detect: threshold, default: 0.5]' in text
+    assert '[config key detect: threshold, default: None]' in text
 
 
 def test_wrong_config_type_is_one_line_before_data_loading(tmp_path):

@@ -35,6 +35,9 @@ from .logs import get_logger
 log = get_logger(__name__)
 
 META_KEY = '_meta'
+# _meta keys that describe how a model was trained or is used, not what
+# it is: a resumed run or an average may differ in them
+USAGE_KEYS = ('trained_on', 'thresholds')
 _EPOCH_DIR = re.compile(r'^epoch_(\d+)$')
 _RESUME_DIR = re.compile(r'^epoch_(\d+)(?:_step_(\d+))?$')
 
@@ -44,13 +47,15 @@ class CheckpointError(UserError):
 
 
 def model_meta(backbone, label_list, dropout, feature, task,
-               clip_seconds=None, head_hidden=0):
+               clip_seconds=None, head_hidden=0, trained_on=None):
     """The ``_meta`` entry: what predicting with or exporting a checkpoint
     needs besides the weights (``multi_label`` only when true, as in
     checkpoints written before multi-label training). ``clip_seconds``:
     the length of the clips it was trained on (detection's default
     window), where known; ``head_hidden``: units of the head's hidden
-    layer (none when 0)."""
+    layer (none when 0); ``trained_on``: which clips trained it
+    (:func:`..calibration.trained_on`), so calibration can refuse them.
+    ``thresholds`` (per-class, :mod:`..calibration`) are added later."""
     meta = {'backbone': backbone, 'num_class': len(label_list),
             'label_list': list(label_list), 'dropout': dropout,
             'feature': feature.to_dict(), **task.meta()}
@@ -58,7 +63,29 @@ def model_meta(backbone, label_list, dropout, feature, task,
         meta['clip_seconds'] = round(float(clip_seconds), 3)
     if head_hidden:
         meta['head_hidden'] = int(head_hidden)
+    if trained_on:
+        meta['trained_on'] = trained_on
     return meta
+
+
+def same_model(a, b):
+    """Whether two ``_meta`` entries describe the same model (backbone,
+    labels, task, features), whatever their :data:`USAGE_KEYS`."""
+    def core(m):
+        return {k: v for k, v in m.items() if k not in USAGE_KEYS}
+    return core(a) == core(b)
+
+
+def write_model_meta(path, meta):
+    """Replace the ``_meta`` of the checkpoint ``path`` (``model.pdparams``
+    or its directory) by ``meta``, atomically; the weights are kept."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / 'model.pdparams'
+    state, _ = load_checkpoint(path)
+    state[META_KEY] = json.dumps(meta)
+    with disk_full(path, tensor_bytes(state)):
+        atomic.save(state, path)
 
 
 def save_checkpoint(checkpoint_dir, epoch, model, meta, optimizer=None,
@@ -251,10 +278,11 @@ def average_checkpoints(paths):
     total, meta = None, None
     for path in paths:
         state, m = load_checkpoint(path)
-        if meta is not None and m != meta:
+        if meta is not None and not same_model(m, meta):
             raise CheckpointError(f'{path} holds another model than '
                                   f'{paths[0]}; cannot average them')
-        meta = m
+        # thresholds calibrated for one checkpoint do not hold for the mean
+        meta = {k: v for k, v in m.items() if k != 'thresholds'}
         arrays = {k: v.numpy().astype('float64') for k, v in state.items()}
         total = arrays if total is None else {
             k: total[k] + arrays[k] for k in total}

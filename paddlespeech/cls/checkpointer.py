@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .checkpoint import (CheckpointError, load_checkpoint, resume_point,
-                         save_checkpoint)
+                         same_model, save_checkpoint)
 
 
 class Checkpointer:
@@ -72,7 +72,7 @@ class Checkpointer:
         if latest is None:
             return None
         model, saved_meta = load_checkpoint(latest)
-        if saved_meta != self.meta:
+        if not same_model(saved_meta, self.meta):
             raise CheckpointError(
                 f'{latest} was trained with other settings (backbone, '
                 f'labels, single/multi-label or features) than this run; '

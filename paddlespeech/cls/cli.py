@@ -15,6 +15,8 @@ COMMANDS = {  # command: (module in exps/panns, what it does)
     'deploy': ('deploy.predict', 'classify audio files with an export'),
     'serve': ('deploy.serve', 'serve an export over HTTP'),
     'detect': ('detect', 'find when sounds occur in long recordings'),
+    'calibrate': ('calibrate', 'per-class thresholds for a target '
+                  'precision, stored in the model'),
     'tag': ('tag', 'tag audio files with the 527 AudioSet classes'),
     'search': ('search', 'find the windows of an analysed archive most '
                'like a query clip'),

@@ -47,6 +47,7 @@ SECTIONS = {
     'deploy': ('.inference', 'DeployConfig'),
     'export': ('.artifact', 'ExportConfig'),
     'detect': ('.events', 'DetectConfig'),
+    'calibrate': ('.calibration', 'CalibrateConfig'),
     'serve': ('.serving', 'ServeConfig'),
 }
 NESTED_ONLY = ('feature', 'augment')  # sections without flat names

@@ -35,7 +35,9 @@ class DetectConfig:
     # None: the model's clip length (else 5 s)
     window_seconds: Optional[float] = None
     hop_seconds: Optional[float] = None  # None: half a window
-    threshold: float = 0.5
+    # auto: the model's calibrated thresholds (calibrate.py); None: auto
+    # where the model has them, else 0.5
+    threshold: Optional[Union[str, float]] = None
     threshold_off: Optional[float] = None  # None: threshold (no hysteresis)
     min_event_seconds: float = 0.0
     merge_gap_seconds: float = 0.0
@@ -145,25 +147,15 @@ def top_k_mask(scores, k):
     return out
 
 
-def class_thresholds(labels, threshold, threshold_off=None,
-                     calibrated=None):
-    """``(on, off)`` arrays, one threshold per class of ``labels``: the
-    model's ``calibrated`` ``{label: threshold}`` (``ExportMeta.
-    thresholds``) where it has one, else ``threshold``; ``off``:
-    ``threshold_off`` (never above a class's ``on``), else ``on``."""
-    calibrated = calibrated or {}
-    on = np.array([float(calibrated.get(n, threshold)) for n in labels])
-    off = on if threshold_off is None else np.minimum(threshold_off, on)
-    return on, off
-
-
 def detect_events(timeline, threshold, threshold_off=None,
                   min_event_seconds=0.0, merge_gap_seconds=0.0,
                   active=None):
     """Events of every class, sorted by onset (then label).
 
     A window score at or over ``threshold`` opens an event of its class, a
-    score under ``threshold_off`` (default: ``threshold``) closes it; the
+    score under ``threshold_off`` (default: ``threshold``) closes it (each
+    a number, or one per class of the timeline: :func:`class_thresholds`);
+    the
     event spans the regions of its windows and its score is the highest
     window score inside it. Events of one class less than
     ``merge_gap_seconds`` apart are merged, then events shorter than
@@ -332,6 +324,50 @@ def detection_windowing(clip_seconds, window_seconds=None, hop_seconds=None):
 
 # ESC-50's clip length, for models that do not record theirs
 FALLBACK_WINDOW_SECONDS = 5.0
+
+
+AUTO = 'auto'
+DEFAULT_THRESHOLD = 0.5
+
+
+def class_thresholds(threshold, threshold_off, labels, calibrated=None,
+                     source='the model'):
+    """``(on, off)``: one threshold per class of ``labels`` for
+    :func:`detect_events`. ``threshold``: a number for every class,
+    ``'auto'`` for the model's ``calibrated`` ones (``{class: threshold}``,
+    :mod:`.calibration`; a None there never opens an event, a class left
+    out gets :data:`DEFAULT_THRESHOLD`), or None: ``'auto'`` where
+    ``calibrated`` exists, else the default. ``threshold_off`` (None: the
+    threshold) is capped at each class's threshold. ``'auto'`` without
+    calibrated thresholds is a one-line error naming ``source``."""
+    if threshold is None:
+        threshold = AUTO if calibrated else DEFAULT_THRESHOLD
+    if threshold == AUTO:
+        if not calibrated:
+            raise UserError(
+                f'--threshold auto: {source} has no calibrated thresholds; '
+                f'run calibrate.py on it first, or give a number')
+        on = np.array([np.inf if (t := calibrated.get(name,
+                                                      DEFAULT_THRESHOLD))
+                       is None else t for name in labels], dtype=np.float64)
+    else:
+        on = np.full(len(labels), float(threshold))
+    off = on if threshold_off is None else np.minimum(on, threshold_off)
+    return on, off
+
+
+def parse_threshold(text):
+    """``--threshold``'s value: ``auto`` or a number in (0, 1]."""
+    if text is None or str(text).strip().lower() == AUTO:
+        return None if text is None else AUTO
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= 1:
+        raise UserError(f'--threshold must be auto or a number in (0, 1], '
+                        f'got {text}')
+    return value
 
 
 CSV_HEADER = ('filename', 'onset', 'offset', 'label', 'score')

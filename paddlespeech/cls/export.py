@@ -98,7 +98,8 @@ def write_export(folder, checkpoint, include_frontend=False, label_file=None,
         multi_label=model.task.multi_label,
         clip_seconds=model.meta.get('clip_seconds'),
         backend=FORMATS[format], checkpoint=str(checkpoint),
-        embedding_size=model.backbone.emb_size)
+        embedding_size=model.backbone.emb_size,
+        thresholds=model.meta.get('thresholds'))
     write_meta(folder, meta)
     return meta
 

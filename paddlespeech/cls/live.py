@@ -124,7 +124,7 @@ class LiveDetector:
         self.columns = [list(labels).index(c) for c in classes] \
             if classes else None
         self.labels = list(classes or labels)
-        on, off = class_thresholds(self.labels, threshold, threshold_off,
+        on, off = class_thresholds(threshold, threshold_off, self.labels,
                                    calibrated)
         self.tracker = EventTracker(
             self.labels, self.size / sample_rate, self.hop / sample_rate,

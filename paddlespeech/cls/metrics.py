@@ -65,3 +65,19 @@ def mean_average_precision(scores, targets):
     ap = [average_precision(scores[:, c], targets[:, c])
           for c in range(targets.shape[1])]
     return float(np.nanmean(ap))
+
+
+def precision_recall_curve(scores, positive):
+    """``(thresholds, precision, recall)`` of the decision ``score >=
+    threshold`` at every distinct score, highest first (tied scores are
+    one threshold); recall is NaN when the class has no positive."""
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive).astype(bool)
+    order = np.argsort(-scores, kind='stable')
+    scores, positive = scores[order], positive[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1] if len(
+        scores) else np.zeros(0, dtype=np.int64)
+    tp = np.cumsum(positive)[last]
+    with np.errstate(invalid='ignore', divide='ignore'):
+        recall = tp / positive.sum()
+    return scores[last], tp / (last + 1), recall

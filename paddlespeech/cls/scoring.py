@@ -98,7 +98,8 @@ class CheckpointModel(SoundModel):
             label_list=labels, feature=feature, backbone=m['backbone'],
             multi_label=self.model.task.multi_label,
             clip_seconds=m.get('clip_seconds'), checkpoint=self.source,
-            embedding_size=self.model.backbone.emb_size)
+            embedding_size=self.model.backbone.emb_size,
+            thresholds=m.get('thresholds'))
 
     def scores(self, waves):
         import paddle

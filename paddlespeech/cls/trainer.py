@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from . import atomic
 from .augment import Augmenter
+from .calibration import trained_on
 from .checkpoint import (best_checkpoint, checkpoints_to_keep, model_meta,
                          prune_checkpoints, read_metrics,
                          remove_step_checkpoints, save_average, save_model,
@@ -101,7 +102,8 @@ class Trainer:
             learning_rate=self.schedule.lr,
             parameters=self.model.parameters())
         self.meta = model_meta(cfg.backbone, labels, cfg.dropout, cfg.feature,
-                               self.task, data.clip_seconds, cfg.head_hidden)
+                               self.task, data.clip_seconds, cfg.head_hidden,
+                               trained_on(self.table, cfg.split))
         self.tracker = BestTracker(cfg.early_stop_patience)
         self.precision = MixedPrecision(cfg.amp)
         augmenter = Augmenter(cfg.augment, cfg.feature.floor_db)

@@ -2,8 +2,9 @@
 
 The client's first message is JSON: ``sample_rate``, ``format``
 (``s16le`` or ``f32le``), optional ``channels`` (1), ``window_seconds``
-and ``hop_seconds`` (``detect.py``'s defaults), ``threshold`` (0.5),
-``threshold_off``, ``min_event_seconds``, ``merge_gap_seconds``,
+and ``hop_seconds`` (``detect.py``'s defaults), ``threshold`` (the
+model's calibrated ones, else 0.5), ``threshold_off``,
+``min_event_seconds``, ``merge_gap_seconds``,
 ``classes``, ``top_k`` (5; 0: every class in the model's order) and
 ``api_key`` (for browsers, which cannot send an ``Authorization``
 header). The server answers ``{"type": "start", ...}`` (the windowing and
@@ -110,8 +111,10 @@ def parse_start(text, service, api_key, header):
                      service.window_seconds, low_open=True)
     hop = _number(start, 'hop_seconds', float, 0, MAX_WINDOW_SECONDS,
                   low_open=True)
-    threshold = _number(start, 'threshold', float, 0, 1, 0.5, low_open=True)
-    off = _number(start, 'threshold_off', float, 0, threshold)
+    # None: the model's calibrated thresholds, else 0.5 (class_thresholds)
+    threshold = _number(start, 'threshold', float, 0, 1, low_open=True)
+    off = _number(start, 'threshold_off', float, 0,
+                  1 if threshold is None else threshold)
     min_event = _number(start, 'min_event_seconds', float, 0, math.inf, 0.0)
     gap = _number(start, 'merge_gap_seconds', float, 0, math.inf, 0.0)
     top_k = _number(start, 'top_k', int, 0, math.inf, 5)

@@ -6,7 +6,8 @@ is read in blocks and scored in windows of --window_seconds every
 --hop_seconds, batched; per class, a window score at or over --threshold
 opens an event and one under --threshold_off closes it. An event covers
 the hop-long centre regions of its windows, so overlapping windows do not
-lengthen it.
+lengthen it. With --threshold auto (the default for a model calibrated
+by calibrate.py) each class has its own threshold.
 
 Scores: a multi-label model (trained on clips with several labels, and the
 AudioSet tagger) scores each class on its own (sigmoid), so several
@@ -40,8 +41,9 @@ from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.events import (CSV_HEADER, audacity_labels,
                                      class_thresholds, csv_row,
                                      detect_events, detection_windowing,
-                                     format_event, stream_timeline, summary,
-                                     top_k_mask, write_outputs)
+                                     format_event, parse_threshold,
+                                     stream_timeline, summary, top_k_mask,
+                                     write_outputs)
 from paddlespeech.cls.live import (PCM_FORMATS, LiveDetector,
                                    open_microphone, pcm_chunks, record)
 from paddlespeech.cls.features import FEAT_BACKENDS
@@ -93,10 +95,12 @@ def get_parser():
     p.add('--hop_seconds', type=float,
           help='a window every this many seconds (default: half a window); '
           'events are placed to this resolution')
-    p.add('--threshold', type=float,
+    p.add('--threshold',
           help='a window score at or over this opens an event (a '
           'single-label model\'s softmax scores share 1 among its classes, '
-          'so two sounds at once each score lower)')
+          'so two sounds at once each score lower); auto: the per-class '
+          'thresholds calibrate.py stored in the model (the default where '
+          'it has them, else 0.5)')
     p.add('--threshold_off', type=float,
           help='a score under this closes an event (<= --threshold; '
           'default: --threshold)')
@@ -141,13 +145,11 @@ def check_args(cfg):
             not cfg.detect_window_seconds > 0:
         raise UserError(f'--window_seconds must be positive, got '
                         f'{cfg.detect_window_seconds}')
-    if not 0 < cfg.threshold <= 1:
-        raise UserError(f'--threshold must be in (0, 1], got '
-                        f'{cfg.threshold}')
-    if cfg.threshold_off is not None and not \
-            0 <= cfg.threshold_off <= cfg.threshold:
+    cfg.threshold = parse_threshold(cfg.threshold)
+    top = cfg.threshold if isinstance(cfg.threshold, float) else 1
+    if cfg.threshold_off is not None and not 0 <= cfg.threshold_off <= top:
         raise UserError(f'--threshold_off must be in [0, --threshold '
-                        f'{cfg.threshold}], got {cfg.threshold_off}')
+                        f'{top}], got {cfg.threshold_off}')
     for flag, v in (('--min_event_seconds', cfg.min_event_seconds),
                     ('--merge_gap_seconds', cfg.merge_gap_seconds),
                     ('--top_k_per_window', cfg.top_k_per_window)):
@@ -217,6 +219,9 @@ def main(argv):
     model = open_for(cfg)
     windows = windowing(cfg, model)
     classes = class_columns(cfg.classes, model.labels)
+    on, off = class_thresholds(cfg.threshold, cfg.threshold_off,
+                               model.labels, model.meta.thresholds,
+                               model.source)
     failed = 0
     for path, name in zip(paths, output_names(paths)):
         try:
@@ -231,14 +236,13 @@ def main(argv):
             failed += 1
             continue
         active = top_k_mask(tl.scores, cfg.top_k_per_window)
+        c_on, c_off = on, off
         if classes:
             columns = [model.labels.index(c) for c in classes]
             tl, active = tl.only(classes), active[:, columns]
-        on, off = class_thresholds(tl.labels, cfg.threshold,
-                                   cfg.threshold_off, model.meta.thresholds)
-        events = detect_events(tl, on, off,
-                               cfg.min_event_seconds, cfg.merge_gap_seconds,
-                               active)
+            c_on, c_off = on[columns], off[columns]
+        events = detect_events(tl, c_on, c_off, cfg.min_event_seconds,
+                               cfg.merge_gap_seconds, active)
         write_outputs(cfg.detect_dir, name, tl, events, cfg.plot)
         for e in events:
             print(format_event(path, e))
