@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from paddlespeech.cls.artifact import ExportMeta
 from paddlespeech.cls.features import FeatureConfig
 from paddlespeech.cls.serving import Service, create_app
 from paddlespeech.cls.serving.app import default_allowed_hosts
@@ -42,7 +43,9 @@ class FakePredictor:
 
 
 def fake_service(tmp_path):
-    return Service(tmp_path, FakePredictor, max_wait_ms=0, max_seconds=20)
+    return Service(tmp_path, FakePredictor, max_wait_ms=0, max_seconds=20,
+                   meta=ExportMeta(label_list=LABELS, clip_seconds=1.0,
+                                   backbone='cnn6'))
 
 
 def wav_bytes(seconds=0.5, sr=16000, fmt='WAV', subtype=None):

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..audio import (AudioBytes, AudioError, AudioTooLarge, Windowing,
                      check_header)
+from ..artifact import read_export
 from ..prediction import predict_files
 from .batcher import MicroBatcher
 from .protocol import TOO_LARGE, UNUSABLE, ClientError
@@ -29,7 +30,10 @@ BUDGET_RATE, BUDGET_CHANNELS = 48000, 2
 class Service:
     """``admit(files)`` then ``classify(admitted)`` for request threads;
     ``start``/``close`` around the server's life. ``make_predictor()``
-    builds one predictor of the export (in its inference thread).
+    builds one predictor of the export (in its inference thread). What the
+    service says of the model (labels, windowing, ``/v1/model``) is the
+    export's ``model.json`` (``meta``, read here when not given), so it is
+    known before any predictor has loaded and without asking one.
 
     Bounds on a request's cost, checked from the headers before anything
     is decoded: ``max_seconds`` per file, samples per file
@@ -41,8 +45,10 @@ class Service:
     def __init__(self, model_dir, make_predictor, workers=1,
                  max_batch_size=8, max_wait_ms=10.0, max_seconds=600.0,
                  window_seconds=None, on_fatal=None, max_restarts=5,
-                 max_inflight_seconds=1800.0, max_decoding=None):
+                 max_inflight_seconds=1800.0, max_decoding=None,
+                 meta=None, label_file=None):
         self.model_dir = Path(model_dir)
+        self.meta = meta or read_export(model_dir, label_file)[2]
         self.max_seconds, self.window_seconds = max_seconds, window_seconds
         self.max_samples = max_seconds * BUDGET_RATE * BUDGET_CHANNELS
         self.max_inflight_seconds = max_inflight_seconds
@@ -77,31 +83,30 @@ class Service:
 
     @property
     def labels(self):
-        return self.predictor.labels
+        return self.meta.label_list
 
     @property
     def windowing(self):
         """The model's :class:`..audio.Windowing` (``--window_seconds``
         overrides its clip length), as ``deploy/predict.py`` cuts files."""
-        return Windowing.of_model(self.predictor.clip_seconds,
-                                  self.window_seconds)
+        return Windowing.of_model(self.meta.clip_seconds, self.window_seconds)
 
     def _warm_up(self, predictor):
         """One window-length clip: the first run of a shape is the slow one."""
-        sr = predictor.feature.sample_rate
-        w = Windowing.of_model(predictor.clip_seconds, self.window_seconds)
+        w = self.windowing
+        sr = self.meta.feature.sample_rate
         size, _ = w.samples(sr)
         predictor([np.zeros(size if w.pad else min(size, 5 * sr),
                             np.float32)])
 
     def model_info(self):
-        p = self.predictor
-        return {'model_dir': str(self.model_dir), 'labels': list(p.labels),
-                'num_classes': len(p.labels),
-                'feature': p.feature.to_dict(),
-                'backbone': p.meta.backbone,
-                'multi_label': p.task.multi_label,
-                'input': p.meta.input,
+        m = self.meta
+        return {'model_dir': str(self.model_dir), 'labels': list(m.label_list),
+                'num_classes': len(m.label_list),
+                'feature': m.feature.to_dict(),
+                'backbone': m.backbone,
+                'multi_label': m.multi_label,
+                'input': m.input,
                 'max_batch_size': self.batcher.max_batch_size,
                 'max_seconds': self.max_seconds,
                 'window_seconds': self.windowing.seconds}
@@ -158,7 +163,7 @@ class Service:
             with self.admit(files) as admitted:
                 return self.classify(admitted, cancelled)
         admitted = files
-        feature = self.predictor.feature
+        feature = self.meta.feature
         results, usable = list(admitted.results), admitted.usable
         start = time.monotonic()
         with self.batcher.incoming() as ticket:

@@ -130,7 +130,7 @@ def parse_start(text, service, api_key, header):
                               f'{len(labels)}, e.g. {labels[:5]}')
         classes = list(dict.fromkeys(classes))
     try:
-        windowing = detection_windowing(service.predictor.clip_seconds,
+        windowing = detection_windowing(service.meta.clip_seconds,
                                         window, hop)
     except UserError as e:
         raise StreamError(str(e)) from None
@@ -227,11 +227,11 @@ async def serve(ws, service, api_key=None, limits=None):
 
 
 def _detector(service, s):
-    predictor = service.predictor
+    meta = service.meta
     return LiveDetector(
-        service.batcher.score, service.labels, predictor.feature.sample_rate,
+        service.batcher.score, service.labels, meta.feature.sample_rate,
         s['windowing'], s['rate'], s['threshold'], s['off'], s['min_event'],
-        s['gap'], 0, s['classes'], predictor.meta.thresholds,
+        s['gap'], 0, s['classes'], meta.thresholds,
         batch_size=service.batcher.max_batch_size)
 
 

@@ -175,7 +175,8 @@ def main(argv):
         cfg.serve_workers, cfg.max_batch_size, cfg.max_wait_ms,
         cfg.max_seconds, cfg.window_seconds, on_fatal=fatal,
         max_restarts=cfg.max_restarts,
-        max_inflight_seconds=cfg.max_inflight_seconds)
+        max_inflight_seconds=cfg.max_inflight_seconds,
+        label_file=cfg.label_file)
     stopping = []  # when the first stop signal came
 
     class Server(uvicorn.Server):
