@@ -179,6 +179,14 @@ class Server:
             peak += int(fields['VmHWM'].split()[0]) / 1024
         return now, peak
 
+    def own_mb(self):
+        """Resident set size of the server's own process (no inference
+        process): what the HTTP and WebSocket handling holds."""
+        for line in Path(f'/proc/{self.proc.pid}/status').read_text() \
+                .splitlines():
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+
     def batches(self, since=None):
         """``{batch size: batches run}`` (minus those of ``since``)."""
         import httpx
@@ -550,10 +558,13 @@ def table(off, rows, goals):
     return '\n'.join(lines)
 
 
-async def _one_stream(url, wave, sr, seconds, chunk, latencies, start):
+async def _one_stream(url, wave, sr, seconds, chunk, latencies, start,
+                      pace=1.0, on_sent=None):
     """One real-time stream of ``wave`` repeated for ``seconds``; appends
     each window's latency (its message's arrival minus the moment the
-    end of its audio was sent) to ``latencies``."""
+    end of its audio was sent) to ``latencies``. ``pace``: times real
+    time (0: as fast as the server takes it); ``on_sent(seconds)`` after
+    each chunk."""
     import websockets
     sent_at = {}  # audio seconds sent -> when
     async with websockets.connect(url, max_size=None) as ws:
@@ -578,7 +589,11 @@ async def _one_stream(url, wave, sr, seconds, chunk, latencies, start):
             await ws.send(piece.astype('<f4').tobytes())
             at += step
             sent_at[round(at / sr, 6)] = time.monotonic()
-            await asyncio.sleep(max(0.0, began + at / sr - time.monotonic()))
+            if on_sent is not None:
+                on_sent(at / sr)
+            if pace:
+                await asyncio.sleep(max(0.0, began + at / sr / pace -
+                                        time.monotonic()))
         await ws.send(json.dumps({'type': 'end'}))
         await reader
 
@@ -627,6 +642,65 @@ def stream_rows(a):
             'server_exit': status}
 
 
+def stream_memory(a, opened=1000):
+    """``--stream_memory``: the server's memory (its process and the
+    inference process) over one stream of ``--memory_seconds`` of audio
+    sent as fast as the server takes it, at audio minute 5 and at the end;
+    then around ``opened`` short streams opened and closed (8 at a
+    time)."""
+    server = Server(a.model_dir, a.max_batch_size, a.max_wait_ms,
+                    a.cpu_threads)
+    out = {}
+    try:
+        server.wait_ready()
+        sr, start = 32000, {}
+        url = server.url.replace('http://', 'ws://') + '/v1/stream'
+        wave = waves(1, 5.0)[0]
+        marks = {}
+
+        def sample(sent):
+            for minute in (5, 30, 60):
+                if sent >= 60 * minute and minute not in marks:
+                    marks[minute] = server.memory_mb()[0]
+        out['start_mb'] = server.memory_mb()[0]
+        t = time.monotonic()
+        asyncio.run(_one_stream(url, wave, sr, a.memory_seconds, 1.0, [],
+                                start, pace=0, on_sent=sample))
+        out['long_s'] = time.monotonic() - t
+        out['end_mb'] = server.memory_mb()[0]
+        out['minutes_mb'] = marks
+        before, own_before = server.memory_mb()[0], server.own_mb()
+        t = time.monotonic()
+
+        async def short_ones(n):
+            for _ in range(n):
+                await _one_stream(url, wave, sr, 2.0, 0.5, [], {}, pace=0)
+
+        async def all_short():
+            await asyncio.gather(*(short_ones(opened // 8)
+                                   for _ in range(8)))
+        asyncio.run(all_short())
+        out['opened'] = 8 * (opened // 8)
+        out['opened_s'] = time.monotonic() - t
+        out['before_opened_mb'], out['after_opened_mb'] = \
+            before, server.memory_mb()[0]
+        out['own_before_mb'], out['own_after_mb'] = own_before, \
+            server.own_mb()
+    finally:
+        out['server_exit'] = server.stop()
+    m = out['minutes_mb']
+    print(f"one stream of {a.memory_seconds:.0f} s audio in "
+          f"{out['long_s']:.0f} s: server RSS {out['start_mb']:.0f} MB at "
+          f"start, " + ', '.join(f'{v:.0f} MB at minute {k}'
+                                  for k, v in sorted(m.items())) +
+          f", {out['end_mb']:.0f} MB at the end")
+    print(f"{out['opened']} streams of 2 s opened and closed in "
+          f"{out['opened_s']:.0f} s: {out['before_opened_mb']:.0f} -> "
+          f"{out['after_opened_mb']:.0f} MB (the server's own process: "
+          f"{out['own_before_mb']:.0f} -> {out['own_after_mb']:.0f} MB)")
+    return out
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--model_dir', help='an export (export_model.py)')
@@ -657,6 +731,12 @@ def parse_args(argv):
                    'instead of the request load')
     p.add_argument('--stream_seconds', type=float, default=60.0,
                    help='audio per live stream')
+    p.add_argument('--stream_memory', action='store_true',
+                   help='instead: server memory over one long stream '
+                   '(--memory_seconds, sent as fast as taken) and over '
+                   '1,000 short streams opened and closed')
+    p.add_argument('--memory_seconds', type=float, default=3600.0,
+                   help='audio of --stream_memory\'s long stream')
     a = p.parse_args(argv)
     a.streams = sorted({int(c) for c in a.streams.split(',')}) \
         if a.streams else None
@@ -682,6 +762,11 @@ def main(argv=None):
             from run import worker
             a.model_dir = worker('export', arch=a.arch,
                                  out_dir=str(work))['export_dir']
+        if a.stream_memory:
+            result = {'machine': info, 'stream_memory': stream_memory(a)}
+            if a.json:
+                Path(a.json).write_text(json.dumps(result, indent=1))
+            return 0
         if a.streams:
             result = {'machine': info, 'streams': stream_rows(a)}
             print(f"max real-time streams: "
