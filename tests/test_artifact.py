@@ -64,30 +64,45 @@ def test_malformed_model_json_is_one_line(tmp_path, bad):
     assert text.endswith('export the checkpoint again')
 
 
-def _top_level_imports(path):
-    """Modules of the package that ``path`` imports at module level."""
+def _top_level_imports(path, anywhere=False):
+    """Modules of the package that ``path`` imports at module level
+    (``anywhere``: in functions too)."""
     tree = ast.parse(path.read_text())
     package = path.relative_to(ROOT).with_suffix('').parts
     if package[-1] == '__init__':
         package = package[:-1]
     found = set()
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.level:
+    for node in ast.walk(tree) if anywhere else tree.body:
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
             base = package[:len(package) - node.level + (
                 path.name == '__init__.py')]
             mod = '.'.join(base + tuple(filter(None, [node.module])))
-            found.add(mod)
-            for alias in node.names:
-                found.add(f'{mod}.{alias.name}')
+        elif anywhere and (node.module or '').startswith('paddlespeech.'):
+            mod = node.module
+        else:
+            continue
+        found.add(mod)
+        for alias in node.names:
+            found.add(f'{mod}.{alias.name}')
     return found
 
 
-def test_the_library_has_no_import_circle():
+def _import_graph(anywhere=False):
+    """``(modules, graph)``: the library's modules (scripts aside) and the
+    modules of the package each imports at module level (``anywhere``: in
+    functions too)."""
     modules = {'.'.join(p.relative_to(ROOT).with_suffix('').parts).removesuffix(
         '.__init__'): p for p in LIBRARY.rglob('*.py')
         if 'exps' not in p.parts}
-    graph = {m: {d for d in _top_level_imports(p) if d in modules and d != m}
-             for m, p in modules.items()}
+    return modules, {m: {d for d in _top_level_imports(p, anywhere)
+                         if d in modules and d != m}
+                     for m, p in modules.items()}
+
+
+def test_the_library_has_no_import_circle():
+    modules, graph = _import_graph()
     # a package's __init__ re-exporting its modules is not a circle
     graph = {m: {d for d in deps if not (m.startswith(d + '.'))}
              for m, deps in graph.items()}
@@ -111,3 +126,26 @@ def test_the_library_has_no_import_circle():
         'paddlespeech.cls.artifact'}
     assert 'paddlespeech.cls.export' not in graph['paddlespeech.cls.inference']
     assert Path(modules['paddlespeech.cls.artifact']).is_file()
+
+
+def test_the_configuration_loads_no_module_that_imports_it_back():
+    """config.py imports the sections' owners on first use; none of them
+    (nor what they import, even inside a function, nor their packages) may
+    import config.py, or loading a configuration would be an import circle
+    at run time."""
+    from paddlespeech.cls.config import SECTIONS
+    _, graph = _import_graph(anywhere=True)
+    config = 'paddlespeech.cls.config'
+    for module, _ in SECTIONS.values():
+        start = 'paddlespeech.cls' + module
+        parts = start.split('.')
+        todo = ['.'.join(parts[:i]) for i in range(3, len(parts) + 1)]
+        seen, via = set(todo), {m: [m] for m in todo}
+        while todo:
+            m = todo.pop()
+            assert m != config, ' -> '.join(via[m])
+            for d in graph.get(m, ()):
+                if d not in seen:
+                    seen.add(d)
+                    via[d] = via[m] + [d]
+                    todo.append(d)

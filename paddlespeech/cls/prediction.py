@@ -1,6 +1,7 @@
-"""What predict.py, tag.py and deploy/predict.py share: their flags,
+"""What predict.py, tag.py and deploy/predict.py share: their settings,
 inputs, windowed scoring of whole files, the printed blocks, and
-:func:`main` (each script only says how its flags open the model)."""
+:func:`main` (each script only says how its flags open the model; the
+flags they share are :func:`..config.prediction_parser`)."""
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -11,18 +12,9 @@ import numpy as np
 
 from .audio import (AUDIO_SUFFIXES, AudioError, describe_left_out,
                     find_audio)
-from .config import ConfigArgumentParser
 from .errors import UserError
-from .features import FEAT_BACKENDS
 from .runtime import HeapLimit
 from .scoring import top_k
-
-WINDOW_HELP = ('files are classified in consecutive windows of this many '
-               'seconds, a shorter one padded with silence to this length, '
-               'and the window scores averaged (weighted by the audio in '
-               'each), so memory does not grow with the length of a file; '
-               'default: the clip length the model was trained on (10 s, '
-               'unpadded, for a model that does not record it)')
 
 
 @dataclass
@@ -73,47 +65,6 @@ def expand_inputs(inputs):
         else:
             paths.append(p)
     return paths
-
-
-OUTPUT_HELP = """\
-Output: per file a [path] line, then the top_k "Label: score" lines, best
-first. Files are scored in windows of the model's clip length (as training
-evaluates its dev clips; --window_seconds overrides) and the window scores
-averaged, so any length fits in memory. A file that
-cannot be used gets one "error:" line on stderr and the others are still
-scored; the exit status is 0 only if every file was scored."""
-
-
-LABEL_FILE_HELP = ('class names, one per line, for a model without '
-                   'metadata (upstream PaddleSpeech); default: ESC-50\'s')
-
-
-def prediction_parser(description, feat_backend=True):
-    """The parser of a prediction script with the flags they all share
-    (inputs, device, output, and the front-end settings that may only
-    confirm the model's own); ``feat_backend`` for the dynamic-graph ones.
-    The script adds its own flags."""
-    p = ConfigArgumentParser(description=description, epilog=OUTPUT_HELP)
-    p.add('--wav', nargs='+', required=True,
-          help='audio file(s) or directories to classify')
-    p.add('--device', help='cpu, gpu or gpu:N (default: gpu if available)')
-    p.add('--cpu_threads', type=int, help='CPU threads (default: all cores)')
-    p.add('--top_k', type=int, help='number of labels printed per file')
-    p.add('--window_seconds', type=float, help=WINDOW_HELP)
-    p.add('--batch_size', key='infer_batch_size', type=int,
-          help='windows per model run (windows of equal length, from one '
-          'file or several, are batched; a file\'s scores do not depend '
-          'on its neighbours)')
-    p.add('--sample_rate', key='expected_sample_rate', type=int,
-          help='only checked: must equal the sample rate stored with the '
-          'model')
-    p.add('--n_mels', key='expected_n_mels', type=int,
-          help='only checked: must equal the number of mel bins stored '
-          'with the model')
-    if feat_backend:
-        p.add('--feat_backend', choices=FEAT_BACKENDS,
-              help='front end used to compute log-mel features')
-    return p
 
 
 def main(argv, get_parser, open_for):

@@ -36,7 +36,8 @@ import numpy as np
 from tqdm import tqdm
 
 from paddlespeech.cls.audio import AudioError, Windowing
-from paddlespeech.cls.config import ConfigArgumentParser, parse_bool
+from paddlespeech.cls.config import (LABEL_FILE_HELP, ConfigArgumentParser,
+                                     parse_bool)
 from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.events import (CSV_HEADER, audacity_labels,
                                      class_thresholds, csv_row,
@@ -48,7 +49,7 @@ from paddlespeech.cls.live import (PCM_FORMATS, LiveDetector,
                                    open_microphone, pcm_chunks, record)
 from paddlespeech.cls.features import FEAT_BACKENDS
 from paddlespeech.cls.models import BACKBONES
-from paddlespeech.cls.prediction import LABEL_FILE_HELP, expand_inputs
+from paddlespeech.cls.prediction import expand_inputs
 from paddlespeech.cls.opener import open_model
 from paddlespeech.cls.runtime import run
 from paddlespeech.cls.scoring import check_tagger_feature

@@ -18,11 +18,10 @@ from paddlespeech.cls.runtime import prepare_process, run
 
 prepare_process()
 
-from paddlespeech.cls.config import ConfigArgumentParser
+from paddlespeech.cls.config import ConfigArgumentParser, LABEL_FILE_HELP
 from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.artifact import FORMATS
 from paddlespeech.cls.export import export
-from paddlespeech.cls.prediction import LABEL_FILE_HELP
 
 
 def get_parser():

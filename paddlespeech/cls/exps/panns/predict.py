@@ -8,18 +8,19 @@ from paddlespeech.cls.runtime import prepare_process, run
 prepare_process()
 
 from paddlespeech.cls import prediction
+from paddlespeech.cls.config import LABEL_FILE_HELP, prediction_parser
 from paddlespeech.cls.models import BACKBONES
 from paddlespeech.cls.opener import open_model
 
 
 def get_parser():
-    p = prediction.prediction_parser(__doc__)
+    p = prediction_parser(__doc__)
     p.add('--checkpoint', required=True,
           help='model.pdparams written by train.py (or its epoch_N dir), or '
           'by upstream PaddleSpeech')
     p.add('--backbone', key='expected_backbone', choices=sorted(BACKBONES),
           help='only checked: must match the checkpoint')
-    p.add('--label_file', help=prediction.LABEL_FILE_HELP)
+    p.add('--label_file', help=LABEL_FILE_HELP)
     return p
 
 

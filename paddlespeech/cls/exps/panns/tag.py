@@ -11,13 +11,14 @@ from paddlespeech.cls.runtime import prepare_process, run
 prepare_process()
 
 from paddlespeech.cls import prediction
+from paddlespeech.cls.config import prediction_parser
 from paddlespeech.cls.models.panns.registry import BACKBONES
 from paddlespeech.cls.opener import open_model
 from paddlespeech.cls.scoring import check_tagger_feature
 
 
 def get_parser():
-    p = prediction.prediction_parser(__doc__)
+    p = prediction_parser(__doc__)
     p.add('--arch', key='tag_arch', choices=sorted(BACKBONES),
           help='PANNs architecture')
     p.add('--checkpoint', key='pretrained_path',

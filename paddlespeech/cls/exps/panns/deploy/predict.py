@@ -10,16 +10,17 @@ from paddlespeech.cls.runtime import prepare_process, run
 prepare_process()
 
 from paddlespeech.cls import prediction
-from paddlespeech.cls.config import parse_bool
+from paddlespeech.cls.config import (LABEL_FILE_HELP, parse_bool,
+                                     prediction_parser)
 from paddlespeech.cls.opener import open_model
 
 
 def get_parser():
-    p = prediction.prediction_parser(__doc__, feat_backend=False)
+    p = prediction_parser(__doc__, feat_backend=False)
     p.add('--model_dir', key='export_dir',
           help='directory written by export_model.py (or by upstream '
           'PaddleSpeech\'s)')
-    p.add('--label_file', help=prediction.LABEL_FILE_HELP)
+    p.add('--label_file', help=LABEL_FILE_HELP)
     p.add('--enable_mkldnn', type=parse_bool,
           help='use oneDNN kernels on CPU (true/false)')
     p.add('--use_tensorrt', type=parse_bool,

@@ -21,9 +21,9 @@ from paddlespeech.cls.runtime import prepare_process, run
 
 prepare_process(paddle=False)  # Paddle runs in the predictor processes
 
-from paddlespeech.cls.config import ConfigArgumentParser
+from paddlespeech.cls.config import (LABEL_FILE_HELP, WINDOW_HELP,
+                                     ConfigArgumentParser)
 from paddlespeech.cls.errors import UserError
-from paddlespeech.cls.prediction import LABEL_FILE_HELP, WINDOW_HELP
 
 API_KEY_ENV = 'PADDLESPEECH_CLS_API_KEY'
 
