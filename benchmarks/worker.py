@@ -439,7 +439,7 @@ def task_listing(a):
     for _ in range(2):
         t = time.perf_counter()
         with loggers_quieted({'paddlespeech.cls': logging.ERROR}):
-            table = load_table(cfg)
+            table = load_table(cfg.data, cfg.train)
         times.append(time.perf_counter() - t)
     log(f"{len(table.paths)} files: {times[0]:.2f} s, rerun {times[1]:.2f} s")
     return {'files': len(table.paths), 'generated': a['files'],
@@ -542,8 +542,8 @@ def task_lowp_accuracy(a):
     export(a['checkpoint'], out / 'fp32')
     held = generate(out / 'heldout', seed=a['heldout_seed'],
                     **a['heldout'])
-    table = load_table(load_config(None, {'data_dir': str(held)}),
-                       verbose=False)
+    held_cfg = load_config(None, {'data_dir': str(held)})
+    table = load_table(held_cfg.data, held_cfg.train)
     labels = np.array([t[0] for t in table.targets])
     sr = Predictor(str(out / 'fp32'), 'cpu', THREADS).feature.sample_rate
     clips = [load_audio(p, sr) for p in table.paths]

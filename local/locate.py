@@ -47,7 +47,7 @@ def main():
     elif a.what in ('checkpoint_dir', 'export_dir', 'detect_dir'):
         print(getattr(cfg, a.what))
     else:
-        dev = FoldDataset(load_table(cfg), 'dev', cfg.split, cfg.feature)
+        dev = FoldDataset(load_table(cfg.data, cfg.train), 'dev', cfg.split, cfg.feature)
         if a.what == 'dev_clips':
             print('\n'.join(str(path) for path, _ in dev.items[:a.limit]))
             return

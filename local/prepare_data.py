@@ -34,7 +34,7 @@ def get_parser():
 
 def main(argv):
     cfg = get_parser().parse_config(argv)
-    root = dataset_root(cfg)
+    root = dataset_root(cfg.data)
     if cfg.dataset == 'synthetic':
         try:
             detect_layout(root)
@@ -45,7 +45,7 @@ def main(argv):
             raise DatasetError(f'dataset {cfg.dataset} needs data_dir: the '
                                f'folder (or manifest) of your clips')
         prepare_esc50(cfg.data_home)
-    table = load_table(cfg)
+    table = load_table(cfg.data, cfg.train)
     folds = (f', folds from {table.folds_file}' if table.folds_file else '')
     print(f'dataset ready: {table.source} ({len(table.paths)} clips, '
           f'{len(table.label_list)} classes, {len(table.fold_ids)} '

@@ -113,7 +113,8 @@ def test_thresholds_meet_the_target_and_are_the_lowest(checkpoint, held_out,
     from paddlespeech.cls import open_model
     from paddlespeech.cls.datasets import load_table
     from paddlespeech.cls.config import load_config
-    table = load_table(load_config(overrides={'data_dir': str(held_out)}))
+    cfg = load_config(overrides={'data_dir': str(held_out)})
+    table = load_table(cfg.data, cfg.train)
     model = open_model(checkpoint=checkpoint, device='cpu')
     assert [r['class'] for r in rows] == model.labels
     scores = independent_scores(model, table.paths)
@@ -202,7 +203,8 @@ def test_training_clips_refused(checkpoint, trained_checkpoint, tiny_dataset,
     # the record lists exactly the clips of the training folds
     from paddlespeech.cls.datasets import load_table
     from paddlespeech.cls.config import load_config
-    table = load_table(load_config(overrides={'data_dir': str(tiny_dataset)}))
+    cfg = load_config(overrides={'data_dir': str(tiny_dataset)})
+    table = load_table(cfg.data, cfg.train)
     mask = training_clips(record, table.paths)
     np.testing.assert_array_equal(mask, np.array(table.folds) != 1)
     # calibrating does not make the checkpoint another model to resume

@@ -45,6 +45,12 @@ def config(data_dir, ckpt, **over):
         'cpu_threads': 1, 'log_freq': 1000, **over})
 
 
+def table_of(data_dir, ckpt, **over):
+    """The clip table training with :func:`config` reads."""
+    cfg = config(data_dir, ckpt, **over)
+    return load_table(cfg.data, cfg.train)
+
+
 def train(data_dir, ckpt, **over):
     """Train in this process; the metrics.jsonl records and stdout."""
     out = io.StringIO()
@@ -146,7 +152,7 @@ def test_manifest_forms(tmp_path):
     cfg = load_config(None, {'data_dir': str(tmp_path / 'list.tsv'),
                              'checkpoint_dir': str(tmp_path / 'ckpt')})
     with contextlib.redirect_stdout(io.StringIO()):
-        table = load_table(cfg)
+        table = load_table(cfg.data, cfg.train)
     assert table.label_list == ['dog', 'rain']
     assert table.multi_label
     assert table.paths[5] == tmp_path / 'clips' / 'b0.wav'
@@ -187,7 +193,7 @@ def test_folds_file_is_reused_and_a_change_is_refused(tmp_path):
     cfg = load_config(None, {'data_dir': str(data),
                              'checkpoint_dir': str(tmp_path / 'ckpt')})
     with contextlib.redirect_stdout(io.StringIO()) as out:
-        first = load_table(cfg)
+        first = load_table(cfg.data, cfg.train)
     folds_file = data / '.folds.csv'
     assert first.folds_file == folds_file
     assert f'assigned 5 stratified folds (seed 0) to 11 clips: ' \
@@ -197,12 +203,12 @@ def test_folds_file_is_reused_and_a_change_is_refused(tmp_path):
         given = {r['path']: int(r['fold']) for r in csv.DictReader(f)}
     given['cat/0.wav'] = given['cat/0.wav'] % 5 + 1
     write_folds(data, [(p, None, f) for p, f in given.items()])
-    again = load_table(cfg)
+    again = load_table(cfg.data, cfg.train)
     assert dict(zip([p.relative_to(data).as_posix() for p in again.paths],
                     again.folds)) == given
     (data / 'dog' / 'new.wav').write_bytes(b'')
     with pytest.raises(DatasetError) as e:
-        load_table(cfg)
+        load_table(cfg.data, cfg.train)
     msg = str(e.value)
     assert msg == (f'the data set changed since the folds in {folds_file} '
                    f'were assigned (1 file(s) added, e.g. dog/new.wav): '
@@ -212,7 +218,7 @@ def test_folds_file_is_reused_and_a_change_is_refused(tmp_path):
     (data / 'cat' / '3.wav').unlink()
     with pytest.raises(DatasetError, match=r'1 file\(s\) removed, e.g. '
                        r'cat/3.wav\): delete'):
-        load_table(cfg)
+        load_table(cfg.data, cfg.train)
 
 
 def test_two_manifests_in_one_folder_keep_their_own_folds(tmp_path):
@@ -237,9 +243,9 @@ def test_two_manifests_in_one_folder_keep_their_own_folds(tmp_path):
     # the .folds.csv both once shared is still read for the manifest it fits
     (data / 'metadata.folds.csv').rename(data / '.folds.csv')
     with contextlib.redirect_stdout(io.StringIO()) as out:
-        assert load_table(config(first, ckpt)).folds_file == \
+        assert table_of(first, ckpt).folds_file == \
             data / '.folds.csv'
-        assert load_table(config(second, ckpt)).folds_file == \
+        assert table_of(second, ckpt).folds_file == \
             data / 'others.folds.csv'
     assert out.getvalue() == ''
     # a change names the file and the key that moves it
@@ -247,7 +253,7 @@ def test_two_manifests_in_one_folder_keep_their_own_folds(tmp_path):
     with pytest.raises(DatasetError, match=r'delete .*others\.folds\.csv to '
                        r'assign folds again, or set folds_file to another '
                        r'path to keep it'):
-        load_table(config(second, ckpt))
+        table_of(second, ckpt)
 
 
 def test_read_only_data_keeps_folds_beside_the_checkpoints(tmp_path,
@@ -263,10 +269,11 @@ def test_read_only_data_keeps_folds_beside_the_checkpoints(tmp_path,
     cfg = load_config(None, {'data_dir': str(data),
                              'checkpoint_dir': str(tmp_path / 'ckpt')})
     with contextlib.redirect_stdout(io.StringIO()):
-        table = load_table(cfg)
+        table = load_table(cfg.data, cfg.train)
     assert table.folds_file == tmp_path / 'ckpt' / 'folds.csv'
     assert not (data / '.folds.csv').exists()
-    assert load_table(cfg).folds == table.folds  # found there again
+    # found there again
+    assert load_table(cfg.data, cfg.train).folds == table.folds
 
 
 def test_folder_listing_names_what_it_leaves_out(tmp_path, capsys):
@@ -282,7 +289,7 @@ def test_folder_listing_names_what_it_leaves_out(tmp_path, capsys):
     (data / 'README.md').write_text('x')
     cfg = load_config(None, {'data_dir': str(data), 'num_folds': 2,
                              'checkpoint_dir': str(tmp_path / 'ckpt')})
-    table = load_table(cfg)
+    table = load_table(cfg.data, cfg.train)
     rel = [p.relative_to(data).as_posix() for p in table.paths]
     assert rel == [f'cat/{i}.wav' for i in range(5)] + [
         'dog/0.wav', 'dog/1.wav', 'dog/2.wav', 'dog/3.wav', 'dog/4.wav',
@@ -294,7 +301,8 @@ def test_folder_listing_names_what_it_leaves_out(tmp_path, capsys):
         f'cat/c.mat, ... 1 more)\n')
     out = capsys.readouterr()
     assert out.err == warning and 'left out' not in out.out
-    load_table(cfg)  # the folds file written beside the classes is not news
+    # the folds file written beside the classes is not news
+    load_table(cfg.data, cfg.train)
     assert capsys.readouterr().err == warning
 
 
@@ -394,7 +402,7 @@ def test_mixed_formats_and_lengths_train(tmp_path, capsys):
     assert len(records) == 1 and np.isfinite(records[0]['dev_loss'])
     assert 0.0 <= records[0]['dev_acc'] <= 1.0
     assert '[data] train clips per class: beep' in log
-    table = load_table(config(data, tmp_path / 'ckpt'))
+    table = table_of(data, tmp_path / 'ckpt')
     assert sorted(table.paths) == sorted(written)  # every format is audio
     err = capsys.readouterr().err
     assert 'left out' not in err and 'unreadable' not in err, err
@@ -507,7 +515,7 @@ def test_one_class_is_refused_naming_the_level_below(tmp_path, capsys):
 def test_changed_data_set_is_one_line_and_exit_2(tmp_path, capsys):
     data = make_synthetic(tmp_path / 'data', layout='folder', **TINY)
     with contextlib.redirect_stdout(io.StringIO()):
-        load_table(config(data, tmp_path / 'ckpt'))
+        table_of(data, tmp_path / 'ckpt')
     shutil.copy(data / 'low_hum' / '1-1000-A-0.wav',
                 data / 'low_hum' / 'extra.wav')
     code, err = train_errors(capsys, data_dir=data,

@@ -128,9 +128,9 @@ def test_training_accuracy_is_what_predict_and_the_export_give(tmp_path):
     records = [json.loads(line) for line in
                (ckpt / 'metrics.jsonl').read_text().splitlines()]
     assert set(printed) == {1, 2}, out
-    table = load_table(load_config(None, {
-        'data_dir': str(data), 'num_folds': 3, 'checkpoint_dir': str(ckpt)}),
-        verbose=False)
+    cfg = load_config(None, {
+        'data_dir': str(data), 'num_folds': 3, 'checkpoint_dir': str(ckpt)})
+    table = load_table(cfg.data, cfg.train)
     dev = [str(p) for p, _ in table.items({1})]
     assert len(dev) >= 8 and 0 < min(printed.values())
     export = tmp_path / 'export'

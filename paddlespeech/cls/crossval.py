@@ -37,7 +37,7 @@ log = get_logger(__name__)
 def cross_validate(cfg):
     """Run the folds ``cfg.folds`` (all when None); returns the mean and
     std of the headline metric over the folds done."""
-    table = load_table(cfg)
+    table = load_table(cfg.data, cfg.train)
     data_dir, labels, all_folds = table.root, table.label_list, \
         table.fold_ids
     folds = ([int(f) for f in str(cfg.folds).split(',')] if cfg.folds else

@@ -51,7 +51,7 @@ def _table(cfg, data_dir=None):
     if data_dir is not None:
         cfg = cfg.replace(data_dir=data_dir)
     with loggers_quieted({'paddlespeech.cls.datasets': logging.ERROR}):
-        return load_table(cfg)
+        return load_table(cfg.data, cfg.train)
 
 
 def calibration_set(cfg, source=None, clips=200, seed=0):

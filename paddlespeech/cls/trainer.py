@@ -66,7 +66,7 @@ class Trainer:
 
         self.ckpt_dir = Path(cfg.checkpoint_dir)
         self.frontend = FrontEnd(cfg.feature, cfg.feat_backend)
-        self.table = load_table(cfg)
+        self.table = load_table(cfg.data, cfg.train)
         self.task = Task(self.table.multi_label)
         labels = self.table.label_list
 

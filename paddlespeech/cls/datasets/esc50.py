@@ -111,12 +111,12 @@ class ESC50Dataset(FoldDataset):
                          extractor, val_fraction, seed)
 
 
-def dataset_root(cfg):
-    """The dataset a config points at: ``data_dir``, else the ESC-50
-    download."""
-    if cfg.data_dir:
-        return Path(cfg.data_dir)
-    return Path(cfg.data_home) / 'ESC-50-master'
+def dataset_root(data):
+    """The dataset the ``data:`` section points at: ``data_dir``, else the
+    ESC-50 download."""
+    if data.data_dir:
+        return Path(data.data_dir)
+    return Path(data.data_home) / 'ESC-50-master'
 
 
 def prepare_esc50(data_home):

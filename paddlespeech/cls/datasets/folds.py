@@ -43,31 +43,33 @@ def folds_file_name(manifest=None):
     return f'{Path(manifest).stem}.folds.csv' if manifest else FOLDS_NAME
 
 
-def folds_file_candidates(root, cfg, name=FOLDS_NAME):
+def folds_file_candidates(root, data, train, name=FOLDS_NAME):
     """Where the folds file is looked for, in order, and written: the
-    configured ``folds_file``, else ``<data>/<name>`` and, for read-only
-    data, ``<checkpoint_dir>/folds.csv``."""
-    if cfg.folds_file:
-        return [Path(cfg.folds_file)]
-    return [Path(root) / name, Path(cfg.checkpoint_dir) / 'folds.csv']
+    ``data:`` section's ``folds_file``, else ``<data>/<name>`` and, for
+    read-only data, the training run's ``<checkpoint_dir>/folds.csv``."""
+    if data.folds_file:
+        return [Path(data.folds_file)]
+    return [Path(root) / name, Path(train.checkpoint_dir) / 'folds.csv']
 
 
-def folds_for(root, files, targets, label_list, cfg, name=FOLDS_NAME):
+def folds_for(root, files, targets, label_list, data, train,
+              name=FOLDS_NAME):
     """``(folds, folds file)``: the fold of each of ``files`` (relative to
     ``root``), read from the folds file when there is one, else assigned
-    (``num_folds`` folds, seeded with ``seed``) and written to the first
-    writable candidate. ``name``: :func:`folds_file_name`. A manifest's
-    folds in the ``.folds.csv`` that all manifests of a folder once
-    shared are still read when they are exactly this manifest's files."""
-    k = int(cfg.num_folds)
+    (``data.num_folds`` folds, seeded with ``train.seed``) and written to
+    the first writable candidate (:func:`folds_file_candidates`).
+    ``name``: :func:`folds_file_name`. A manifest's folds in the
+    ``.folds.csv`` that all manifests of a folder once shared are still
+    read when they are exactly this manifest's files."""
+    k = int(data.num_folds)
     if k < 2:
         raise DatasetError(f'num_folds must be at least 2, got {k}')
-    candidates = folds_file_candidates(root, cfg, name)
+    candidates = folds_file_candidates(root, data, train, name)
     for path in candidates:
         if path.is_file():
             return read_folds(path, files, k), path
     shared = Path(root) / FOLDS_NAME
-    if not cfg.folds_file and name != FOLDS_NAME and shared.is_file():
+    if not data.folds_file and name != FOLDS_NAME and shared.is_file():
         try:
             return read_folds(shared, files, k), shared
         except DatasetError:
@@ -80,7 +82,7 @@ def folds_for(root, files, targets, label_list, cfg, name=FOLDS_NAME):
             raise DatasetError(
                 f'class {name!r} has {n} clip(s), fewer than num_folds {k}: '
                 f'add clips of it, or lower num_folds')
-    folds = assign_folds(targets, k, cfg.seed)
+    folds = assign_folds(targets, k, train.seed)
     out = io.StringIO()
     w = csv.writer(out, lineterminator='\n')
     w.writerow(['path', 'fold'])
@@ -92,7 +94,7 @@ def folds_for(root, files, targets, label_list, cfg, name=FOLDS_NAME):
         except OSError as e:
             error = e
             continue
-        log.info(f'[data] assigned {k} stratified folds (seed {cfg.seed}) '
+        log.info(f'[data] assigned {k} stratified folds (seed {train.seed}) '
                  f'to {len(files)} clips: {path} (delete it to assign them '
                  f'again)')
         return folds, path

@@ -81,19 +81,21 @@ def detect_layout(data_dir):
     raise DatasetError(f'data_dir {p} holds no dataset: expected {HELP}')
 
 
-def load_table(cfg):
-    """The :class:`.clips.ClipTable` of the dataset ``cfg`` points at:
-    ``data_dir`` (else the ESC-50 download) in the layout ``cfg.dataset``
-    (``auto``: detected; ``synthetic``: the generated demo set, detected).
-    Folder and manifest data without folds get them from :func:`.folds_for`
-    (``num_folds``, ``seed``, ``folds_file``, ``checkpoint_dir``)."""
-    root = dataset_root(cfg)
-    layout = cfg.dataset
+def load_table(data, train):
+    """The :class:`.clips.ClipTable` of the dataset the ``data:`` section
+    points at: ``data_dir`` (else the ESC-50 download) in the layout
+    ``data.dataset`` (``auto``: detected; ``synthetic``: the generated demo
+    set, detected). Folder and manifest data without folds get them from
+    :func:`.folds_for` (``num_folds`` and ``folds_file``; the ``train:``
+    section's ``seed`` and ``checkpoint_dir``, so that every stage finds
+    the folds the training run was given)."""
+    root = dataset_root(data)
+    layout = data.dataset
     if layout not in LAYOUTS + ('synthetic',):
         raise DatasetError(f'dataset {layout!r} is not one of '
                            f'{list(LAYOUTS) + ["synthetic"]}')
     if layout in ('auto', 'synthetic'):
-        layout = detect_layout(root) if cfg.data_dir else 'esc50'
+        layout = detect_layout(root) if data.data_dir else 'esc50'
     elif layout != 'esc50' and not root.exists():
         raise DatasetError(f'data_dir {root} does not exist: point it at '
                            f'your {layout} dataset')
@@ -115,7 +117,7 @@ def load_table(cfg):
     folds_file = None
     if folds is None:
         folds, folds_file = folds_for(
-            root, files, targets, label_list, cfg,
+            root, files, targets, label_list, data, train,
             folds_file_name(source if layout == 'manifest' else None))
     spans = spans if layout == 'manifest' else {}
     clips = [Segment(str(root / spans[f][0]), *spans[f][1:]) if f in spans

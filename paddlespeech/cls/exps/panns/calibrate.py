@@ -111,7 +111,7 @@ def main(argv):
     cfg = get_parser().parse_config(argv)
     check_args(cfg)
     target = targets_of(cfg)
-    table = load_table(cfg)
+    table = load_table(cfg.data, cfg.train)
     folds = selected_folds(cfg.calibrate_folds)
     keep = [i for i, f in enumerate(table.folds)
             if folds is None or f in folds]
