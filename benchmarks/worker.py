@@ -537,8 +537,9 @@ def task_lowp_accuracy(a):
     from paddlespeech.cls.inference import Predictor
     out = Path(a['out_dir']) / 'lowp_accuracy'
     cfg = load_config(None, {'data_dir': a['data_dir'], 'split': a['split']})
-    calib = quantize.calibration_set(cfg, None, a['calib_clips'])
-    check = quantize.check_set(cfg)
+    calib = quantize.calibration_set(cfg.data, cfg.train, None,
+                                     a['calib_clips'])
+    check = quantize.check_set(cfg.data, cfg.train)
     export(a['checkpoint'], out / 'fp32')
     held = generate(out / 'heldout', seed=a['heldout_seed'],
                     **a['heldout'])

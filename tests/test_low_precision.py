@@ -101,16 +101,16 @@ def test_bf16_refused_on_a_cpu_without_it(monkeypatch, trained_checkpoint,
 
 def test_calibration_never_uses_the_dev_fold(tiny_dataset):
     cfg = load_config(None, {'data_dir': str(tiny_dataset), 'split': 2})
-    calib = quantize.calibration_set(cfg, None, clips=100)
+    calib = quantize.calibration_set(cfg.data, cfg.train, None, clips=100)
     # ESC-50 names start with the fold: 3 classes x 2 clips x 4 folds
     folds = [int(p.name.split('-')[0]) for p in calib.paths]
     assert len(calib.paths) == 24 and 2 not in folds
     assert calib.about['folds'] == [1, 3, 4, 5]
     # fewer clips: classes take turns (names end in -<class>.wav)
-    few = quantize.calibration_set(cfg, None, clips=6)
+    few = quantize.calibration_set(cfg.data, cfg.train, None, clips=6)
     classes = sorted(int(p.stem.rsplit('-', 1)[1]) for p in few.paths)
     assert classes == [0, 0, 1, 1, 2, 2]
-    check = quantize.check_set(cfg)
+    check = quantize.check_set(cfg.data, cfg.train)
     assert sorted({int(p.name.split('-')[0]) for p in check.paths}) == [2]
     assert len(check.paths) == 6 and sorted(check.targets) == [0, 0, 1, 1,
                                                                2, 2]
@@ -130,7 +130,8 @@ def exports(trained_checkpoint, tiny_dataset, tmp_path_factory):
     cfg = load_config(None, {'data_dir': str(tiny_dataset)})
     quantize.export_low_precision(
         trained_checkpoint, out / 'onnx_int8', 'int8',
-        quantize.calibration_set(cfg, None, 12), quantize.check_set(cfg),
+        quantize.calibration_set(cfg.data, cfg.train, None, 12),
+        quantize.check_set(cfg.data, cfg.train),
         format='onnx')
     return out
 
@@ -190,7 +191,8 @@ def test_guard_refuses_a_constant_calibration(trained_checkpoint,
     cfg = load_config(None, {'data_dir': str(tiny_dataset)})
     quantize.export_low_precision(
         trained_checkpoint, tmp_path / 'out', 'int8',
-        quantize.calibration_set(cfg, listing), quantize.check_set(cfg),
+        quantize.calibration_set(cfg.data, cfg.train, listing),
+        quantize.check_set(cfg.data, cfg.train),
         format='onnx', force=True)  # export_model.py --force
     meta = json.loads((tmp_path / 'out' / 'model.json').read_text())
     assert meta['accuracy_check']['forced'] is True

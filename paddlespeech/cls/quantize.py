@@ -13,6 +13,7 @@ accuracy check runs the dev fold (or other data) through the fp32 and the
 low-precision model, and the export is written (atomically) only if the
 score falls by at most ``max_drop`` points.
 """
+import dataclasses
 import logging
 import shutil
 import sys
@@ -46,20 +47,22 @@ class ClipSet:
     about: dict = field(default_factory=dict)
 
 
-def _table(cfg, data_dir=None):
-    """The clip table of ``cfg``'s dataset, or of ``data_dir``."""
+def _table(data, train, data_dir=None):
+    """The clip table of the ``data:`` section's dataset, or of
+    ``data_dir``, with the folds training gave it (:func:`.load_table`)."""
     if data_dir is not None:
-        cfg = cfg.replace(data_dir=data_dir)
+        data = dataclasses.replace(data, data_dir=data_dir)
     with loggers_quieted({'paddlespeech.cls.datasets': logging.ERROR}):
-        return load_table(cfg.data, cfg.train)
+        return load_table(data, train)
 
 
-def calibration_set(cfg, source=None, clips=200, seed=0):
+def calibration_set(data, train, source=None, clips=200, seed=0):
     """Up to ``clips`` clips from the training folds (all but the dev fold
-    ``cfg.split``) of ``cfg.data_dir``, or of ``source`` when it is a
+    ``data.split``) of ``data.data_dir``, or of ``source`` when it is a
     dataset; classes take turns (seeded order), so each is represented.
     ``source`` may also be a text file listing audio files (one per line,
-    relative to the file) or a folder of audio files."""
+    relative to the file) or a folder of audio files. ``train``: the
+    ``train:`` section, whose run assigned the folds."""
     if clips < 1:
         raise UserError(f'--calib_clips must be at least 1, got {clips}')
     if source is not None and Path(source).is_file():
@@ -71,14 +74,14 @@ def calibration_set(cfg, source=None, clips=200, seed=0):
         return ClipSet(paths[:clips], about={
             'source': str(listed), 'clips': len(paths[:clips])})
     try:
-        table = _table(cfg, source)
+        table = _table(data, train, source)
     except DatasetError:
         if source is None:
             raise
         paths = expand_inputs([source])
         return ClipSet(paths[:clips], about={
             'source': str(source), 'clips': len(paths[:clips])})
-    folds = sorted(set(table.fold_ids) - {cfg.split})
+    folds = sorted(set(table.fold_ids) - {data.split})
     items = table.items(set(folds))
     rng = np.random.default_rng(seed)
     turns, keyed = {}, []
@@ -94,16 +97,16 @@ def calibration_set(cfg, source=None, clips=200, seed=0):
         'files': [str(Path(p).relative_to(table.root)) for p in chosen]})
 
 
-def check_set(cfg, source=None):
-    """The dev fold ``cfg.split`` of ``cfg.data_dir`` (or of the dataset
+def check_set(data, train, source=None):
+    """The dev fold ``data.split`` of ``data.data_dir`` (or of the dataset
     ``source``), labelled."""
-    table = _table(cfg, source)
-    if cfg.split not in table.fold_ids:
+    table = _table(data, train, source)
+    if data.split not in table.fold_ids:
         raise UserError(f'{table.source} has folds {table.fold_ids}; dev '
-                        f'fold {cfg.split} is not one of them (set --split)')
-    items = table.items({cfg.split})
+                        f'fold {data.split} is not one of them (set --split)')
+    items = table.items({data.split})
     return ClipSet([p for p, _ in items], [y for _, y in items], about={
-        'data': str(table.source), 'fold': cfg.split, 'clips': len(items)})
+        'data': str(table.source), 'fold': data.split, 'clips': len(items)})
 
 
 def graph_inputs(clipset, meta, window_seconds=None):

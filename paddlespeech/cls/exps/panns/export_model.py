@@ -76,9 +76,11 @@ def main(argv):
                             f'--include_frontend')
         quantize.export_low_precision(
             cfg.checkpoint, cfg.export_dir, precision,
-            quantize.calibration_set(cfg, cfg.calib_data, cfg.calib_clips,
-                                     cfg.seed) if cfg.quantize else None,
-            quantize.check_set(cfg, cfg.check_data), cfg.export_format,
+            quantize.calibration_set(cfg.data, cfg.train, cfg.calib_data,
+                                     cfg.calib_clips, cfg.seed)
+            if cfg.quantize else None,
+            quantize.check_set(cfg.data, cfg.train, cfg.check_data),
+            cfg.export_format,
             cfg.max_drop, cfg.force, cfg.label_file, cfg.window_seconds,
             cfg.cpu_threads)
         out = cfg.export_dir
