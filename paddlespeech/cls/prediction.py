@@ -72,24 +72,25 @@ def main(argv, get_parser, open_for):
     (``open_for(cfg)`` -> :class:`..scoring.SoundModel`), print a block
     per input; exit status 0 only if every file was scored."""
     cfg = get_parser().parse_config(argv)
-    check_prediction_args(cfg)
+    check_prediction_args(cfg.predict)
     model = open_for(cfg)
-    check_contract(model.feature, cfg, model.source)
+    check_contract(model.feature, cfg.predict, model.source)
     results = predict_files(expand_inputs(cfg.wav), model.feature,
                             model.scores, model.windowing(cfg.window_seconds),
                             cfg.infer_batch_size)
     return print_predictions(results, model.labels, cfg.top_k)
 
 
-def check_prediction_args(cfg):
-    if cfg.top_k < 1:
-        raise UserError(f'--top_k must be at least 1, got {cfg.top_k}')
-    if cfg.infer_batch_size < 1:
+def check_prediction_args(predict):
+    """Refuse settings of the ``predict:`` section no run could use."""
+    if predict.top_k < 1:
+        raise UserError(f'--top_k must be at least 1, got {predict.top_k}')
+    if predict.batch_size < 1:
         raise UserError(f'--batch_size must be at least 1, got '
-                        f'{cfg.infer_batch_size}')
-    if cfg.window_seconds is not None and not cfg.window_seconds > 0:
+                        f'{predict.batch_size}')
+    if predict.window_seconds is not None and not predict.window_seconds > 0:
         raise UserError(f'--window_seconds must be positive, got '
-                        f'{cfg.window_seconds}')
+                        f'{predict.window_seconds}')
 
 
 class _File:
@@ -171,10 +172,11 @@ def format_block(path, scores, labels, k):
     return '\n'.join(lines)
 
 
-def check_contract(feature, cfg, source):
-    """Refuse front-end settings that contradict the model's own."""
-    bad = feature.mismatches(sample_rate=cfg.expected_sample_rate,
-                             n_mels=cfg.expected_n_mels)
+def check_contract(feature, predict, source):
+    """Refuse front-end settings of the ``predict:`` section that
+    contradict the model's own."""
+    bad = feature.mismatches(sample_rate=predict.sample_rate,
+                             n_mels=predict.n_mels)
     if bad:
         raise UserError(f'{source} was trained with other features: '
                         f'{", ".join(bad)}; the stored settings are used '
