@@ -5,7 +5,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -81,7 +80,7 @@ def test_training_summary_of_multi_label_run_without_best(tmp_path, capsys):
         (tmp_path / f'epoch_{e}').mkdir()
         (tmp_path / f'epoch_{e}' / 'model.pdparams').write_bytes(b'')
     trainer = Trainer.__new__(Trainer)
-    trainer.cfg = SimpleNamespace(average_last=0)
+    trainer.cfg = load_config(overrides={'average_last': 0})
     trainer.ckpt_dir, trainer.task = tmp_path, Task(multi_label=True)
     trainer.finish()
     assert capsys.readouterr().out.splitlines()[-1] == (

@@ -35,18 +35,19 @@ log = get_logger(__name__)
 
 
 def cross_validate(cfg):
-    """Run the folds ``cfg.folds`` (all when None); returns the mean and
-    std of the headline metric over the folds done."""
-    table = load_table(cfg.data, cfg.train)
+    """Run the folds ``cfg.train.folds`` (all when None); returns the mean
+    and std of the headline metric over the folds done."""
+    train = cfg.train
+    table = load_table(cfg.data, train)
     data_dir, labels, all_folds = table.root, table.label_list, \
         table.fold_ids
-    folds = ([int(f) for f in str(cfg.folds).split(',')] if cfg.folds else
-             all_folds)
+    folds = ([int(f) for f in str(train.folds).split(',')] if train.folds
+             else all_folds)
     unknown = sorted(set(folds) - set(all_folds))
     if unknown:
         raise UserError(f'folds {unknown} are not in {data_dir} '
                         f'(folds: {all_folds})')
-    cv_dir = Path(cfg.cv_dir or Path(cfg.checkpoint_dir).parent / 'cv')
+    cv_dir = Path(train.cv_dir or Path(train.checkpoint_dir).parent / 'cv')
     results = []
     for fold in folds:
         fold_dir = cv_dir / f'fold_{fold}'
@@ -56,7 +57,7 @@ def cross_validate(cfg):
                      f'({result_file})')
         else:
             train_fold(cfg, fold, fold_dir, table)
-            result = evaluate_fold(fold, fold_dir, table, cfg)
+            result = evaluate_fold(fold, fold_dir, table, cfg.data, train)
             atomic.write_text(result_file, json.dumps(result))
         results.append(json.loads(result_file.read_text()))
         name, value = headline(results[-1])
@@ -73,7 +74,7 @@ def train_fold(cfg, fold, fold_dir, table):
     fold_cfg = cfg.replace(split=fold, resume=True,
                            checkpoint_dir=str(fold_dir / 'checkpoint'))
     if table.folds_file is not None:
-        fold_cfg.folds_file = str(table.folds_file)
+        fold_cfg.data.folds_file = str(table.folds_file)
     log.info(f'[cv] fold {fold}: training into {fold_dir}')
     if Trainer(fold_cfg).fit() != 0:
         raise UserError(f'training of fold {fold} stopped; rerun to resume '
@@ -104,16 +105,18 @@ def fold_checkpoints(ckpt_dir, val_fraction, average_last):
     return ('final', latest_checkpoint(ckpt_dir)), best
 
 
-def evaluate_fold(fold, fold_dir, table, cfg):
+def evaluate_fold(fold, fold_dir, table, data, train):
     """Metrics and predictions on fold ``fold`` of the checkpoint that
-    :func:`fold_checkpoints` selects, and the optimistic ``best/`` score."""
+    :func:`fold_checkpoints` selects, and the optimistic ``best/`` score;
+    ``data`` and ``train``: the sections the fold was trained with."""
     (selection, chosen), optimistic = fold_checkpoints(
-        fold_dir / 'checkpoint', cfg.val_fraction, cfg.average_last)
+        fold_dir / 'checkpoint', data.val_fraction, train.average_last)
     model, labels, feature = load_classifier(chosen)
-    data = build_loaders(table, cfg, FrontEnd(feature, 'numpy'), split=fold,
-                         clip_seconds=model.meta.get('clip_seconds'),
-                         train=False)
-    dev, loader = data.dev_set, data.dev
+    loaders = build_loaders(table, data, train, FrontEnd(feature, 'numpy'),
+                            split=fold,
+                            clip_seconds=model.meta.get('clip_seconds'),
+                            training=False)
+    dev, loader = loaders.dev_set, loaders.dev
     metrics, scores, target = evaluate(model, loader, model.task)
     result = {'fold': fold, 'selection': selection, 'checkpoint': str(chosen),
               'files': [str(p) for p, _ in dev.items]}

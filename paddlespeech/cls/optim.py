@@ -39,38 +39,41 @@ def build_lr(learning_rate, schedule, epochs, steps_per_epoch,
     return lr
 
 
-def lr_plan(cfg, steps_per_epoch):
-    """The settings that shape the learning-rate schedule; a checkpoint
-    records them so ``--resume`` with other ones (say more ``epochs``)
-    rebuilds the schedule instead of continuing the old one."""
-    plan = {'lr_schedule': cfg.lr_schedule,
-            'learning_rate': cfg.learning_rate,
-            'warmup_epochs': cfg.warmup_epochs}
-    if cfg.lr_schedule == 'cosine':
-        plan['epochs'] = cfg.epochs
-    elif cfg.lr_schedule == 'step':
-        plan.update(lr_step_epochs=cfg.lr_step_epochs, lr_gamma=cfg.lr_gamma)
-    if cfg.lr_schedule != 'constant' or cfg.warmup_epochs:
+def lr_plan(train, steps_per_epoch):
+    """The settings of the ``train:`` section that shape the learning-rate
+    schedule; a checkpoint records them so ``--resume`` with other ones
+    (say more ``epochs``) rebuilds the schedule instead of continuing the
+    old one."""
+    plan = {'lr_schedule': train.lr_schedule,
+            'learning_rate': train.learning_rate,
+            'warmup_epochs': train.warmup_epochs}
+    if train.lr_schedule == 'cosine':
+        plan['epochs'] = train.epochs
+    elif train.lr_schedule == 'step':
+        plan.update(lr_step_epochs=train.lr_step_epochs,
+                    lr_gamma=train.lr_gamma)
+    if train.lr_schedule != 'constant' or train.warmup_epochs:
         plan['steps_per_epoch'] = steps_per_epoch
     return plan
 
 
 class Schedule:
-    """The learning-rate schedule of ``cfg`` over ``steps_per_epoch``:
-    :attr:`lr` for the optimizer, :attr:`scheduler` (None when constant),
-    and its :attr:`plan`, which a checkpoint records (``lr_plan``). Resumed
-    under another plan, the optimizer's state continues the schedule of
-    the current settings at the step count reached
-    (:meth:`load_optimizer`)."""
+    """The learning-rate schedule of the ``train:`` section over
+    ``steps_per_epoch``: :attr:`lr` for the optimizer, :attr:`scheduler`
+    (None when constant), and its :attr:`plan`, which a checkpoint records
+    (``lr_plan``). Resumed under another plan, the optimizer's state
+    continues the schedule of the current settings at the step count
+    reached (:meth:`load_optimizer`)."""
 
-    def __init__(self, cfg, steps_per_epoch):
-        self.lr = build_lr(cfg.learning_rate, cfg.lr_schedule, cfg.epochs,
-                           steps_per_epoch, cfg.warmup_epochs,
-                           cfg.lr_step_epochs, cfg.lr_gamma)
+    def __init__(self, train, steps_per_epoch):
+        self.lr = build_lr(train.learning_rate, train.lr_schedule,
+                           train.epochs, steps_per_epoch, train.warmup_epochs,
+                           train.lr_step_epochs, train.lr_gamma)
         self.scheduler = (self.lr if isinstance(
             self.lr, paddle.optimizer.lr.LRScheduler) else None)
-        self.plan = lr_plan(cfg, steps_per_epoch)
-        self.name, self.total = cfg.lr_schedule, cfg.epochs * steps_per_epoch
+        self.plan = lr_plan(train, steps_per_epoch)
+        self.name = train.lr_schedule
+        self.total = train.epochs * steps_per_epoch
         self.saved = self.plan
 
     def state_dict(self):

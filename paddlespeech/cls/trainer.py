@@ -50,62 +50,66 @@ class Trainer:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        check_amp(cfg.amp, select_device(cfg.device))
+        train, model, runtime = cfg.train, cfg.model, cfg.runtime
+        check_amp(train.amp, select_device(runtime.device))
         self.world = dist.get_world_size()
-        self.keep = checkpoints_to_keep(cfg.keep_checkpoint_max,
-                                        cfg.average_last)
-        if self.world > 1 and (cfg.freeze_backbone_epochs or cfg.head_only):
+        self.keep = checkpoints_to_keep(train.keep_checkpoint_max,
+                                        train.average_last)
+        if self.world > 1 and (train.freeze_backbone_epochs or
+                               train.head_only):
             raise UserError('freeze_backbone_epochs and head_only are for '
                             'single-process training (data parallel syncs '
                             'every parameter)')
-        set_cpu_threads(cfg.cpu_threads, share_with=self.world)
+        set_cpu_threads(runtime.cpu_threads, share_with=self.world)
         if self.world > 1:
             dist.init_parallel_env()
         self.rank = dist.get_rank()
-        RandomState.seed(cfg.seed + self.rank)
+        RandomState.seed(train.seed + self.rank)
 
-        self.ckpt_dir = Path(cfg.checkpoint_dir)
-        self.frontend = FrontEnd(cfg.feature, cfg.feat_backend)
-        self.table = load_table(cfg.data, cfg.train)
+        self.ckpt_dir = Path(train.checkpoint_dir)
+        self.frontend = FrontEnd(cfg.feature, runtime.feat_backend)
+        self.table = load_table(cfg.data, train)
         self.task = Task(self.table.multi_label)
         labels = self.table.label_list
 
         def build_model():
-            init = cfg.init_checkpoint
-            model = build_classifier(
-                cfg.backbone, len(labels), cfg.dropout,
-                cfg.pretrained and not init, cfg.pretrained_path, self.task,
-                cfg.head_hidden)
+            init = model.init_checkpoint
+            built = build_classifier(
+                model.backbone, len(labels), model.dropout,
+                model.pretrained and not init, model.pretrained_path,
+                self.task, model.head_hidden)
             if init:
-                init_backbone(model, init, cfg.feature)
-            return model
+                init_backbone(built, init, cfg.feature)
+            return built
 
         # head-only: the frozen backbone embeds every clip once (cached) as
         # the loaders are made; the loop then trains the head on them
         embed = head = None
-        if cfg.head_only:
+        if train.head_only:
             self.model = build_model()
             freeze(self.model.backbone)
             self.model.backbone.eval()
             embed = EmbeddingCache(self.ckpt_dir / 'embeddings', self.model,
-                                   self.frontend, cfg.batch_size)
+                                   self.frontend, train.batch_size)
             head = HeadOnly(self.model)
-        data = build_loaders(self.table, cfg, self.frontend, embed=embed)
-        if not cfg.head_only:  # after the data checks, before any download
+        data = build_loaders(self.table, cfg.data, train, self.frontend,
+                             embed=embed)
+        if not train.head_only:  # after the data checks, before any download
             self.model = build_model()
         self.train_set, self.dev_set = data.train_set, data.dev_set
         self.sampler, self.train_loader = data.sampler, data.train
         self.dev_loader = data.dev
-        self.schedule = Schedule(cfg, len(self.train_loader))
+        self.schedule = Schedule(train, len(self.train_loader))
         self.scheduler = self.schedule.scheduler
         self.optimizer = paddle.optimizer.Adam(
             learning_rate=self.schedule.lr,
             parameters=self.model.parameters())
-        self.meta = model_meta(cfg.backbone, labels, cfg.dropout, cfg.feature,
-                               self.task, data.clip_seconds, cfg.head_hidden,
-                               trained_on(self.table, cfg.split))
-        self.tracker = BestTracker(cfg.early_stop_patience)
-        self.precision = MixedPrecision(cfg.amp)
+        self.meta = model_meta(model.backbone, labels, model.dropout,
+                               cfg.feature, self.task, data.clip_seconds,
+                               model.head_hidden,
+                               trained_on(self.table, cfg.data.split))
+        self.tracker = BestTracker(train.early_stop_patience)
+        self.precision = MixedPrecision(train.amp)
         augmenter = Augmenter(cfg.augment, cfg.feature.floor_db)
         self.augmenter = augmenter if augmenter.active and not head else None
         self.progress = Progress(1)
@@ -129,32 +133,32 @@ class Trainer:
         ckpt.add_recoverable('rng', RandomState(), flat=True)
 
     def fit(self):
-        """Train (resuming first with ``cfg.resume``); 0 when done, 130 when
-        interrupted (after saving ``epoch_N_step_S/``)."""
-        cfg, rank = self.cfg, self.rank
+        """Train (resuming first with ``cfg.train.resume``); 0 when done,
+        130 when interrupted (after saving ``epoch_N_step_S/``)."""
+        train, rank = self.cfg.train, self.rank
         if rank == 0:  # checkpoint writes a kill left half renamed
             atomic.recover_dirs(self.ckpt_dir)
         if self.world > 1:
             dist.barrier()
-        if cfg.resume:
+        if train.resume:
             self.resume()
-        if self.progress.epoch > cfg.epochs:
+        if self.progress.epoch > train.epochs:
             log.info(f'[resume] {self.ckpt_dir} already holds all '
-                     f'{cfg.epochs} epochs; nothing to train (raise --epochs '
-                     f'to continue)')
+                     f'{train.epochs} epochs; nothing to train (raise '
+                     f'--epochs to continue)')
         stopped = self.tracker.should_stop
         if stopped:
             log.info(f'[early stop] {self.ckpt_dir} stopped early before '
                      f'(best epoch {self.tracker.epoch}); nothing to train')
-        if cfg.visualdl_dir and rank == 0:
-            self.log = VisualDLLog(cfg.visualdl_dir)
+        if train.visualdl_dir and rank == 0:
+            self.log = VisualDLLog(train.visualdl_dir)
         try:
             with StopRequest(enabled=self.world == 1) as stop:
-                for epoch in range(self.progress.epoch, cfg.epochs + 1):
+                for epoch in range(self.progress.epoch, train.epochs + 1):
                     if stopped:
                         break
                     train_loss, train_acc = self.train_epoch(epoch, stop)
-                    if epoch % cfg.save_freq and epoch != cfg.epochs:
+                    if epoch % train.save_freq and epoch != train.epochs:
                         continue
                     if rank == 0:
                         self.evaluate_and_save(train_loss, train_acc)
@@ -195,17 +199,17 @@ class Trainer:
         labels. A frozen backbone runs in eval mode (fixed BatchNorm
         statistics, no dropout).
         """
-        cfg, task, loader, p = self.cfg, self.task, self.train_loader, \
-            self.progress
+        train, task, loader, p = self.cfg.train, self.task, \
+            self.train_loader, self.progress
         p.start(epoch)
         self.sampler.set_epoch(epoch)
         self.sampler.skip = p.step
-        frozen = epoch <= cfg.freeze_backbone_epochs or cfg.head_only
+        frozen = epoch <= train.freeze_backbone_epochs or train.head_only
         freeze(self.model.backbone, frozen)
         self.net.train()
         if frozen:
             self.model.backbone.eval()
-        bar = tqdm(loader, desc=f'epoch {epoch}/{cfg.epochs}', leave=False,
+        bar = tqdm(loader, desc=f'epoch {epoch}/{train.epochs}', leave=False,
                    initial=p.step,
                    disable=True if self.rank else None,  # None: off if no tty
                    file=sys.stdout, dynamic_ncols=True)
@@ -232,7 +236,7 @@ class Trainer:
             p.seen += n
             p.step = step
             tick_seen += n
-            if step % cfg.log_freq == 0 or step == len(loader):
+            if step % train.log_freq == 0 or step == len(loader):
                 self._log_step(step, tick_seen / (time.time() - tick), bar)
                 tick, tick_seen = time.time(), 0
         seen = max(p.seen, 1)
@@ -248,7 +252,7 @@ class Trainer:
         stats = ' '.join(f'{k} {v:.4f}' for k, v in scalars.items())
         stats += f' lr {lr:.2e} {speed:.1f} clips/s'
         bar.set_postfix_str(stats)
-        log.info(f'[train] epoch {p.epoch}/{self.cfg.epochs} step '
+        log.info(f'[train] epoch {p.epoch}/{self.cfg.train.epochs} step '
                  f'{step}/{steps} {stats}')
         if self.log is not None:
             self.log.scalars('train', {**scalars, 'lr': lr},
@@ -257,7 +261,8 @@ class Trainer:
     def evaluate(self):
         """Dev metrics (:meth:`Task.evaluate`) and the dev loss."""
         return evaluate(self.scorer, self.dev_loader, self.task,
-                        None if self.cfg.head_only else self.frontend)[0]
+                        None if self.cfg.train.head_only else
+                        self.frontend)[0]
 
     def evaluate_and_save(self, train_loss, train_acc):
         """Evaluate, record the metrics, keep ``best/``, checkpoint, then
@@ -293,7 +298,7 @@ class Trainer:
         """End of a run: the averaged checkpoint, the training curves, and
         one line with the best dev score, its epoch and the checkpoint the
         later stages use (``best/``, else the latest epoch's)."""
-        last = self.cfg.average_last
+        last = self.cfg.train.average_last
         if last:
             out = save_average(self.ckpt_dir, last)
             if out is not None:
@@ -328,7 +333,8 @@ class Trainer:
                  f'at epoch {ts["epoch"]} step {ts["step"]}')
         log.info(f'[resume] continuing {where} from {latest} (delete '
                  f'{ckpt_dir} to start over)')
-        if self.schedule.replanned and self.progress.epoch <= self.cfg.epochs:
+        if (self.schedule.replanned and
+                self.progress.epoch <= self.cfg.train.epochs):
             log.info(self.schedule.describe_change(self.optimizer.get_lr()))
 
 

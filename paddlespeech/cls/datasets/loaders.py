@@ -144,69 +144,73 @@ class Loaders:
     train: GuardedLoader = None
 
 
-def build_loaders(table, cfg, frontend, split=None, clip_seconds=None,
-                  train=True, embed=None):
+def build_loaders(table, data, train, frontend, split=None,
+                  clip_seconds=None, training=True, embed=None):
     """The loaders of a run on ``table`` (:func:`.load_table`) with
-    ``frontend`` (:class:`..features.FrontEnd`). The dev set is fold
-    ``split`` (default ``cfg.split``), scored in windows of
-    ``clip_seconds`` (default ``cfg.clip_seconds``, else the typical
-    training clip). With ``train``: the training set of the other folds
-    (unreadable clips refused or, with ``cfg.skip_bad_files``, dropped;
-    random crops with ``cfg.clip_seconds``), its resumable or
-    class-balanced sampler and loader, and a validation share of it as the
-    dev set with ``cfg.val_fraction``. Without: the dev set alone, as
-    cross-validation scores a fold. ``embed``
-    (:class:`..embeddings.EmbeddingCache`): both sets as the cached
-    embeddings of their windows (head-only training)."""
-    split = cfg.split if split is None else split
+    ``frontend`` (:class:`..features.FrontEnd`), as the ``data:`` and
+    ``train:`` sections say. The dev set is fold ``split`` (default
+    ``data.split``), scored in windows of ``clip_seconds`` (default
+    ``data.clip_seconds``, else the typical training clip). With
+    ``training``: the training set of the other folds (unreadable clips
+    refused or, with ``data.skip_bad_files``, dropped; random crops with
+    ``data.clip_seconds``), its resumable or class-balanced sampler and
+    loader (``train.batch_size``, ``train.num_workers``, ``train.seed``),
+    and a validation share of it as the dev set with
+    ``data.val_fraction``. Without: the dev set alone, as cross-validation
+    scores a fold. ``embed`` (:class:`..embeddings.EmbeddingCache`): both
+    sets as the cached embeddings of their windows (head-only
+    training)."""
+    split = data.split if split is None else split
     feature, per_clip = frontend.config, frontend.per_clip
-    modes = ('train', 'val' if cfg.val_fraction else 'dev') if train else \
-        ('dev',)
+    modes = ('train', 'val' if data.val_fraction else 'dev') if training \
+        else ('dev',)
     *ts, dev_set = (FoldDataset(table, mode, split, feature, per_clip,
-                                cfg.val_fraction, cfg.seed) for mode in modes)
+                                data.val_fraction, train.seed)
+                    for mode in modes)
     out = Loaders(dev_set, None, clip_seconds)
-    if train:
+    if training:
         out.train_set = ts = ts[0]
-        check_readable([ts, dev_set], cfg.skip_bad_files)
+        check_readable([ts, dev_set], data.skip_bad_files)
         print_class_counts(ts)
+        clip_seconds = clip_seconds or data.clip_seconds
         if embed is not None:
-            return _embedded(out, ts, dev_set, cfg, embed, clip_seconds or
-                             cfg.clip_seconds or typical_seconds(ts.items))
-        out.sampler = (BalancedBatchSampler(ts, cfg.batch_size, cfg.seed)
-                       if cfg.balanced_sampling else ResumableBatchSampler(
-                           ts, batch_size=cfg.batch_size, shuffle=True,
-                           drop_last=False))
-        if cfg.num_workers > 0:
+            return _embedded(out, ts, dev_set, data, train, embed,
+                             clip_seconds or typical_seconds(ts.items))
+        out.sampler = _sampler(ts, data, train)
+        if train.num_workers > 0:
             ts.precompute('train features')
         pad = frontend.pad_value
-        if cfg.clip_seconds:
-            ts.set_crop(frontend.clip_length(cfg.clip_seconds), pad,
-                        cfg.seed)
+        if data.clip_seconds:
+            ts.set_crop(frontend.clip_length(data.clip_seconds), pad,
+                        train.seed)
             out.sampler.tag_epoch = True
-        out.clip_seconds = clip_seconds or cfg.clip_seconds or \
-            typical_seconds(ts.items)
+        out.clip_seconds = clip_seconds or typical_seconds(ts.items)
         out.train = GuardedLoader(
-            ts, batch_sampler=out.sampler, num_workers=cfg.num_workers,
+            ts, batch_sampler=out.sampler, num_workers=train.num_workers,
             collate_fn=lambda b: collate(b, pad),
-            persistent_workers=cfg.num_workers > 0)
+            persistent_workers=train.num_workers > 0)
     out.dev = window_loader(dev_set, Windowing.of_model(out.clip_seconds),
-                            frontend, cfg.batch_size)
+                            frontend, train.batch_size)
     return out
 
 
-def _embedded(out, train_set, dev_set, cfg, embed, clip_seconds):
+def _sampler(train_set, data, train):
+    if data.balanced_sampling:
+        return BalancedBatchSampler(train_set, train.batch_size, train.seed)
+    return ResumableBatchSampler(train_set, batch_size=train.batch_size,
+                                 shuffle=True, drop_last=False)
+
+
+def _embedded(out, train_set, dev_set, data, train, embed, clip_seconds):
     windowing = Windowing.of_model(clip_seconds)
     out.clip_seconds = clip_seconds
     out.train_set = train_set = embed(train_set, windowing)
     out.dev_set = dev_set = embed(dev_set, windowing)
-    out.sampler = (BalancedBatchSampler(train_set, cfg.batch_size, cfg.seed)
-                   if cfg.balanced_sampling else ResumableBatchSampler(
-                       train_set, batch_size=cfg.batch_size, shuffle=True,
-                       drop_last=False))
+    out.sampler = _sampler(train_set, data, train)
     stack = lambda b: collate(b, 0.0)  # noqa: E731
     out.train = GuardedLoader(train_set, batch_sampler=out.sampler,
                               collate_fn=stack)
-    out.dev = GuardedLoader(dev_set, batch_size=cfg.batch_size,
+    out.dev = GuardedLoader(dev_set, batch_size=train.batch_size,
                             shuffle=False, collate_fn=stack)
     return out
 
