@@ -339,3 +339,24 @@ def test_config_is_plain_python_for_library_callers():
     assert isinstance(cfg, Config)
     assert set(vars(cfg)) == {*sections(), 'config'}
     assert typing.get_type_hints(type(cfg.train))['epochs'] is int
+
+
+def test_library_functions_take_sections_not_the_whole_configuration():
+    """Only what assembles a run (the trainer, cross-validation) takes the
+    whole configuration; every other library function takes its
+    section(s), so a parameter named ``cfg`` anywhere else is a regression
+    to the flat bag."""
+    import ast
+    allowed = {('trainer.py', '__init__'), ('crossval.py', 'cross_validate'),
+               ('crossval.py', 'train_fold')}
+    library = ROOT / 'paddlespeech' / 'cls'
+    found = set()
+    for path in library.rglob('*.py'):
+        if 'exps' in path.parts or path.name == 'config.py':
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = {a.arg for a in node.args.args + node.args.kwonlyargs}
+                if 'cfg' in names:
+                    found.add((path.name, node.name))
+    assert found == allowed
