@@ -14,6 +14,8 @@ COMMANDS = {  # command: (module in exps/panns, what it does)
                'or ONNX)'),
     'deploy': ('deploy.predict', 'classify audio files with an export'),
     'serve': ('deploy.serve', 'serve an export over HTTP'),
+    'stream': ('deploy.stream_client', 'stream a file or stdin to the '
+               'service\'s /v1/stream and print its messages'),
     'detect': ('detect', 'find when sounds occur in long recordings'),
     'calibrate': ('calibrate', 'per-class thresholds for a target '
                   'precision, stored in the model'),
