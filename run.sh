@@ -7,10 +7,12 @@
 # Stages: 0 data, 1 train, 2 predict, 3 export, 4 deploy (paddle.inference).
 # Only when asked: 5 5-fold cross-validation with a report, 6 serve the
 # export over HTTP until stopped (local/serve.sh, docs/serving.md),
-# 7 sound-event detection on a long recording (local/detect.sh).
+# 7 sound-event detection on a long recording (local/detect.sh), 8 a
+# whole archive into a Parquet dataset (local/analyze.sh, docs/analyze.md).
 # Extra flags after -- go to stage 5's local/cross_validate.py (e.g.
-# -- --folds 1,3), stage 6's serve.py (-- --port 8091) and stage 7's
-# detect.py (-- --wav field.wav --threshold 0.3).
+# -- --folds 1,3), stage 6's serve.py (-- --port 8091), stage 7's
+# detect.py (-- --wav field.wav --threshold 0.3) and stage 8's analyze.py
+# (-- --input /archive --workers 2).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -20,7 +22,7 @@ conf=conf/panns.yaml
 nproc=1
 nodes=()
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --stage) stage="$2"; shift 2 ;;
@@ -61,4 +63,7 @@ if [[ ${stage} -le 6 && ${stop_stage} -ge 6 ]]; then
 fi
 if [[ ${stage} -le 7 && ${stop_stage} -ge 7 ]]; then
   local/detect.sh "${conf}" "$@"
+fi
+if [[ ${stage} -le 8 && ${stop_stage} -ge 8 ]]; then
+  local/analyze.sh "${conf}" "$@"
 fi

@@ -21,6 +21,7 @@ SCRIPTS = [
     'paddlespeech/cls/exps/panns/tag.py',
     'paddlespeech/cls/exps/panns/detect.py',
     'paddlespeech/cls/exps/panns/calibrate.py',
+    'paddlespeech/cls/exps/panns/analyze.py',
     'local/cross_validate.py',
     'local/prepare_data.py',
 ]

@@ -12,6 +12,9 @@ dev_picks       a dev clip of each of the first --limit classes (that
 export_dir      the configured export directory
 detect_dir      where detect.py writes (stage 7; default: beside
                 export_dir)
+analysis_dir    where analyze.py writes (stage 8; default: beside
+                export_dir)
+data_dir        the configured data directory
 
 Imports no Paddle, so each call takes a fraction of a second.
 """
@@ -35,7 +38,8 @@ def main():
     p.add_argument('--config', required=True, help='conf/*.yaml')
     p.add_argument('what', choices=['checkpoint', 'checkpoint_dir',
                                     'dev_clips', 'dev_picks', 'export_dir',
-                                    'detect_dir'])
+                                    'detect_dir', 'analysis_dir',
+                                    'data_dir'])
     p.add_argument('--limit', type=int, default=1,
                    help='number of dev clips (dev_picks: classes) to print')
     a = p.parse_args()
@@ -44,7 +48,8 @@ def main():
     if a.what == 'checkpoint':
         found = best_checkpoint(cfg.checkpoint_dir)
         print(found / 'model.pdparams' if found else '')
-    elif a.what in ('checkpoint_dir', 'export_dir', 'detect_dir'):
+    elif a.what in ('checkpoint_dir', 'export_dir', 'detect_dir',
+                    'analysis_dir', 'data_dir'):
         print(getattr(cfg, a.what))
     else:
         dev = FoldDataset(load_table(cfg.data, cfg.train), 'dev', cfg.split, cfg.feature)

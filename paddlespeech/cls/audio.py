@@ -371,6 +371,13 @@ def describe_left_out(left_out, first=3):
     return f'left out {n} file(s) or folder(s): {"; ".join(parts)}'
 
 
+def audio_header(path):
+    """``(seconds, sample_rate, channels)`` from the header alone (nothing
+    decoded); raises AudioError."""
+    with _open(path) as f:
+        return f.frames / f.samplerate, f.samplerate, f.channels
+
+
 def audio_seconds(path):
     """Duration from the header alone (nothing decoded); raises AudioError."""
     with _open(path) as f:

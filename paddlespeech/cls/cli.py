@@ -19,6 +19,8 @@ COMMANDS = {  # command: (module in exps/panns, what it does)
     'detect': ('detect', 'find when sounds occur in long recordings'),
     'calibrate': ('calibrate', 'per-class thresholds for a target '
                   'precision, stored in the model'),
+    'analyze': ('analyze', 'tags, events and embeddings of whole archives '
+                'into Parquet, resumable'),
     'tag': ('tag', 'tag audio files with the 527 AudioSet classes'),
     'search': ('search', 'find the windows of an analysed archive most '
                'like a query clip'),

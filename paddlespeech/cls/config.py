@@ -47,6 +47,7 @@ SECTIONS = {
     'deploy': ('.inference', 'DeployConfig'),
     'export': ('.artifact', 'ExportConfig'),
     'detect': ('.events', 'DetectConfig'),
+    'analyze': ('.analysis', 'AnalyzeConfig'),
     'calibrate': ('.calibration', 'CalibrateConfig'),
     'serve': ('.serving', 'ServeConfig'),
 }
@@ -343,6 +344,9 @@ def load_config(path=None, overrides=None):
     if cfg.detect.output_dir is None:
         cfg.detect.output_dir = str(Path(cfg.export.export_dir).parent /
                                     'detect')
+    if cfg.analyze.output_dir is None:
+        cfg.analyze.output_dir = str(Path(cfg.export.export_dir).parent /
+                                     'analysis')
     return cfg
 
 

@@ -370,6 +370,85 @@ def parse_threshold(text):
     return value
 
 
+def add_detection_flags(p):
+    """The window and event flags ``detect.py`` and ``analyze.py`` share
+    (a :class:`..config.ConfigArgumentParser`)."""
+    p.add('--window_seconds', key='detect_window_seconds', type=float,
+          help='window length; default: the clip length the model was '
+          f'trained on, as train.py records it (AudioSet tagger: 10 s; '
+          f'models without it: 5 s, ESC-50\'s)')
+    p.add('--hop_seconds', type=float,
+          help='a window every this many seconds (default: half a window); '
+          'events are placed to this resolution')
+    p.add('--threshold',
+          help='a window score at or over this opens an event (a '
+          'single-label model\'s softmax scores share 1 among its classes, '
+          'so two sounds at once each score lower); auto: the per-class '
+          'thresholds calibrate.py stored in the model (the default where '
+          'it has them, else 0.5)')
+    p.add('--threshold_off', type=float,
+          help='a score under this closes an event (<= --threshold; '
+          'default: --threshold)')
+    p.add('--min_event_seconds', type=float,
+          help='events shorter than this are dropped (after merging)')
+    p.add('--merge_gap_seconds', type=float,
+          help='events of one class closer than this are merged')
+    p.add('--top_k_per_window', type=int,
+          help='only the k best classes of a window can be active in it '
+          '(0: every class)')
+    p.add('--classes', nargs='+',
+          help='only these labels (as the model names them; quote names '
+          'with spaces)')
+
+
+def check_detection_flags(cfg):
+    """The window and event flags (their config keys), refused in one line
+    before a model loads; ``cfg.threshold`` becomes a number or ``auto``
+    (:func:`parse_threshold`)."""
+    if cfg.detect_window_seconds is not None and \
+            not cfg.detect_window_seconds > 0:
+        raise UserError(f'--window_seconds must be positive, got '
+                        f'{cfg.detect_window_seconds}')
+    cfg.threshold = parse_threshold(cfg.threshold)
+    top = cfg.threshold if isinstance(cfg.threshold, float) else 1
+    if cfg.threshold_off is not None and not 0 <= cfg.threshold_off <= top:
+        raise UserError(f'--threshold_off must be in [0, --threshold '
+                        f'{top}], got {cfg.threshold_off}')
+    for flag, v in (('--min_event_seconds', cfg.min_event_seconds),
+                    ('--merge_gap_seconds', cfg.merge_gap_seconds),
+                    ('--top_k_per_window', cfg.top_k_per_window)):
+        if v < 0:
+            raise UserError(f'{flag} must not be negative, got {v}')
+    if cfg.infer_batch_size < 1:
+        raise UserError(f'--batch_size must be at least 1, got '
+                        f'{cfg.infer_batch_size}')
+
+
+def class_columns(names, labels):
+    """``--classes`` checked against the model's labels (None: all)."""
+    if not names:
+        return None
+    unknown = [n for n in names if n not in labels]
+    if unknown:
+        raise UserError(f'--classes: unknown labels {unknown}; the model '
+                        f'has {len(labels)}, e.g. {labels[:5]}')
+    return list(dict.fromkeys(names))
+
+
+def timeline_events(timeline, on, off, cfg, classes=None):
+    """``(timeline, events)`` as ``detect.py`` finds them: per-class
+    thresholds ``on``/``off`` (:func:`class_thresholds`), the timeline
+    restricted to ``classes`` (None: all), and only the
+    ``cfg.top_k_per_window`` best classes of a window active."""
+    active = top_k_mask(timeline.scores, cfg.top_k_per_window)
+    if classes:
+        columns = [timeline.labels.index(c) for c in classes]
+        timeline, active = timeline.only(classes), active[:, columns]
+        on, off = on[columns], off[columns]
+    return timeline, detect_events(timeline, on, off, cfg.min_event_seconds,
+                                   cfg.merge_gap_seconds, active)
+
+
 CSV_HEADER = ('filename', 'onset', 'offset', 'label', 'score')
 
 

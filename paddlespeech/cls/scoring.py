@@ -39,6 +39,11 @@ class SoundModel:
     def embeddings(self, waves) -> np.ndarray:
         raise NotImplementedError
 
+    def scores_and_embeddings(self, waves):
+        """``(scores, embeddings)`` of one batch; a model whose one run
+        gives both overrides it."""
+        return self.scores(waves), self.embeddings(waves)
+
     def __call__(self, waves):
         return self.scores(waves)
 

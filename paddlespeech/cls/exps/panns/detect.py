@@ -39,12 +39,12 @@ from paddlespeech.cls.audio import AudioError, Windowing
 from paddlespeech.cls.config import (LABEL_FILE_HELP, ConfigArgumentParser,
                                      parse_bool)
 from paddlespeech.cls.errors import UserError
-from paddlespeech.cls.events import (CSV_HEADER, audacity_labels,
-                                     class_thresholds, csv_row,
-                                     detect_events, detection_windowing,
-                                     format_event, parse_threshold,
-                                     stream_timeline, summary, top_k_mask,
-                                     write_outputs)
+from paddlespeech.cls.events import (CSV_HEADER, add_detection_flags,
+                                     audacity_labels, check_detection_flags,
+                                     class_columns, class_thresholds,
+                                     csv_row, detection_windowing,
+                                     format_event, stream_timeline, summary,
+                                     timeline_events, write_outputs)
 from paddlespeech.cls.live import (PCM_FORMATS, LiveDetector,
                                    open_microphone, pcm_chunks, record)
 from paddlespeech.cls.features import FEAT_BACKENDS
@@ -89,32 +89,7 @@ def get_parser():
     p.add('--pretrained_path', help='with --pretrained: AudioSet weights '
           '(.pdparams, e.g. from the converter) instead of the download')
     p.add('--label_file', help=LABEL_FILE_HELP)
-    p.add('--window_seconds', key='detect_window_seconds', type=float,
-          help='window length; default: the clip length the model was '
-          f'trained on, as train.py records it (AudioSet tagger: 10 s; '
-          f'models without it: 5 s, ESC-50\'s)')
-    p.add('--hop_seconds', type=float,
-          help='a window every this many seconds (default: half a window); '
-          'events are placed to this resolution')
-    p.add('--threshold',
-          help='a window score at or over this opens an event (a '
-          'single-label model\'s softmax scores share 1 among its classes, '
-          'so two sounds at once each score lower); auto: the per-class '
-          'thresholds calibrate.py stored in the model (the default where '
-          'it has them, else 0.5)')
-    p.add('--threshold_off', type=float,
-          help='a score under this closes an event (<= --threshold; '
-          'default: --threshold)')
-    p.add('--min_event_seconds', type=float,
-          help='events shorter than this are dropped (after merging)')
-    p.add('--merge_gap_seconds', type=float,
-          help='events of one class closer than this are merged')
-    p.add('--top_k_per_window', type=int,
-          help='only the k best classes of a window can be active in it '
-          '(0: every class)')
-    p.add('--classes', nargs='+',
-          help='only these labels (as the model names them; quote names '
-          'with spaces)')
+    add_detection_flags(p)
     p.add('--output_dir', key='detect_dir',
           help='where the per-file outputs go (default: <export_dir>/../'
           'detect, beside the config\'s export)')
@@ -142,23 +117,7 @@ def check_args(cfg):
                                 cfg.pcm_sample_rate < 1):
         raise UserError(f'--channels and --sample_rate must be at least 1, '
                         f'got {cfg.pcm_channels} and {cfg.pcm_sample_rate}')
-    if cfg.detect_window_seconds is not None and \
-            not cfg.detect_window_seconds > 0:
-        raise UserError(f'--window_seconds must be positive, got '
-                        f'{cfg.detect_window_seconds}')
-    cfg.threshold = parse_threshold(cfg.threshold)
-    top = cfg.threshold if isinstance(cfg.threshold, float) else 1
-    if cfg.threshold_off is not None and not 0 <= cfg.threshold_off <= top:
-        raise UserError(f'--threshold_off must be in [0, --threshold '
-                        f'{top}], got {cfg.threshold_off}')
-    for flag, v in (('--min_event_seconds', cfg.min_event_seconds),
-                    ('--merge_gap_seconds', cfg.merge_gap_seconds),
-                    ('--top_k_per_window', cfg.top_k_per_window)):
-        if v < 0:
-            raise UserError(f'{flag} must not be negative, got {v}')
-    if cfg.infer_batch_size < 1:
-        raise UserError(f'--batch_size must be at least 1, got '
-                        f'{cfg.infer_batch_size}')
+    check_detection_flags(cfg)
 
 
 def open_for(cfg):
@@ -178,16 +137,6 @@ def windowing(cfg, model):
                                    cfg.detect_window_seconds, cfg.hop_seconds)
     except UserError as e:
         raise UserError(f'--{e}') from None
-
-
-def class_columns(names, labels):
-    if not names:
-        return None
-    unknown = [n for n in names if n not in labels]
-    if unknown:
-        raise UserError(f'--classes: unknown labels {unknown}; the model '
-                        f'has {len(labels)}, e.g. {labels[:5]}')
-    return list(dict.fromkeys(names))
 
 
 def output_names(paths):
@@ -236,14 +185,7 @@ def main(argv):
                   file=sys.stderr, flush=True)
             failed += 1
             continue
-        active = top_k_mask(tl.scores, cfg.top_k_per_window)
-        c_on, c_off = on, off
-        if classes:
-            columns = [model.labels.index(c) for c in classes]
-            tl, active = tl.only(classes), active[:, columns]
-            c_on, c_off = on[columns], off[columns]
-        events = detect_events(tl, c_on, c_off, cfg.min_event_seconds,
-                               cfg.merge_gap_seconds, active)
+        tl, events = timeline_events(tl, on, off, cfg, classes)
         write_outputs(cfg.detect_dir, name, tl, events, cfg.plot)
         for e in events:
             print(format_event(path, e))
