@@ -321,3 +321,27 @@ def test_folder_inputs_patterns_and_lists(export_dir, folder, tmp_path):
                    '--output_dir', tmp_path / 'all')
     assert '24 files analysed' in proc.stdout
     assert 'skipped 1 hidden, 1 not audio' in proc.stdout
+
+
+def test_embeddings_are_the_exports_in_float16(export_dir, folder, tmp_path):
+    from paddlespeech.cls.audio import Windowing
+    from paddlespeech.cls.inference import Predictor
+    paths = [folder / 'site0' / f'rec_{i:02d}.wav' for i in (0, 8)]
+    out = tmp_path / 'out'
+    analyze('--model_dir', export_dir, '--input', *paths, '--output_dir',
+            out, '--embeddings', 'true', '--scores', 'all')
+    table = ds.dataset(out / 'windows', format='parquet').to_table()
+    assert table.schema.field('embedding').type == pa.list_(pa.float16())
+    predictor = Predictor(export_dir, 'cpu', 1)
+    rows = table.to_pylist()
+    for path in paths:
+        waves = [w for w, _ in Windowing(0.5, 0.25).windows(path, 32000)]
+        mine = [r for r in rows if r['path'] == str(path)]
+        assert len(mine) == len(waves)
+        want = predictor.embeddings(waves)
+        assert want.shape[1] == 512
+        got = np.array([r['embedding'] for r in mine], np.float32)
+        np.testing.assert_allclose(got, want.astype(np.float16), rtol=0,
+                                   atol=1e-6)
+        np.testing.assert_allclose([r['scores'] for r in mine],
+                                   predictor.scores(waves), atol=1e-5)

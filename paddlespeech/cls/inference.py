@@ -78,7 +78,9 @@ class Predictor(SoundModel):
 
     def scores(self, waves):
         """Scores ``[batch, num_class]`` of equal-length waveforms."""
-        out = self.runner(self._inputs(waves))
+        return self._scores(self.runner(self._inputs(waves)))
+
+    def _scores(self, out):
         if out.shape[-1] != len(self.labels):
             raise UserError(f'{self.model_dir} gives {out.shape[-1]} scores '
                             f'per clip but names {len(self.labels)} classes: '
@@ -88,12 +90,21 @@ class Predictor(SoundModel):
     def embeddings(self, waves):
         """The backbone's embeddings ``[batch, embedding_size]``: the
         graph's second output."""
+        self._check_embedding()
+        return self.runner(self._inputs(waves), output=1)
+
+    def scores_and_embeddings(self, waves):
+        """Both from one run of the graph."""
+        self._check_embedding()
+        out, embeddings = self.runner(self._inputs(waves), output=(0, 1))
+        return self._scores(out), embeddings
+
+    def _check_embedding(self):
         if not self.embedding_size:
             raise UserError(f'{self.model_dir} has no embedding output (an '
                             f'export of an earlier version, or upstream\'s): '
                             f'export the checkpoint again with '
                             f'export_model.py')
-        return self.runner(self._inputs(waves), output=1)
 
 
 class PaddleRunner:
@@ -155,11 +166,14 @@ class PaddleRunner:
                         self.predictor.get_output_names()]
 
     def __call__(self, x, output=0):
-        """The graph's output number ``output`` for the batch ``x``."""
+        """The graph's output number ``output`` for the batch ``x`` (a
+        tuple of numbers: those outputs, of one run)."""
         self.input.reshape(x.shape)
         self.input.copy_from_cpu(x)
         with stdout_silenced():
             self.predictor.run()
+        if isinstance(output, tuple):
+            return tuple(self.outputs[i].copy_to_cpu() for i in output)
         return self.outputs[output].copy_to_cpu()
 
 
@@ -181,5 +195,9 @@ class OnnxRunner:
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, x, output=0):
-        """The model's output number ``output`` for the batch ``x``."""
+        """The model's output number ``output`` for the batch ``x`` (a
+        tuple of numbers: those outputs, of one run)."""
+        if isinstance(output, tuple):
+            return tuple(self.session.run(
+                [self.outputs[i] for i in output], {self.input: x}))
         return self.session.run([self.outputs[output]], {self.input: x})[0]

@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 
 from ..audio import AudioError, audio_header
+from ..errors import UserError
 from ..events import (class_columns, class_thresholds, detection_windowing,
                       stream_timeline, timeline_events)
 from .inputs import file_key
@@ -70,6 +71,11 @@ class FileAnalyzer:
             model.meta.thresholds, model.source)
         self.k = min(cfg.analyze_top_k, len(model.labels))
         self.scores_all = cfg.scores == 'all'
+        if cfg.embeddings and not model.embedding_size:
+            raise UserError(f'--embeddings: {model.source} gives no '
+                            f'embeddings (an export of an earlier version, '
+                            f'or upstream\'s): export the checkpoint again '
+                            f'with export_model.py')
 
     def __call__(self, path):
         size, mtime_ns = file_key(path)
@@ -83,6 +89,8 @@ class FileAnalyzer:
             result = self._analyze(path, row)
         except AudioError as e:
             result = self._failed(row, e.reason)
+        except UserError:  # the model's, not the file's
+            raise
         except Exception as e:  # a decoder's own failure: this file only
             result = self._failed(row, f'{type(e).__name__}: {e}')
         result.mtime_ns = mtime_ns
