@@ -345,3 +345,35 @@ def test_embeddings_are_the_exports_in_float16(export_dir, folder, tmp_path):
                                    atol=1e-6)
         np.testing.assert_allclose([r['scores'] for r in mine],
                                    predictor.scores(waves), atol=1e-5)
+
+
+def test_documented_queries_run(export_dir, folder, corpus, tmp_path,
+                                monkeypatch, capsys):
+    duckdb = pytest.importorskip('duckdb')
+    pytest.importorskip('pandas')
+    text = (ROOT / 'docs' / 'analyze.md').read_text()
+    blocks = re.findall(r'```(python|sql)\n(.*?)```', text, re.S)
+    assert [k for k, _ in blocks].count('sql') >= 4
+    assert [k for k, _ in blocks].count('python') >= 3
+    out = tmp_path / 'exp' / 'demo' / 'analysis'
+    good, bad = corpus
+    analyze('--model_dir', export_dir, '--input', folder, *bad,
+            '--output_dir', out, '--scores', 'all', '--embeddings', 'true',
+            '--threshold', 0.4, check=False)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for kind, code in blocks:
+        if kind == 'python':
+            exec(compile(code, 'docs/analyze.md', 'exec'), namespace)
+            printed = capsys.readouterr().out
+            assert printed.strip() and 'Empty DataFrame' not in printed
+        else:
+            rows = duckdb.sql(code).fetchall()
+            assert rows, code
+    assert len(namespace['files']) == 24 + len(bad)
+    assert sorted(namespace['files'].loc[namespace['files'].status ==
+                                         'error', 'path']) == \
+        sorted(os.path.abspath(p) for p in bad)
+    assert duckdb.sql(blocks[-4][1]).fetchall() == [
+        ('error', len(bad), 0.0),
+        ('ok', 24, pytest.approx(namespace['files'].seconds.sum() / 3600))]
