@@ -10,12 +10,13 @@ cd "$(dirname "$0")/.."
 source path.sh
 # torch 2.13.0 CPU is the wheel on local disk; panns-inference and
 # torchlibrosa without dependencies so that pip never pulls another torch.
-# pip runs only when this file, tests/requirements.txt or
-# requirements-onnx.txt changed.
+# pip runs only when this file, tests/requirements.txt,
+# requirements-onnx.txt or requirements-ray.txt changed.
 stamp="${VIRTUAL_ENV}/.test-requirements.sha256"
-want="$(cat tests/requirements.txt requirements-onnx.txt tests/run.sh | sha256sum | cut -d' ' -f1)"
+want="$(cat tests/requirements.txt requirements-onnx.txt requirements-ray.txt tests/run.sh | sha256sum | cut -d' ' -f1)"
 if [[ ! -f "${stamp}" || "$(cat "${stamp}")" != "${want}" ]]; then
-  python -m pip install --quiet -r tests/requirements.txt -r requirements-onnx.txt
+  python -m pip install --quiet -r tests/requirements.txt -r requirements-onnx.txt \
+    -r requirements-ray.txt
   python -m pip install --quiet --no-deps panns-inference==0.1.1 torchlibrosa==0.1.0
   echo "${want}" > "${stamp}"
 fi

@@ -377,3 +377,71 @@ def test_documented_queries_run(export_dir, folder, corpus, tmp_path,
     assert duckdb.sql(blocks[-4][1]).fetchall() == [
         ('error', len(bad), 0.0),
         ('ok', 24, pytest.approx(namespace['files'].seconds.sum() / 3600))]
+
+
+@pytest.mark.slow
+def test_ray_cluster_of_two_nodes_equals_local(export_dir, corpus, tmp_path,
+                                               monkeypatch):
+    """A head and a worker node on 127.0.0.1, one CPU each, two actors:
+    the same tables as the local engine, bad files included."""
+    # every Ray process on the loopback interface (ray_engine.py)
+    monkeypatch.setenv('RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER', '0')
+    cluster_utils = pytest.importorskip('ray.cluster_utils')
+    good, bad = corpus
+    inputs = [*good, *bad]
+    analyze('--model_dir', export_dir, '--input', *inputs, '--output_dir',
+            tmp_path / 'local', check=False)
+    cluster = cluster_utils.Cluster(
+        initialize_head=True,
+        head_node_args={'num_cpus': 1, 'node_ip_address': '127.0.0.1'})
+    try:
+        cluster.add_node(num_cpus=1, node_ip_address='127.0.0.1')
+        cluster.wait_for_nodes()
+        proc = analyze('--model_dir', export_dir, '--input', *inputs,
+                       '--output_dir', tmp_path / 'ray', '--engine', 'ray',
+                       '--address', cluster.address, '--workers', 2,
+                       '--cpus_per_worker', 1, check=False, timeout=240)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert f'{len(good)} files analysed, {len(bad)} failed' in \
+            proc.stdout
+    finally:
+        cluster.shutdown()
+    assert tables(tmp_path / 'ray') == tables(tmp_path / 'local')
+
+
+RECORD_MODULES = """
+import atexit, json, runpy, sys
+from pathlib import Path
+record, hide, script = sys.argv[1:4]
+for name in filter(None, hide.split(',')):
+    sys.modules[name] = None  # as if not installed
+atexit.register(lambda: Path(record).write_text(json.dumps(sorted(
+    m for m, v in sys.modules.items() if v is not None))))
+sys.argv = sys.argv[3:]
+runpy.run_path(script, run_name='__main__')
+"""
+
+
+def test_local_engine_runs_without_ray(export_dir, folder,
+                                                  tmp_path):
+    """The local engine never imports Ray; without Ray, --engine ray says
+    in one line what to install."""
+    def run(record, hide, *args):
+        return subprocess.run(
+            [sys.executable, '-c', RECORD_MODULES, str(record), hide,
+             str(SCRIPTS / 'analyze.py'), '--model_dir', str(export_dir),
+             '--input', str(folder / 'site0' / 'rec_00.wav'), '--device',
+             'cpu', *map(str, args)], capture_output=True, text=True,
+            env=script_env(), timeout=300)
+
+    proc = run(tmp_path / 'local.json', '', '--output_dir', tmp_path / 'a')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = {m.split('.')[0] for m in
+                json.loads((tmp_path / 'local.json').read_text())}
+    assert 'pyarrow' in imported and 'ray' not in imported
+    proc = run(tmp_path / 'ray.json', 'ray', '--output_dir', tmp_path / 'b',
+               '--engine', 'ray')
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        'error: --engine ray needs Ray Data: pip install '
+        '"paddlespeech-cls[ray]" (or -r requirements-ray.txt)']

@@ -64,6 +64,7 @@ def test_command_is_the_script_with_its_flags(tmp_path):
 
 SOURCES = ('pyproject.toml', 'README.md', 'requirements.txt',
            'requirements-serve.txt', 'requirements-onnx.txt',
+           'requirements-ray.txt',
            'tests/requirements.txt')
 
 
