@@ -4,8 +4,8 @@
     PYTHONPATH=. python benchmarks/run.py \
         [--quick] [--json out.json] [--only SECTION[,SECTION]]
 
-Sections: infer, folder, train, frontend, limit, rss, data, lowp, detect
-(see README.md).
+Sections: infer, folder, train, frontend, limit, rss, data, lowp, detect,
+analyze (see README.md).
 Prints a markdown table; --json writes the same figures (plus the raw
 measurements). Every figure comes from this one invocation: each
 measurement runs in its own worker process (benchmarks/worker.py), one
@@ -17,6 +17,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,7 @@ from benchmarks.common import (AMD, ROOT, THREADS, busy_cpu_seconds, machine,
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns'
 SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss', 'data',
-            'lowp', 'detect')
+            'lowp', 'detect', 'analyze')
 
 QUICK = {
     'archs': ['cnn6'], 'seconds': 1.0, 'batches': [1, 8], 'warmup': 1,
@@ -51,6 +52,8 @@ QUICK = {
              'kinds': ['paddle_fp32', 'onnx_fp32', 'paddle_int8']},
     'detect': {'archs': ['cnn6'], 'seconds': 20, 'window': 1.0, 'reps': 1,
                'rss_arch': 'cnn6', 'rss_seconds': 20, 'rss_short': 5},
+    'analyze': {'arch': 'cnn6', 'files': 8, 'seconds': 1.0, 'workers': 2,
+                'ray': False},
 }
 FULL = {
     'archs': ['cnn14', 'cnn10', 'cnn6'], 'seconds': 5.0, 'batches': [1, 8],
@@ -81,6 +84,8 @@ FULL = {
     'detect': {'archs': ['cnn6', 'cnn14'], 'seconds': 300, 'window': 5.0,
                'reps': 2, 'rss_arch': 'cnn6', 'rss_seconds': 3600,
                'rss_short': 5},
+    'analyze': {'arch': 'cnn14', 'files': 200, 'seconds': 5.0, 'workers': 2,
+                'ray': True},
 }
 
 
@@ -768,6 +773,81 @@ def section_detect(P, work):
         f"{D['rss_seconds']:g} s 44.1 kHz recording", long, 'MB', short,
         f"{D['rss_short']:g} s recording", note=f'{long - short:+.0f} MB '
         '(bound: +300 MB)'))
+    return {'raw': raw, 'rows': rows}
+
+
+def make_folder(folder, n, secs, sr=44100):
+    """``n`` clips of noise and a tone, ``secs`` long, 16-bit WAV."""
+    import numpy as np
+    import soundfile as sf
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(secs * sr)) / sr
+    for i in range(n):
+        x = 0.1 * rng.standard_normal(len(t)) + 0.3 * np.sin(
+            2 * np.pi * rng.uniform(100, 4000) * t)
+        sf.write(folder / f'clip_{i:04d}.wav', x.clip(-1, 1), sr,
+                 subtype='PCM_16')
+    return folder
+
+
+def analyze_run(model_dir, folder, out_dir, *cli):
+    """analyze.py over a folder, from interpreter start: (wall s, stdout)."""
+    return wall([sys.executable, str(SCRIPTS / 'analyze.py'), '--model_dir',
+                 model_dir, '--input', str(folder), '--output_dir',
+                 str(out_dir), '--device', 'cpu', '--quiet', 'true', *cli])
+
+
+def section_analyze(P, work):
+    """analyze.py's local engine against deploy/predict.py on the same
+    folder; a rerun of the finished run (all skipped); --embeddings; the
+    Ray engine on this machine (full run, when Ray is installed)."""
+    Z = P['analyze']
+    arch, n, secs, workers = Z['arch'], Z['files'], Z['seconds'], \
+        Z['workers']
+    ex = worker('export', arch=arch, out_dir=str(work))
+    folder = make_folder(work / f'analyze_{n}x{secs:g}', n, secs)
+    dep = deploy_folder(ex['export_dir'], str(folder), n)
+    # one window per file, as deploy/predict.py scores a clip
+    local = ['--workers', str(workers), '--cpu_threads',
+             str(max(1, THREADS // workers)), '--window_seconds', str(secs),
+             '--hop_seconds', str(secs)]
+    out = work / 'analysis'
+    shutil.rmtree(out, ignore_errors=True)
+    local_s, text = analyze_run(ex['export_dir'], folder, out, *local)
+    assert f'{n} files analysed, 0 failed' in text, text
+    rerun_s, text = analyze_run(ex['export_dir'], folder, out, *local)
+    assert f'0 files analysed, 0 failed, {n} already done' in text, text
+    shutil.rmtree(work / 'analysis_emb', ignore_errors=True)
+    emb_s, _ = analyze_run(ex['export_dir'], folder, work / 'analysis_emb',
+                           *local, '--embeddings', 'true')
+    raw = {'files': n, 'seconds': secs, 'arch': arch, 'workers': workers,
+           'deploy_s': dep['wall_s'], 'analyze_s': local_s,
+           'rerun_s': rerun_s, 'embeddings_s': emb_s}
+    A = arch.upper()
+    rows = [row('analyze', f'{n} x {secs:g} s 44.1 kHz wav, {A} export: '
+                f'analyze.py, {workers} workers x {max(1, THREADS // workers)}'
+                ' thread(s) (speed = 1 / wall time)', 1 / local_s, '1/s',
+                dep['per_s'], 'deploy/predict.py --batch_size 8',
+                0.95 if arch == 'cnn14' else None,  # the targets: CNN14's
+                note=f"wall {local_s:.1f} s vs {dep['wall_s']:.1f} s"),
+            row('analyze', 'analyze.py rerun of the finished run (every file '
+                'skipped; bound 5 s)', rerun_s, 's',
+                note=f'{n} files checked'),
+            row('analyze', 'analyze.py --embeddings true (speed = 1 / wall '
+                'time)', 1 / emb_s, '1/s', 1 / local_s, 'without',
+                0.91 if arch == 'cnn14' else None, note=f'wall {emb_s:.1f} s vs {local_s:.1f} s')]
+    if Z['ray']:
+        shutil.rmtree(work / 'analysis_ray', ignore_errors=True)
+        ray_s, text = analyze_run(
+            ex['export_dir'], folder, work / 'analysis_ray', *local,
+            '--engine', 'ray')
+        raw['ray_s'] = ray_s
+        rows.append(row('analyze', f'analyze.py --engine ray (a Ray started '
+                        f'on this machine, {workers} actors; wall time '
+                        f'includes Ray and actor start-up)', 1 / ray_s, '1/s',
+                        1 / local_s, 'local engine', 0.8,
+                        note=f'wall {ray_s:.1f} s vs {local_s:.1f} s'))
     return {'raw': raw, 'rows': rows}
 
 

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ('infer', 'folder', 'train', 'frontend', 'limit', 'rss', 'data',
-            'lowp', 'detect')
+            'lowp', 'detect', 'analyze')
 
 pytest.importorskip('torch')
 pytest.importorskip('panns_inference')
@@ -348,3 +348,21 @@ def test_detect_rows_are_the_measured_runs(bench):
     assert (r['value'], r['ref']) == (d['detect_peak_rss_mb'],
                                       raw['rss_5s']['peak_rss_mb'])
     assert r['value'] > CNN6_PARAM_MB
+
+
+@pytest.mark.slow
+def test_analyze_rows_are_the_measured_runs(bench):
+    raw, R = bench['sections']['analyze']['raw'], rows(bench, 'analyze')
+    assert (raw['files'], raw['seconds'], raw['workers']) == (8, 1.0, 2)
+    assert len(list((bench['work'] / 'analyze_8x1').glob('*.wav'))) == 8
+    r = R['8 x 1 s 44.1 kHz wav, CNN6 export: analyze.py, 2 workers x 1 '
+          'thread(s) (speed = 1 / wall time)']
+    assert close(r['value'], 1 / raw['analyze_s'])
+    assert close(r['ref'], 1 / raw['deploy_s'])
+    assert 'target' not in r  # the targets are CNN14's (full run)
+    r = R['analyze.py rerun of the finished run (every file skipped; bound '
+          '5 s)']
+    assert r['value'] == raw['rerun_s'] > 0
+    r = R['analyze.py --embeddings true (speed = 1 / wall time)']
+    assert close(r['ratio'], raw['analyze_s'] / raw['embeddings_s'])
+    assert 'ray_s' not in raw  # the Ray row: full run only
