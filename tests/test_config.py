@@ -62,6 +62,7 @@ def test_sections_are_dataclasses_of_their_modules():
         'deploy': 'paddlespeech.cls.inference',
         'export': 'paddlespeech.cls.artifact',
         'detect': 'paddlespeech.cls.events',
+        'analyze': 'paddlespeech.cls.analysis',
         'calibrate': 'paddlespeech.cls.calibration',
         'serve': 'paddlespeech.cls.serving'}
     assert all(dataclasses.is_dataclass(c) for c in sections().values())
@@ -94,7 +95,10 @@ def test_sections_are_dataclasses_of_their_modules():
         'calibrate_model_dir': ('calibrate', 'model_dir'),
         'calibrate_folds': ('calibrate', 'folds'),
         'calibrate_dir': ('calibrate', 'output_dir'),
-        'serve_workers': ('serve', 'workers')}
+        'serve_workers': ('serve', 'workers'),
+        'analysis_dir': ('analyze', 'output_dir'),
+        'analyze_top_k': ('analyze', 'top_k'),
+        'analyze_workers': ('analyze', 'workers')}
 
 
 def test_reading_a_config_loads_neither_paddle_nor_the_server():

@@ -14,7 +14,6 @@ from ..audio import AudioError, audio_header
 from ..errors import UserError
 from ..events import (class_columns, class_thresholds, detection_windowing,
                       stream_timeline, timeline_events)
-from .inputs import file_key
 
 # The settings (config keys) that shape the results: a directory holds the
 # results of one set of them.
@@ -78,9 +77,12 @@ class FileAnalyzer:
                             f'with export_model.py')
 
     def __call__(self, path):
-        size, mtime_ns = file_key(path)
-        row = {'path': str(path), 'size': size,
-               'mtime': None if mtime_ns is None else mtime_ns / 1e9,
+        try:
+            st = os.stat(path)
+            size, mtime_ns, mtime = st.st_size, st.st_mtime_ns, st.st_mtime
+        except OSError:
+            size = mtime_ns = mtime = None
+        row = {'path': str(path), 'size': size, 'mtime': mtime,
                'duration': None, 'sample_rate': None, 'channels': None,
                'status': 'ok', 'error': None, 'windows': 0, 'seconds': 0.0}
         try:

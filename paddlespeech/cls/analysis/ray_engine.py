@@ -79,7 +79,9 @@ class RayEngine:
         cpus = cfg.cpus_per_worker or cfg.cpu_threads or 1
         self.kwargs = dict(model_kwargs,
                            cpu_threads=cfg.cpu_threads or max(1, int(cpus)))
-        self.cfg, self.cpus, self.workers = cfg, cpus, cfg.analyze_workers
+        from .analyzer import worker_settings
+        self.settings = worker_settings(cfg)
+        self.cpus, self.workers = cpus, cfg.analyze_workers
         self.connect_seconds = time.perf_counter() - started
 
     def check_paths(self, paths):
@@ -102,7 +104,7 @@ class RayEngine:
 
     def describe(self):
         remote = self.ray.remote(num_cpus=self.cpus)(_describe)
-        return self.ray.get(remote.remote(self.kwargs, self.cfg))
+        return self.ray.get(remote.remote(self.kwargs, self.settings))
 
     def results(self, paths):
         ray = self.ray
@@ -117,7 +119,7 @@ class RayEngine:
         ds = ds.map_batches(
             _Actor, batch_size=1, batch_format='numpy',
             fn_constructor_kwargs={'model_kwargs': self.kwargs,
-                                   'cfg': self.cfg},
+                                   'cfg': self.settings},
             compute=ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=self.cpus)
         for batch in ds.iter_batches(batch_size=1, batch_format='numpy',
