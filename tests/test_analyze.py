@@ -317,10 +317,15 @@ def test_folder_inputs_patterns_and_lists(export_dir, folder, tmp_path):
                      range(20, 24))})
     assert paths == want
     assert f'{len(want)} files analysed' in proc.stdout
-    proc = analyze('--model_dir', export_dir, '--input', folder,
-                   '--output_dir', tmp_path / 'all')
-    assert '24 files analysed' in proc.stdout
-    assert 'skipped 1 hidden, 1 not audio' in proc.stdout
+    # without --quiet, into a log: the error lines, no progress redraws
+    proc = run_script('analyze.py', '--model_dir', export_dir, '--input',
+                      folder, tmp_path / 'gone.wav', '--output_dir',
+                      tmp_path / 'all', '--device', 'cpu', '--cpu_threads',
+                      1, check=False)
+    assert proc.returncode == 1
+    assert ('24 files analysed, 1 failed, 0 already done, skipped 1 '
+            'hidden, 1 not audio') in proc.stdout
+    assert proc.stderr == f'error: {tmp_path / "gone.wav"}: no such file\n'
 
 
 def test_embeddings_are_the_exports_in_float16(export_dir, folder, tmp_path):
