@@ -401,27 +401,26 @@ def add_detection_flags(p):
           'with spaces)')
 
 
-def check_detection_flags(cfg):
-    """The window and event flags (their config keys), refused in one line
-    before a model loads; ``cfg.threshold`` becomes a number or ``auto``
-    (:func:`parse_threshold`)."""
-    if cfg.detect_window_seconds is not None and \
-            not cfg.detect_window_seconds > 0:
+def check_detection_flags(detect, batch_size):
+    """The window and event flags (the ``detect:`` section) and the batch
+    size, refused in one line before a model loads; ``detect.threshold``
+    becomes a number or ``auto`` (:func:`parse_threshold`)."""
+    if detect.window_seconds is not None and not detect.window_seconds > 0:
         raise UserError(f'--window_seconds must be positive, got '
-                        f'{cfg.detect_window_seconds}')
-    cfg.threshold = parse_threshold(cfg.threshold)
-    top = cfg.threshold if isinstance(cfg.threshold, float) else 1
-    if cfg.threshold_off is not None and not 0 <= cfg.threshold_off <= top:
+                        f'{detect.window_seconds}')
+    detect.threshold = parse_threshold(detect.threshold)
+    top = detect.threshold if isinstance(detect.threshold, float) else 1
+    if detect.threshold_off is not None and \
+            not 0 <= detect.threshold_off <= top:
         raise UserError(f'--threshold_off must be in [0, --threshold '
-                        f'{top}], got {cfg.threshold_off}')
-    for flag, v in (('--min_event_seconds', cfg.min_event_seconds),
-                    ('--merge_gap_seconds', cfg.merge_gap_seconds),
-                    ('--top_k_per_window', cfg.top_k_per_window)):
+                        f'{top}], got {detect.threshold_off}')
+    for flag, v in (('--min_event_seconds', detect.min_event_seconds),
+                    ('--merge_gap_seconds', detect.merge_gap_seconds),
+                    ('--top_k_per_window', detect.top_k_per_window)):
         if v < 0:
             raise UserError(f'{flag} must not be negative, got {v}')
-    if cfg.infer_batch_size < 1:
-        raise UserError(f'--batch_size must be at least 1, got '
-                        f'{cfg.infer_batch_size}')
+    if batch_size < 1:
+        raise UserError(f'--batch_size must be at least 1, got {batch_size}')
 
 
 def class_columns(names, labels):
@@ -435,18 +434,19 @@ def class_columns(names, labels):
     return list(dict.fromkeys(names))
 
 
-def timeline_events(timeline, on, off, cfg, classes=None):
+def timeline_events(timeline, on, off, detect, classes=None):
     """``(timeline, events)`` as ``detect.py`` finds them: per-class
     thresholds ``on``/``off`` (:func:`class_thresholds`), the timeline
     restricted to ``classes`` (None: all), and only the
-    ``cfg.top_k_per_window`` best classes of a window active."""
-    active = top_k_mask(timeline.scores, cfg.top_k_per_window)
+    ``detect.top_k_per_window`` best classes of a window active."""
+    active = top_k_mask(timeline.scores, detect.top_k_per_window)
     if classes:
         columns = [timeline.labels.index(c) for c in classes]
         timeline, active = timeline.only(classes), active[:, columns]
         on, off = on[columns], off[columns]
-    return timeline, detect_events(timeline, on, off, cfg.min_event_seconds,
-                                   cfg.merge_gap_seconds, active)
+    return timeline, detect_events(timeline, on, off,
+                                   detect.min_event_seconds,
+                                   detect.merge_gap_seconds, active)
 
 
 CSV_HEADER = ('filename', 'onset', 'offset', 'label', 'score')

@@ -5,7 +5,6 @@ found as ``detect.py`` finds them, and the rows of ``files/``,
 processes)."""
 import os
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -15,19 +14,26 @@ from ..errors import UserError
 from ..events import (class_columns, class_thresholds, detection_windowing,
                       stream_timeline, timeline_events)
 
-# The settings (config keys) that shape the results: a directory holds the
-# results of one set of them.
-RESULT_KEYS = ('detect_window_seconds', 'hop_seconds', 'threshold',
-               'threshold_off', 'min_event_seconds', 'merge_gap_seconds',
-               'top_k_per_window', 'classes', 'analyze_top_k', 'scores',
-               'embeddings')
+@dataclass
+class Settings:
+    """What shapes a worker's results: the ``detect:`` and ``analyze:``
+    sections and the windows per model run (small and picklable)."""
+    detect: object
+    analyze: object
+    batch_size: int
 
-
-def worker_settings(cfg):
-    """What a worker needs of the configuration (``RESULT_KEYS`` and the
-    batch size), small and picklable."""
-    return SimpleNamespace(**{k: getattr(cfg, k) for k in
-                              (*RESULT_KEYS, 'infer_batch_size')})
+    def record(self):
+        """The values a directory's results depend on (``run.json``
+        ``settings``): other values into the same directory are refused."""
+        d, a = self.detect, self.analyze
+        return {'window_seconds': d.window_seconds,
+                'hop_seconds': d.hop_seconds, 'threshold': d.threshold,
+                'threshold_off': d.threshold_off,
+                'min_event_seconds': d.min_event_seconds,
+                'merge_gap_seconds': d.merge_gap_seconds,
+                'top_k_per_window': d.top_k_per_window,
+                'classes': d.classes, 'top_k': a.top_k, 'scores': a.scores,
+                'embeddings': a.embeddings}
 
 
 @dataclass
@@ -55,22 +61,23 @@ class Result:
 
 class FileAnalyzer:
     """``analyzer(path)`` -> :class:`Result`, with ``model`` (a
-    :class:`..scoring.SoundModel`) and the settings ``cfg`` (config keys:
-    ``RESULT_KEYS`` and ``infer_batch_size``). A file that cannot be used
-    gives a ``status=error`` result with a one-line reason, never an
-    exception."""
+    :class:`..scoring.SoundModel`) and the :class:`Settings`. A file that
+    cannot be used gives a ``status=error`` result with a one-line reason,
+    never an exception."""
 
-    def __init__(self, model, cfg):
-        self.model, self.cfg = model, cfg
+    def __init__(self, model, settings):
+        d, a = settings.detect, settings.analyze
+        self.model, self.settings = model, settings
         self.windowing = detection_windowing(
-            model.clip_seconds, cfg.detect_window_seconds, cfg.hop_seconds)
-        self.classes = class_columns(cfg.classes, model.labels)
+            model.clip_seconds, d.window_seconds, d.hop_seconds)
+        self.classes = class_columns(d.classes, model.labels)
         self.on, self.off = class_thresholds(
-            cfg.threshold, cfg.threshold_off, model.labels,
+            d.threshold, d.threshold_off, model.labels,
             model.meta.thresholds, model.source)
-        self.k = min(cfg.analyze_top_k, len(model.labels))
-        self.scores_all = cfg.scores == 'all'
-        if cfg.embeddings and not model.embedding_size:
+        self.k = min(a.top_k, len(model.labels))
+        self.scores_all = a.scores == 'all'
+        self.embeddings = a.embeddings
+        if a.embeddings and not model.embedding_size:
             raise UserError(f'--embeddings: {model.source} gives no '
                             f'embeddings (an export of an earlier version, '
                             f'or upstream\'s): export the checkpoint again '
@@ -99,9 +106,9 @@ class FileAnalyzer:
         return result
 
     def _analyze(self, path, row):
-        model, cfg = self.model, self.cfg
+        model = self.model
         embeddings = []
-        if cfg.embeddings:
+        if self.embeddings:
             both = model.scores_and_embeddings
 
             def score(waves):
@@ -112,11 +119,11 @@ class FileAnalyzer:
             score = model.scores
         tl = stream_timeline(path, score, model.labels,
                              model.feature.sample_rate, self.windowing,
-                             cfg.infer_batch_size)
+                             self.settings.batch_size)
         if not np.isfinite(tl.scores).all():
             return self._failed(row, 'the model gave non-finite scores')
-        _, events = timeline_events(tl, self.on, self.off, cfg,
-                                    self.classes)
+        _, events = timeline_events(tl, self.on, self.off,
+                                    self.settings.detect, self.classes)
         n = len(tl.scores)
         start = np.arange(n) * tl.hop_seconds
         end = np.minimum(start + tl.window_seconds, tl.duration)
@@ -126,7 +133,7 @@ class FileAnalyzer:
             row, start, end, top.astype(np.int32),
             np.take_along_axis(tl.scores, top, 1).astype(np.float32),
             tl.scores.astype(np.float32) if self.scores_all else None,
-            np.concatenate(embeddings) if cfg.embeddings else None,
+            np.concatenate(embeddings) if self.embeddings else None,
             tuple((e.onset, e.offset, e.label, e.score) for e in events),
             tl.duration)
 

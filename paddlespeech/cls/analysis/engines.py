@@ -6,7 +6,7 @@ time, so that one writer commits them as they come."""
 import multiprocessing
 import signal
 
-from .analyzer import FileAnalyzer, cpu_count, worker_settings
+from .analyzer import FileAnalyzer, cpu_count
 
 
 def describe(analyzer):
@@ -24,8 +24,8 @@ def open_analyzer(model_kwargs, settings):
 class InProcess:
     """One model in this process: files scored one after the other."""
 
-    def __init__(self, model_kwargs, cfg):
-        self.analyzer = open_analyzer(model_kwargs, worker_settings(cfg))
+    def __init__(self, model_kwargs, settings):
+        self.analyzer = open_analyzer(model_kwargs, settings)
 
     def describe(self):
         return describe(self.analyzer)
@@ -40,14 +40,14 @@ class InProcess:
 _worker = None
 
 
-def _init_worker(model_kwargs, cfg):
+def _init_worker(model_kwargs, settings):
     """A pool process: its own model; Ctrl-C is the parent's to handle."""
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from ..runtime import prepare_process
     prepare_process()
     try:
-        _worker = open_analyzer(model_kwargs, cfg)
+        _worker = open_analyzer(model_kwargs, settings)
     except Exception as e:  # raised by _describe: a pool would respawn
         _worker = e
     # Paddle sets its own: a terminated worker ends quietly
@@ -70,13 +70,13 @@ class LocalPool:
     threads (default: the cores shared among them): while one decodes a
     file, another runs its model. Results come back in the order given."""
 
-    def __init__(self, model_kwargs, cfg, workers):
+    def __init__(self, model_kwargs, settings, workers):
         threads = model_kwargs.get('cpu_threads') or max(
             1, cpu_count() // workers)
         kwargs = dict(model_kwargs, cpu_threads=threads)
         context = multiprocessing.get_context('spawn')
         self.pool = context.Pool(workers, _init_worker,
-                                 (kwargs, worker_settings(cfg)))
+                                 (kwargs, settings))
         self.workers = workers
 
     def describe(self):
@@ -91,9 +91,9 @@ class LocalPool:
         self.pool.join()
 
 
-def local_engine(model_kwargs, cfg, workers=1):
+def local_engine(model_kwargs, settings, workers=1):
     """The local engine: the model in this process for one worker, a pool
     of processes for more."""
     if workers <= 1:
-        return InProcess(model_kwargs, cfg)
-    return LocalPool(model_kwargs, cfg, workers)
+        return InProcess(model_kwargs, settings)
+    return LocalPool(model_kwargs, settings, workers)

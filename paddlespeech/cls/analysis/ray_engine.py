@@ -32,11 +32,11 @@ def _import_ray():
 class _Actor:
     """One model per actor; a batch of paths -> their pickled results."""
 
-    def __init__(self, model_kwargs, cfg):
+    def __init__(self, model_kwargs, settings):
         from ..runtime import prepare_process
         prepare_process()
         from .engines import open_analyzer
-        self.analyzer = open_analyzer(model_kwargs, cfg)
+        self.analyzer = open_analyzer(model_kwargs, settings)
 
     def __call__(self, batch):
         paths = [str(p) for p in batch['path']]
@@ -45,11 +45,11 @@ class _Actor:
                                     for p in paths], dtype=object)}
 
 
-def _describe(model_kwargs, cfg):
+def _describe(model_kwargs, settings):
     from ..runtime import prepare_process
     prepare_process()
     from .engines import describe, open_analyzer
-    return describe(open_analyzer(model_kwargs, cfg))
+    return describe(open_analyzer(model_kwargs, settings))
 
 
 def _visible(paths):
@@ -58,11 +58,13 @@ def _visible(paths):
 
 
 class RayEngine:
-    """``--engine ray``: connects to ``cfg.address`` (None: a Ray started
-    on this machine for the run, ended with it)."""
+    """``--engine ray``: connects to ``address`` (None: a Ray started on
+    this machine for the run, ended with it); ``workers`` actors of
+    ``cpus_per_worker`` CPUs (None: the model's ``cpu_threads``, else 1)."""
 
-    def __init__(self, model_kwargs, cfg):
-        if not cfg.address or cfg.address.split(':')[0] in LOOPBACK:
+    def __init__(self, model_kwargs, settings, address=None, workers=1,
+                 cpus_per_worker=None):
+        if not address or address.split(':')[0] in LOOPBACK:
             # Ray turns a loopback address into this machine's network
             # address unless told it runs on one machine only: a Ray here
             # stays on the loopback interface
@@ -71,17 +73,16 @@ class RayEngine:
         for name in ('ray', 'ray.data'):
             logging.getLogger(name).setLevel(logging.WARNING)
         started = time.perf_counter()
-        self.own = not cfg.address
+        self.own = not address
         extra = {'num_cpus': os.cpu_count()} if self.own else {}
-        ray.init(address=cfg.address, log_to_driver=False,
+        ray.init(address=address, log_to_driver=False,
                  include_dashboard=False, configure_logging=False,
                  ignore_reinit_error=True, **extra)
-        cpus = cfg.cpus_per_worker or cfg.cpu_threads or 1
+        threads = model_kwargs.get('cpu_threads')
+        cpus = cpus_per_worker or threads or 1
         self.kwargs = dict(model_kwargs,
-                           cpu_threads=cfg.cpu_threads or max(1, int(cpus)))
-        from .analyzer import worker_settings
-        self.settings = worker_settings(cfg)
-        self.cpus, self.workers = cpus, cfg.analyze_workers
+                           cpu_threads=threads or max(1, int(cpus)))
+        self.settings, self.cpus, self.workers = settings, cpus, workers
         self.connect_seconds = time.perf_counter() - started
 
     def check_paths(self, paths):
@@ -119,7 +120,7 @@ class RayEngine:
         ds = ds.map_batches(
             _Actor, batch_size=1, batch_format='numpy',
             fn_constructor_kwargs={'model_kwargs': self.kwargs,
-                                   'cfg': self.settings},
+                                   'settings': self.settings},
             compute=ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=self.cpus)
         for batch in ds.iter_batches(batch_size=1, batch_format='numpy',

@@ -13,7 +13,7 @@ import time
 from tqdm import tqdm
 
 from ..runtime import cpu_flags
-from .analyzer import RESULT_KEYS, header_hours
+from .analyzer import header_hours
 from .inputs import file_key, gather_inputs
 from .store import Store, schemas
 
@@ -56,18 +56,20 @@ def versions():
     return out
 
 
-def analyze(cfg, model_kwargs, flags, open_engine, resume_command):
-    """Run the analysis ``cfg`` describes (config keys) into
-    ``cfg.analysis_dir``. ``model_kwargs``: ``open_model``'s; ``flags``:
+def analyze(options, settings, model_kwargs, flags, open_engine,
+            resume_command):
+    """Run the analysis of the ``analyze:`` section ``options`` (inputs,
+    output directory, parts, progress) with the :class:`.analyzer.Settings`
+    ``settings``. ``model_kwargs``: ``open_model``'s; ``flags``:
     every flag's value, for ``run.json``; ``open_engine()``: the engine
     (:mod:`.engines`), called only when there is work to do;
     ``resume_command``: printed when stopped."""
     started, clock = time.time(), time.perf_counter()
-    inputs = gather_inputs(cfg.input)
-    store = Store(cfg.analysis_dir)
-    settings = {k: getattr(cfg, k) for k in RESULT_KEYS}
+    inputs = gather_inputs(options.input)
+    store = Store(options.output_dir)
+    record_settings = settings.record()
     store.check_same('model', model_kwargs_record(model_kwargs))
-    store.check_same('settings', settings)
+    store.check_same('settings', record_settings)
     store.open()
     keys = {p: file_key(p) for p in inputs.paths}
     changed = [p for p, key in keys.items()
@@ -91,13 +93,13 @@ def analyze(cfg, model_kwargs, flags, open_engine, resume_command):
             store.check_same('windowing', windowing)
             record = {'model': model_kwargs_record(model_kwargs),
                       'meta': meta, 'labels': labels,
-                      'windowing': windowing, 'settings': settings,
+                      'windowing': windowing, 'settings': record_settings,
                       'flags': flags, 'versions': versions(),
                       'cpu_flags': sorted(cpu_flags())}
             if store.previous() is None:
                 store.write_run_json(dict(record, counts={}, timings={}))
             t = time.perf_counter()
-            stopped = _run(cfg, engine, store, todo, labels, counts)
+            stopped = _run(options, engine, store, todo, labels, counts)
             timings['analysis_seconds'] = time.perf_counter() - t
         finally:
             engine.close()
@@ -137,10 +139,10 @@ def end_line(store, counts, failed, wall):
             f'windows, {counts["events"]} events')
 
 
-def _run(cfg, engine, store, todo, labels, counts):
+def _run(options, engine, store, todo, labels, counts):
     """Results committed part by part; True when stopped by a signal."""
-    schema = schemas(cfg.scores == 'all', cfg.embeddings)
-    show = not cfg.quiet
+    schema = schemas(options.scores == 'all', options.embeddings)
+    show = not options.quiet
     total = header_hours(todo) if show and sys.stderr.isatty() else None
     buffer, last = [], time.monotonic()
     with StopOnSignal() as stop, tqdm(
@@ -166,8 +168,8 @@ def _run(cfg, engine, store, todo, labels, counts):
             bar.set_postfix_str(
                 f'{counts["audio_seconds"] / max(time.perf_counter() - clock, 1e-9):.0f}x real time',
                 refresh=False)
-            if (len(buffer) >= cfg.part_files or stop.requested or
-                    time.monotonic() - last >= cfg.part_seconds):
+            if (len(buffer) >= options.part_files or stop.requested or
+                    time.monotonic() - last >= options.part_seconds):
                 store.commit(buffer, labels, schema)
                 buffer, last = [], time.monotonic()
             if stop.requested:

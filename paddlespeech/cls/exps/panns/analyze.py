@@ -33,6 +33,7 @@ prepare_process()
 
 from paddlespeech.cls.config import (LABEL_FILE_HELP, ConfigArgumentParser,
                                      parse_bool)
+from paddlespeech.cls.analysis.analyzer import Settings
 from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.events import add_detection_flags, check_detection_flags
 from paddlespeech.cls.features import FEAT_BACKENDS
@@ -98,7 +99,7 @@ def check_args(cfg):
     if len(given) != 1:
         raise UserError('give exactly one model: --checkpoint, --model_dir '
                         f'or --pretrained (got {", ".join(given) or "none"})')
-    check_detection_flags(cfg)
+    check_detection_flags(cfg.detect, cfg.infer_batch_size)
     for flag, v in (('--top_k', cfg.analyze_top_k),
                     ('--workers', cfg.analyze_workers),
                     ('--part_files', cfg.part_files)):
@@ -135,15 +136,18 @@ def main(argv):
              if a.option_strings and hasattr(cfg, a.dest)
              and a.dest not in ('help', 'debug')}
 
+    settings = Settings(cfg.detect, cfg.analyze, cfg.infer_batch_size)
+
     def open_engine():
         if cfg.engine == 'ray':
             from paddlespeech.cls.analysis.ray_engine import RayEngine
-            return RayEngine(kwargs, cfg)
+            return RayEngine(kwargs, settings, cfg.address,
+                             cfg.analyze_workers, cfg.cpus_per_worker)
         from paddlespeech.cls.analysis.engines import local_engine
-        return local_engine(kwargs, cfg, cfg.analyze_workers)
+        return local_engine(kwargs, settings, cfg.analyze_workers)
 
     from paddlespeech.cls.analysis.runner import analyze
-    return analyze(cfg, kwargs, flags, open_engine,
+    return analyze(cfg.analyze, settings, kwargs, flags, open_engine,
                    shlex.join([sys.argv[0], *argv]))
 
 

@@ -117,7 +117,7 @@ def check_args(cfg):
                                 cfg.pcm_sample_rate < 1):
         raise UserError(f'--channels and --sample_rate must be at least 1, '
                         f'got {cfg.pcm_channels} and {cfg.pcm_sample_rate}')
-    check_detection_flags(cfg)
+    check_detection_flags(cfg.detect, cfg.infer_batch_size)
 
 
 def open_for(cfg):
@@ -185,7 +185,7 @@ def main(argv):
                   file=sys.stderr, flush=True)
             failed += 1
             continue
-        tl, events = timeline_events(tl, on, off, cfg, classes)
+        tl, events = timeline_events(tl, on, off, cfg.detect, classes)
         write_outputs(cfg.detect_dir, name, tl, events, cfg.plot)
         for e in events:
             print(format_event(path, e))
