@@ -341,11 +341,14 @@ class Interrupted(Exception):
 
 class StopRequest:
     """Turns the first SIGINT / SIGTERM into a request checked between
-    steps, so the checkpoint written on the way out is consistent; a
-    second Ctrl-C interrupts at once."""
+    steps (``requested``, or :meth:`check`), so what is written on the way
+    out is consistent; a second one interrupts at once. ``doing``: what
+    the run does before it stops, for the warning line."""
 
-    def __init__(self, enabled=True):
+    def __init__(self, enabled=True, doing='saving a checkpoint after this '
+                 'step (Ctrl-C again to quit without saving)'):
         self.enabled, self.requested, self._old = enabled, False, {}
+        self.doing = doing
 
     def __enter__(self):
         if self.enabled:
@@ -359,9 +362,9 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         self.requested = True
-        log.warning(f'\n{signal.Signals(signum).name}: saving a checkpoint '
-                    f'after this step (Ctrl-C again to quit without saving)')
+        log.warning(f'\n{signal.Signals(signum).name}: {self.doing}')
 
     def check(self):
         if self.requested:

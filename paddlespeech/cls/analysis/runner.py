@@ -6,44 +6,18 @@ failed, 130 stopped by Ctrl-C (what was committed stays; the same command
 resumes)."""
 import importlib.metadata as md
 import platform
-import signal
 import sys
 import time
 
 from tqdm import tqdm
 
-from ..runtime import cpu_flags
+from ..runtime import StopRequest, cpu_flags
 from .analyzer import header_hours
 from .inputs import file_key, gather_inputs
 from .store import Store, schemas
 
 VERSIONS = ('paddlespeech-cls', 'paddlepaddle', 'numpy', 'soundfile',
             'soxr', 'pyarrow', 'ray')
-
-
-class StopOnSignal:
-    """The first Ctrl-C (or SIGTERM) asks the run to commit what it has
-    and stop; a second one stops at once."""
-
-    def __init__(self):
-        self.requested, self._old = False, {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum, frame):
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        self.requested = True
-        print(f'\n{signal.Signals(signum).name}: committing the files '
-              f'done, then stopping (again to stop at once)',
-              file=sys.stderr, flush=True)
 
 
 def versions():
@@ -145,7 +119,8 @@ def _run(options, engine, store, todo, labels, counts):
     show = not options.quiet
     total = header_hours(todo) if show and sys.stderr.isatty() else None
     buffer, last = [], time.monotonic()
-    with StopOnSignal() as stop, tqdm(
+    with StopRequest(doing='committing the files done, then stopping '
+                     '(again to stop at once)') as stop, tqdm(
             total=total, unit='h', desc='audio', file=sys.stderr,
             disable=None if show else True, dynamic_ncols=True,
             bar_format='{desc}: {n:.2f}/{total:.2f} {unit} {bar} '
