@@ -2,7 +2,59 @@
 arch=…)`` gives a :class:`..scoring.SoundModel` (``scores``,
 ``embeddings``, ``labels``, ``feature``, ``meta``…) whichever kind it is.
 Also ``from paddlespeech.cls import open_model``."""
+import os
+
 from .errors import UserError
+
+MODEL_FLAGS_HELP = {
+    'checkpoint': 'model.pdparams written by train.py',
+    'model_dir': 'an export (export_model.py): the fast path',
+    'pretrained': 'the 527 AudioSet classes with the pretrained tagger of '
+                  '--arch (downloaded once)',
+    'arch': 'with --pretrained: the PANNs architecture',
+    'pretrained_path': 'with --pretrained: AudioSet weights (.pdparams, '
+                       'e.g. from the converter) instead of the download',
+}
+
+
+def add_model_flags(p, backbones, label_file_help):
+    """The flags of a tool that takes any model (``detect.py``,
+    ``analyze.py``): one of ``--checkpoint``, ``--model_dir``,
+    ``--pretrained`` (with ``--arch``, ``--pretrained_path``), and
+    ``--label_file``; read back by :func:`model_kwargs`."""
+    h = MODEL_FLAGS_HELP
+    p.add('--checkpoint', help=h['checkpoint'])
+    p.add('--model_dir', key='detect_model_dir', help=h['model_dir'])
+    p.add('--pretrained', key='audioset', action='store_true',
+          help=h['pretrained'])
+    p.add('--arch', key='tag_arch', choices=sorted(backbones),
+          help=h['arch'])
+    p.add('--pretrained_path', help=h['pretrained_path'])
+    p.add('--label_file', help=label_file_help)
+
+
+def model_kwargs(cfg, absolute=False):
+    """:func:`open_model`'s arguments from :func:`add_model_flags`' flags
+    (and ``--device``, ``--cpu_threads``, ``--feat_backend``); refuses
+    anything but exactly one model in one line. ``absolute``: paths made
+    absolute, for other processes and nodes to open the same model."""
+    given = [f for f, v in (('--checkpoint', cfg.checkpoint),
+                            ('--model_dir', cfg.detect_model_dir),
+                            ('--pretrained', cfg.audioset)) if v]
+    if len(given) != 1:
+        raise UserError('give exactly one model: --checkpoint, --model_dir '
+                        f'or --pretrained (got {", ".join(given) or "none"})')
+
+    def path(p):
+        return os.path.abspath(p) if p and absolute else p or None
+    return {'checkpoint': path(cfg.checkpoint),
+            'model_dir': path(cfg.detect_model_dir),
+            'arch': cfg.tag_arch if cfg.audioset else None,
+            'pretrained': path(cfg.pretrained_path) if cfg.audioset
+            else None,
+            'device': cfg.device, 'cpu_threads': cfg.cpu_threads,
+            'label_file': path(cfg.label_file),
+            'feat_backend': cfg.feat_backend}
 
 
 def open_model(checkpoint=None, model_dir=None, arch=None, pretrained=None,

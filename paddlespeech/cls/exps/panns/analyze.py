@@ -23,7 +23,6 @@ with its own model; --engine ray --address auto|HOST:PORT runs them as
 Ray actors on a cluster (pip install 'paddlespeech-cls[ray]'), where the
 input paths must be visible to every node (a shared filesystem).
 """
-import os
 import shlex
 import sys
 
@@ -38,6 +37,7 @@ from paddlespeech.cls.errors import UserError
 from paddlespeech.cls.events import add_detection_flags, check_detection_flags
 from paddlespeech.cls.features import FEAT_BACKENDS
 from paddlespeech.cls.models import BACKBONES
+from paddlespeech.cls.opener import add_model_flags, model_kwargs
 from paddlespeech.cls.runtime import run
 
 ENGINES = ('local', 'ray')
@@ -49,17 +49,7 @@ def get_parser():
           help='folders, glob patterns (quoted) or list files')
     p.add('--output_dir', key='analysis_dir',
           help='the Parquet dataset (default: <export_dir>/../analysis)')
-    p.add('--checkpoint', help='model.pdparams written by train.py')
-    p.add('--model_dir', key='detect_model_dir',
-          help='an export (export_model.py): the fast path')
-    p.add('--pretrained', key='audioset', action='store_true',
-          help='the 527 AudioSet classes with the pretrained tagger of '
-          '--arch (downloaded once)')
-    p.add('--arch', key='tag_arch', choices=sorted(BACKBONES),
-          help='with --pretrained: the PANNs architecture')
-    p.add('--pretrained_path', help='with --pretrained: AudioSet weights '
-          '(.pdparams) instead of the download')
-    p.add('--label_file', help=LABEL_FILE_HELP)
+    add_model_flags(p, BACKBONES, LABEL_FILE_HELP)
     add_detection_flags(p)
     p.add('--top_k', key='analyze_top_k', type=int,
           help='labels (and scores) kept per window, best first')
@@ -93,12 +83,7 @@ def get_parser():
 
 
 def check_args(cfg):
-    given = [f for f, v in (('--checkpoint', cfg.checkpoint),
-                            ('--model_dir', cfg.detect_model_dir),
-                            ('--pretrained', cfg.audioset)) if v]
-    if len(given) != 1:
-        raise UserError('give exactly one model: --checkpoint, --model_dir '
-                        f'or --pretrained (got {", ".join(given) or "none"})')
+    model_kwargs(cfg)
     check_detection_flags(cfg.detect, cfg.infer_batch_size)
     for flag, v in (('--top_k', cfg.analyze_top_k),
                     ('--workers', cfg.analyze_workers),
@@ -109,26 +94,11 @@ def check_args(cfg):
         raise UserError('--address is for --engine ray')
 
 
-def model_kwargs(cfg):
-    """``open_model``'s arguments, paths made absolute (run.json, other
-    processes and nodes open the same model)."""
-    def absolute(p):
-        return os.path.abspath(p) if p else None
-    return {'checkpoint': absolute(cfg.checkpoint),
-            'model_dir': absolute(cfg.detect_model_dir),
-            'arch': cfg.tag_arch if cfg.audioset else None,
-            'pretrained': absolute(cfg.pretrained_path) if cfg.audioset
-            else None,
-            'device': cfg.device, 'cpu_threads': cfg.cpu_threads,
-            'label_file': absolute(cfg.label_file),
-            'feat_backend': cfg.feat_backend}
-
-
 def main(argv):
     parser = get_parser()
     cfg = parser.parse_config(argv)
     check_args(cfg)
-    kwargs = model_kwargs(cfg)
+    kwargs = model_kwargs(cfg, absolute=True)
     if cfg.audioset:
         from paddlespeech.cls.scoring import check_tagger_feature
         check_tagger_feature(cfg.feature, cfg.config)

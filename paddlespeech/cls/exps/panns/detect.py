@@ -35,7 +35,7 @@ prepare_process()
 import numpy as np
 from tqdm import tqdm
 
-from paddlespeech.cls.audio import AudioError, Windowing
+from paddlespeech.cls.audio import AudioError
 from paddlespeech.cls.config import (LABEL_FILE_HELP, ConfigArgumentParser,
                                      parse_bool)
 from paddlespeech.cls.errors import UserError
@@ -50,7 +50,8 @@ from paddlespeech.cls.live import (PCM_FORMATS, LiveDetector,
 from paddlespeech.cls.features import FEAT_BACKENDS
 from paddlespeech.cls.models import BACKBONES
 from paddlespeech.cls.prediction import expand_inputs
-from paddlespeech.cls.opener import open_model
+from paddlespeech.cls.opener import (add_model_flags, model_kwargs,
+                                     open_model)
 from paddlespeech.cls.runtime import run
 from paddlespeech.cls.scoring import check_tagger_feature
 
@@ -78,17 +79,7 @@ def get_parser():
     p.add('--live', action='store_true',
           help='record the default microphone until Ctrl-C (needs the '
           'sounddevice package)')
-    p.add('--checkpoint', help='model.pdparams written by train.py')
-    p.add('--model_dir', key='detect_model_dir',
-          help='an export (export_model.py): the fast path')
-    p.add('--pretrained', key='audioset', action='store_true',
-          help='detect the 527 AudioSet classes with the pretrained '
-          'tagger of --arch (downloaded once)')
-    p.add('--arch', key='tag_arch', choices=sorted(BACKBONES),
-          help='with --pretrained: the PANNs architecture')
-    p.add('--pretrained_path', help='with --pretrained: AudioSet weights '
-          '(.pdparams, e.g. from the converter) instead of the download')
-    p.add('--label_file', help=LABEL_FILE_HELP)
+    add_model_flags(p, BACKBONES, LABEL_FILE_HELP)
     add_detection_flags(p)
     p.add('--output_dir', key='detect_dir',
           help='where the per-file outputs go (default: <export_dir>/../'
@@ -104,12 +95,7 @@ def get_parser():
 
 
 def check_args(cfg):
-    given = [f for f, v in (('--checkpoint', cfg.checkpoint),
-                            ('--model_dir', cfg.detect_model_dir),
-                            ('--pretrained', cfg.audioset)) if v]
-    if len(given) != 1:
-        raise UserError('give exactly one model: --checkpoint, --model_dir '
-                        f'or --pretrained (got {", ".join(given) or "none"})')
+    model_kwargs(cfg)
     if bool(cfg.wav) == bool(cfg.live):
         raise UserError('give --wav FILE..., --wav - (raw PCM on stdin) or '
                         '--live (the microphone)')
@@ -123,12 +109,7 @@ def check_args(cfg):
 def open_for(cfg):
     if cfg.audioset:
         check_tagger_feature(cfg.feature, cfg.config)
-    return open_model(
-        checkpoint=cfg.checkpoint, model_dir=cfg.detect_model_dir,
-        arch=cfg.tag_arch if cfg.audioset else None,
-        pretrained=cfg.pretrained_path if cfg.audioset else None,
-        device=cfg.device, cpu_threads=cfg.cpu_threads,
-        label_file=cfg.label_file, feat_backend=cfg.feat_backend)
+    return open_model(**model_kwargs(cfg))
 
 
 def windowing(cfg, model):
