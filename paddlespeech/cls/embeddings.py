@@ -19,6 +19,7 @@ import numpy as np
 import paddle
 
 from . import atomic
+from .datasets.clips import class_counts
 from .logs import get_logger
 
 log = get_logger(__name__)
@@ -49,11 +50,8 @@ class EmbeddedWindows:
         return self.items[idx[0] if isinstance(idx, tuple) else idx]
 
     def class_counts(self):
-        counts = np.zeros(len(self.label_list), dtype=np.int64)
-        for _, y in self.items:
-            counts[np.flatnonzero(np.atleast_1d(y)) if self.multi_label
-                   else int(y)] += 1
-        return counts
+        return class_counts(self.items, len(self.label_list),
+                            self.multi_label)
 
 
 class EmbeddingCache:

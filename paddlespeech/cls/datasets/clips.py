@@ -98,17 +98,23 @@ class ClipDataset:
         return bad
 
     def class_counts(self):
-        """Clips of each class (a multi-label clip counts for each label)."""
-        counts = np.zeros(len(self.label_list), dtype=np.int64)
-        for _, y in self.items:
-            counts[np.flatnonzero(np.atleast_1d(y)) if self.multi_label
-                   else int(y)] += 1
-        return counts
+        return class_counts(self.items, len(self.label_list),
+                            self.multi_label)
 
     def drop(self, paths):
         """Leave out the clips at ``paths`` (e.g. unreadable ones)."""
         self.items = [item for item in self.items if item[0] not in paths]
         self._cache.clear()
+
+
+def class_counts(items, num_class, multi_label):
+    """Items ``(x, label)`` of each class (a multi-label item counts for
+    each of its labels)."""
+    counts = np.zeros(num_class, dtype=np.int64)
+    for _, y in items:
+        counts[np.flatnonzero(np.atleast_1d(y)) if multi_label
+               else int(y)] += 1
+    return counts
 
 
 def random_crop(x, length, pad_value, rng):
