@@ -171,6 +171,9 @@ def test_thresholds_go_with_the_export(checkpoint, held_out, tiny_dataset,
     assert all(float(r['recall']) >= 0.5 for r in rows)
     from paddlespeech.cls import open_model
     assert open_model(model_dir=export, device='cpu').meta.thresholds == got
+    # the service tells its clients (/v1/model), from model.json alone
+    from paddlespeech.cls.serving.service import Service
+    assert Service(export, None).model_info()['thresholds'] == got
     assert load_checkpoint(checkpoint)[1]['thresholds'] == thresholds
     # the export's model.json leads to its checkpoint's training clips
     proc = run_script('calibrate.py', '--model_dir', export, '--data',

@@ -228,6 +228,7 @@ def test_model_health_ready(server, model):
     assert info['feature'] == meta['feature']
     assert info['multi_label'] is False and info['input'] == 'logmel'
     assert info['backbone'] == meta['backbone'] == 'cnn6'
+    assert info['thresholds'] is None  # not calibrated
     page = httpx.get(server.url + '/')
     assert page.status_code == 200 and 'id="file"' in page.text
     assert 'src="http' not in page.text and 'href="http' not in page.text

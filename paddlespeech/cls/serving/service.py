@@ -107,6 +107,7 @@ class Service:
                 'backbone': m.backbone,
                 'multi_label': m.multi_label,
                 'input': m.input,
+                'thresholds': m.thresholds,  # calibrate.py's, or None
                 'max_batch_size': self.batcher.max_batch_size,
                 'max_seconds': self.max_seconds,
                 'window_seconds': self.windowing.seconds}
