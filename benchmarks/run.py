@@ -17,6 +17,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,7 +54,9 @@ QUICK = {
     'detect': {'archs': ['cnn6'], 'seconds': 20, 'window': 1.0, 'reps': 1,
                'rss_arch': 'cnn6', 'rss_seconds': 20, 'rss_short': 5},
     'analyze': {'arch': 'cnn6', 'files': 8, 'seconds': 1.0, 'workers': 2,
-                'ray': False},
+                'ray': False, 'long_seconds': 60, 'long_window': 1.0,
+                'many_arch': 'cnn6', 'many_files': 300,
+                'many_seconds': 0.2, 'rss_early': 100},
 }
 FULL = {
     'archs': ['cnn14', 'cnn10', 'cnn6'], 'seconds': 5.0, 'batches': [1, 8],
@@ -85,7 +88,9 @@ FULL = {
                'reps': 2, 'rss_arch': 'cnn6', 'rss_seconds': 3600,
                'rss_short': 5},
     'analyze': {'arch': 'cnn14', 'files': 200, 'seconds': 5.0, 'workers': 2,
-                'ray': True},
+                'ray': True, 'long_seconds': 3600, 'long_window': 5.0,
+                'many_arch': 'cnn6', 'many_files': 10000,
+                'many_seconds': 0.2, 'rss_early': 100},
 }
 
 
@@ -708,14 +713,14 @@ def accuracy_rows(r, flags):
 DETECT_VS_CLIPS = 0.9
 
 
-def detect_run(model_dir, wav, window, out_dir):
+def detect_run(model_dir, wav, window, out_dir, *cli):
     """detect.py on one recording, from interpreter start, batch 8 as
     deploy_folder: (wall s, stdout, peak RSS MB)."""
     return run_rss([sys.executable, str(SCRIPTS / 'detect.py'),
                     '--model_dir', model_dir, '--wav', wav,
                     '--window_seconds', str(window), '--batch_size', '8',
                     '--device', 'cpu', '--cpu_threads', str(THREADS),
-                    '--output_dir', str(out_dir)])
+                    '--output_dir', str(out_dir), *cli])
 
 
 def section_detect(P, work):
@@ -791,34 +796,117 @@ def make_folder(folder, n, secs, sr=44100):
     return folder
 
 
-def analyze_run(model_dir, folder, out_dir, *cli):
-    """analyze.py over a folder, from interpreter start: (wall s, stdout)."""
-    return wall([sys.executable, str(SCRIPTS / 'analyze.py'), '--model_dir',
-                 model_dir, '--input', str(folder), '--output_dir',
-                 str(out_dir), '--device', 'cpu', '--quiet', 'true', *cli])
+def analyze_cmd(model_dir, inputs, out_dir, *cli):
+    return [sys.executable, str(SCRIPTS / 'analyze.py'), '--model_dir',
+            model_dir, '--input', str(inputs), '--output_dir', str(out_dir),
+            '--device', 'cpu', '--quiet', 'true', *cli]
+
+
+def analyze_run(model_dir, inputs, out_dir, *cli):
+    """analyze.py over a folder (or file), from interpreter start, into a
+    new output directory: (wall s, stdout)."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return wall(analyze_cmd(model_dir, inputs, out_dir, *cli))
+
+
+def _spawned_children(pid):
+    """Pids of ``pid``'s multiprocessing (spawn) workers: the local
+    engine's pool, not its resource tracker."""
+    found = []
+    for d in Path('/proc').iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / 'stat').read_text().rsplit(')', 1)[1].split()[1])
+            if ppid == pid and b'spawn_main' in (d / 'cmdline').read_bytes():
+                found.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _peak_rss_mb(pid):
+    """The kernel's peak RSS of a live process (VmHWM), or None."""
+    try:
+        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _journal_files(journal):
+    """Files an analysis journal has committed so far."""
+    try:
+        lines = Path(journal).read_bytes().splitlines()
+    except OSError:
+        return 0
+    n = 0
+    for line in lines:
+        try:
+            n += len(json.loads(line).get('files', ()))
+        except ValueError:  # the line being appended
+            pass
+    return n
+
+
+def analyze_worker_peaks(cmd, out_dir, workers, early, every=0.2):
+    """Run analyze.py (local engine, ``workers`` >= 2 pool processes) and
+    sample each worker's peak RSS from outside, so nothing in the library
+    changes for it: (wall s, stdout, {pid: MB} when the journal first holds
+    ``early`` files, that count, {pid: MB} at the last sample before the
+    workers end)."""
+    journal = Path(out_dir) / '.analyze' / 'journal.jsonl'
+    pids, peak, first, first_n = [], {}, None, None
+    with tempfile.TemporaryFile('w+') as out, \
+            tempfile.TemporaryFile('w+') as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env())
+        while proc.poll() is None:
+            done = _journal_files(journal) if first is None else None
+            if len(pids) < workers:
+                pids = _spawned_children(proc.pid)
+            for pid in pids:
+                mb = _peak_rss_mb(pid)
+                if mb is not None:  # None: ended (a zombie has no VmHWM)
+                    peak[pid] = mb
+            if first is None and done >= early and len(peak) == workers:
+                first, first_n = dict(peak), done
+            time.sleep(every)
+        elapsed = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode:
+            raise RuntimeError(f'{cmd} failed:\n{err.read()}')
+        text = out.read()
+    assert first is not None and len(peak) == workers, (first, peak, text)
+    return elapsed, text, first, first_n, peak
 
 
 def section_analyze(P, work):
     """analyze.py's local engine against deploy/predict.py on the same
-    folder; a rerun of the finished run (all skipped); --embeddings; the
-    Ray engine on this machine (full run, when Ray is installed)."""
+    folder; a rerun of the finished run (all skipped); --embeddings; one
+    long recording against detect.py; a folder of ``many_files`` tiny files
+    (FULL: 10,000 x 0.2 s with CNN6, about 5 min on 2 cores for the first
+    pass) with each worker's peak RSS after the first ~100 files and at the
+    end, then its rerun; the Ray engine on this machine and its start-up
+    (full run, when Ray is installed)."""
     Z = P['analyze']
     arch, n, secs, workers = Z['arch'], Z['files'], Z['seconds'], \
         Z['workers']
+    threads = max(1, THREADS // workers)
     ex = worker('export', arch=arch, out_dir=str(work))
     folder = make_folder(work / f'analyze_{n}x{secs:g}', n, secs)
     dep = deploy_folder(ex['export_dir'], str(folder), n)
     # one window per file, as deploy/predict.py scores a clip
-    local = ['--workers', str(workers), '--cpu_threads',
-             str(max(1, THREADS // workers)), '--window_seconds', str(secs),
-             '--hop_seconds', str(secs)]
+    local = ['--workers', str(workers), '--cpu_threads', str(threads),
+             '--window_seconds', str(secs), '--hop_seconds', str(secs)]
     out = work / 'analysis'
-    shutil.rmtree(out, ignore_errors=True)
     local_s, text = analyze_run(ex['export_dir'], folder, out, *local)
     assert f'{n} files analysed, 0 failed' in text, text
-    rerun_s, text = analyze_run(ex['export_dir'], folder, out, *local)
+    rerun_s, text = wall(analyze_cmd(ex['export_dir'], folder, out, *local))
     assert f'0 files analysed, 0 failed, {n} already done' in text, text
-    shutil.rmtree(work / 'analysis_emb', ignore_errors=True)
     emb_s, _ = analyze_run(ex['export_dir'], folder, work / 'analysis_emb',
                            *local, '--embeddings', 'true')
     raw = {'files': n, 'seconds': secs, 'arch': arch, 'workers': workers,
@@ -826,7 +914,7 @@ def section_analyze(P, work):
            'rerun_s': rerun_s, 'embeddings_s': emb_s}
     A = arch.upper()
     rows = [row('analyze', f'{n} x {secs:g} s 44.1 kHz wav, {A} export: '
-                f'analyze.py, {workers} workers x {max(1, THREADS // workers)}'
+                f'analyze.py, {workers} workers x {threads}'
                 ' thread(s) (speed = 1 / wall time)', 1 / local_s, '1/s',
                 dep['per_s'], 'deploy/predict.py --batch_size 8',
                 0.95 if arch == 'cnn14' else None,  # the targets: CNN14's
@@ -836,19 +924,122 @@ def section_analyze(P, work):
                 note=f'{n} files checked'),
             row('analyze', 'analyze.py --embeddings true (speed = 1 / wall '
                 'time)', 1 / emb_s, '1/s', 1 / local_s, 'without',
-                0.91 if arch == 'cnn14' else None, note=f'wall {emb_s:.1f} s vs {local_s:.1f} s')]
+                0.91 if arch == 'cnn14' else None,
+                note=f'wall {emb_s:.1f} s vs {local_s:.1f} s')]
+    long_raw, long_row = _analyze_long(Z, work, ex['export_dir'], A)
+    raw['long'] = long_raw
+    rows.append(long_row)
+    many_raw, many_rows = _analyze_many(
+        Z, work, workers, {arch: ex['export_dir']})
+    raw['many'] = many_raw
+    rows += many_rows
     if Z['ray']:
-        shutil.rmtree(work / 'analysis_ray', ignore_errors=True)
         ray_s, text = analyze_run(
             ex['export_dir'], folder, work / 'analysis_ray', *local,
             '--engine', 'ray')
         raw['ray_s'] = ray_s
+        start = _ray_startup(work, ex['export_dir'], secs, local)
+        raw['ray_startup'] = start
         rows.append(row('analyze', f'analyze.py --engine ray (a Ray started '
                         f'on this machine, {workers} actors; wall time '
                         f'includes Ray and actor start-up)', 1 / ray_s, '1/s',
                         1 / local_s, 'local engine', 0.8,
-                        note=f'wall {ray_s:.1f} s vs {local_s:.1f} s'))
+                        note=f'wall {ray_s:.1f} s vs {local_s:.1f} s; '
+                        f"without start-up {ray_s - start['startup_s']:.1f}"
+                        ' s'))
+        rows.append(row(
+            'analyze', f'analyze.py --engine ray start-up ({workers} actors): '
+            'wall time of a one-file run minus the local engine\'s',
+            start['startup_s'], 's', note=f"one file: ray {start['ray_s']:.1f}"
+            f" s, local {start['local_s']:.1f} s; ray.init and the model "
+            f"described {start['ray_open_s']:.1f} s"))
     return {'raw': raw, 'rows': rows}
+
+
+def _analyze_long(Z, work, model_dir, A):
+    """analyze.py (one worker, all threads) and detect.py on one long
+    recording with the same model, windows, hop and batch (detect.py
+    without its plot, which analyze.py does not draw)."""
+    secs, window = Z['long_seconds'], Z['long_window']
+    hop = window / 2
+    rec = worker('detect_data', out_dir=str(work), seconds=secs)['recording']
+    det_s, det_out, _ = detect_run(model_dir, rec, window,
+                                   work / 'analyze_detect', '--hop_seconds',
+                                   str(hop), '--plot', 'false')
+    ana_s, text = analyze_run(
+        model_dir, rec, work / 'analysis_long', '--workers', '1',
+        '--cpu_threads', str(THREADS), '--window_seconds', str(window),
+        '--hop_seconds', str(hop), '--batch_size', '8')
+    assert '1 files analysed, 0 failed' in text, text
+    det_windows = int(det_out.split(' windows of ')[0].rsplit('(', 1)[1])
+    det_events = int(det_out.split(' events of ')[0].rsplit(' ', 1)[1])
+    ana_windows, ana_events = (int(x) for x in re.search(
+        r'(\d+) windows, (\d+) events', text).groups())
+    assert ana_windows == det_windows, (text, det_out)
+    raw = {'seconds': secs, 'window': window, 'hop': hop, 'detect_s': det_s,
+           'analyze_s': ana_s, 'windows': ana_windows,
+           'detect_events': det_events, 'analyze_events': ana_events}
+    return raw, row(
+        'analyze', f'{A} export, one {secs:g} s 44.1 kHz recording in '
+        f'{window:g} s windows every {hop:g} s, batch 8: analyze.py, 1 '
+        f'worker x {THREADS} threads (speed = audio s / wall s)',
+        secs / ana_s, 'audio s/s', secs / det_s, 'detect.py --plot false',
+        0.9 if A == 'CNN14' else None,
+        note=f'wall {ana_s:.1f} s vs {det_s:.1f} s; {ana_windows} windows')
+
+
+def _analyze_many(Z, work, workers, exports):
+    """A folder of many tiny files analysed once (each worker's peak RSS
+    sampled after the first ~``rss_early`` files and at the end), then
+    rerun with every file skipped."""
+    arch, n, secs = Z['many_arch'], Z['many_files'], Z['many_seconds']
+    model_dir = exports.get(arch) or worker(
+        'export', arch=arch, out_dir=str(work))['export_dir']
+    folder = make_folder(work / f'analyze_{n}x{secs:g}', n, secs)
+    # a 1 s window, the short files padded: CNN14 and CNN6 need that many
+    # frames
+    flags = ['--workers', str(workers), '--cpu_threads',
+             str(max(1, THREADS // workers)), '--window_seconds', '1',
+             '--hop_seconds', '1']
+    out = work / f'analysis_{n}'
+    shutil.rmtree(out, ignore_errors=True)
+    first_s, text, early, early_n, end = analyze_worker_peaks(
+        analyze_cmd(model_dir, folder, out, *flags), out, workers,
+        Z['rss_early'])
+    assert f'{n} files analysed, 0 failed' in text, text
+    rerun_s, text = wall(analyze_cmd(model_dir, folder, out, *flags))
+    assert f'0 files analysed, 0 failed, {n} already done' in text, text
+    pids = sorted(end)
+    growth = {p: end[p] - early[p] for p in pids}
+    worst = max(pids, key=growth.get)
+    raw = {'files': n, 'seconds': secs, 'arch': arch, 'first_s': first_s,
+           'rerun_s': rerun_s, 'early_files': early_n,
+           'early_peak_rss_mb': [early[p] for p in pids],
+           'end_peak_rss_mb': [end[p] for p in pids]}
+    A = arch.upper()
+    return raw, [
+        row('analyze', f'analyze.py rerun of a finished run of {n} x '
+            f'{secs:g} s files (every file skipped; bound 5 s)', rerun_s, 's',
+            note=f'first pass ({A}, {workers} workers) {first_s:.0f} s'),
+        row('analyze', f'{A} analyze.py peak RSS of a worker after {n} '
+            f'files (the worst of {workers})', end[worst], 'MB', early[worst],
+            f'after {early_n} files', note=f'{growth[worst]:+.1f} MB (bound: '
+            '+50 MB); per worker ' + ', '.join(
+                f'{early[p]:.0f} -> {end[p]:.0f}' for p in pids))]
+
+
+def _ray_startup(work, model_dir, secs, local):
+    """A one-file run with --engine ray and with the local engine (the
+    same flags): the difference is Ray's start-up (Ray itself, the actor
+    pool, the models opened in it)."""
+    one = make_folder(work / 'analyze_one', 1, secs)
+    local_s, _ = analyze_run(model_dir, one, work / 'analysis_one_local',
+                             *local)
+    out = work / 'analysis_one_ray'
+    ray_s, _ = analyze_run(model_dir, one, out, *local, '--engine', 'ray')
+    timings = json.loads((out / 'run.json').read_text())['timings']
+    return {'local_s': local_s, 'ray_s': ray_s, 'startup_s': ray_s - local_s,
+            'ray_open_s': timings['model_open_seconds']}
 
 
 # ------------------------------------------------------------------- output

@@ -365,4 +365,42 @@ def test_analyze_rows_are_the_measured_runs(bench):
     assert r['value'] == raw['rerun_s'] > 0
     r = R['analyze.py --embeddings true (speed = 1 / wall time)']
     assert close(r['ratio'], raw['analyze_s'] / raw['embeddings_s'])
-    assert 'ray_s' not in raw  # the Ray row: full run only
+    assert 'ray_s' not in raw and 'ray_startup' not in raw  # full run only
+
+
+@pytest.mark.slow
+def test_analyze_long_recording_many_files_and_worker_rss(bench):
+    import soundfile as sf
+    raw, R = bench['sections']['analyze']['raw'], rows(bench, 'analyze')
+    L = raw['long']
+    assert (L['seconds'], L['window'], L['hop']) == (60, 1.0, 0.5)
+    assert sf.info(str(bench['work'] / 'detect_60s.wav')).duration == 60
+    # windows every 0.5 s that fit in 60 s, the same for both scripts
+    assert L['windows'] == 1 + (60 - 1) / 0.5 == 119
+    assert L['analyze_events'] == L['detect_events'] > 0
+    r = R['CNN6 export, one 60 s 44.1 kHz recording in 1 s windows every '
+          '0.5 s, batch 8: analyze.py, 1 worker x 2 threads (speed = audio '
+          's / wall s)']
+    assert close(r['value'], 60 / L['analyze_s'])
+    assert close(r['ref'], 60 / L['detect_s'])
+    assert 'target' not in r  # CNN14's (full run)
+
+    M = raw['many']
+    assert (M['files'], M['seconds'], M['arch']) == (300, 0.2, 'cnn6')
+    assert len(list((bench['work'] / 'analyze_300x0.2').glob('*.wav'))) \
+        == 300
+    r = R['analyze.py rerun of a finished run of 300 x 0.2 s files (every '
+          'file skipped; bound 5 s)']
+    assert r['value'] == M['rerun_s'] < 5
+    # sampled once the journal held >= 100 files (a part is 64 files),
+    # well before the end; VmHWM only grows
+    assert 100 <= M['early_files'] < 300
+    early, end = M['early_peak_rss_mb'], M['end_peak_rss_mb']
+    assert len(early) == len(end) == 2
+    assert all(CNN6_PARAM_MB < a <= b for a, b in zip(early, end))
+    growth = [b - a for a, b in zip(early, end)]
+    worst = growth.index(max(growth))
+    r = R['CNN6 analyze.py peak RSS of a worker after 300 files (the worst '
+          'of 2)']
+    assert (r['value'], r['ref']) == (end[worst], early[worst])
+    assert max(growth) < 50
