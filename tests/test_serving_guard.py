@@ -660,3 +660,41 @@ def test_default_allowed_hosts():
         'localhost', '127.0.0.1', '::1', '127.0.0.2']
     assert default_allowed_hosts('0.0.0.0') is None
     assert default_allowed_hosts('192.168.1.5') is None
+
+
+def test_a_live_stream_outlives_the_header_and_body_timeouts(tmp_path):
+    """A WebSocket stream is a connection of its own once upgraded: one
+    that lasts four times the body timeout (chunks every 0.2 s) ends
+    normally, with every window scored, while a dripped request body on
+    another socket is still cut."""
+    from websockets.sync.client import connect
+    app = create_app(fake_service(tmp_path))
+    with Server(app, header_timeout=0.5, body_timeout=1.0) as server:
+        slow = server.connect()
+        slow.sendall(b'POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+                     b'Content-Length: 100\r\n\r\nx')
+        start = time.monotonic()
+        url = server.url.replace('http://', 'ws://') + '/v1/stream'
+        sr, messages = 16000, []
+        chunk = (0.3 * np.sin(np.arange(sr // 5) / 10) * 32767).astype('<i2')
+        with connect(url) as ws:
+            ws.send(json.dumps({'sample_rate': sr, 'format': 's16le'}))
+            for _ in range(20):  # 4 s of audio over 4 s
+                ws.send(chunk.tobytes())
+                time.sleep(0.2)
+            ws.send(json.dumps({'type': 'end'}))
+            messages = [json.loads(m) for m in ws]
+        code = ws.close_code
+        slow.settimeout(0.2)  # still open, it would time out here
+        try:
+            while slow.recv(4096):
+                pass
+            cut = True
+        except socket.timeout:
+            cut = False
+    assert code == 1000, messages[-1:]
+    assert time.monotonic() - start >= 4.0
+    windows = [m for m in messages if m['type'] == 'scores']
+    # 1 s windows every 0.5 s over 4 s of audio
+    assert len(windows) == 7 and windows[-1]['end'] == 4.0, windows[-1:]
+    assert cut  # the dripped body was cut meanwhile

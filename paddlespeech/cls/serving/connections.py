@@ -78,6 +78,7 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport):
         super().connection_made(transport)
         self._phase, self._timer, self._got_bytes = None, None, False
+        self._upgraded = False
         if self.max_connections is not None and \
                 len(self.connections) > self.max_connections:
             self.occasional('connections', f'refused connections over '
@@ -96,6 +97,8 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data):
         self._got_bytes = True
         super().data_received(data)
+        if self._upgraded:
+            return
         state = self.conn.their_state
         if state is h11.IDLE:
             if self._phase == 'idle':
@@ -104,6 +107,14 @@ class GuardedH11Protocol(H11Protocol):
             self._enter('body')
         else:
             self._enter(None)
+
+    def handle_websocket_upgrade(self, event):
+        """The connection becomes a WebSocket, with a protocol of its own:
+        a live stream lasts as long as its audio, so no header or body
+        timeout applies to it any more."""
+        self._upgraded = True
+        self._enter(None)
+        super().handle_websocket_upgrade(event)
 
     def on_response_complete(self):
         super().on_response_complete()
