@@ -585,7 +585,7 @@ async def _one_stream(url, wave, sr, seconds, chunk, latencies, start,
         began, at, step = time.monotonic(), 0, int(chunk * sr)
         total = int(seconds * sr)
         while at < total:
-            piece = np.resize(wave, at + step)[at:]
+            piece = wave[np.arange(at, at + step) % len(wave)]
             await ws.send(piece.astype('<f4').tobytes())
             at += step
             sent_at[round(at / sr, 6)] = time.monotonic()
