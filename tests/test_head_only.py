@@ -174,3 +174,37 @@ def test_init_checkpoint_with_other_features_is_refused(
         (tmp_path / 'c.yaml').write_text('feature:\n  n_mels: 32\n')
         train(tiny_dataset, tmp_path / 'run', tmp_path / 'c.yaml',
               init_checkpoint=str(trained_checkpoint))
+
+
+def test_embed_augment_caches_augmented_copies(tiny_dataset, tmp_path,
+                                                capsys):
+    """embed_augment: 2 with SpecAugment: each training window has its
+    own embedding and two of masked log-mel, cached apart (the dev set
+    has none); a second run embeds nothing; the copies differ from the
+    clip's own embedding and from each other."""
+    from paddlespeech.cls.errors import UserError
+    conf = tmp_path / 'aug.yaml'
+    conf.write_text('augment:\n  spec_time_masks: 2\n  spec_time_width: 8\n'
+                    '  spec_freq_masks: 2\n  spec_freq_width: 8\n')
+    out = tmp_path / 'run'
+    train(tiny_dataset, out, conf, head_only=True, embed_augment=2)
+    text = capsys.readouterr().out
+    assert '[embed] augmented copy 2 of 24 of 24 clips' in text
+    assert 'step 9/9' in text  # 3 x 24 windows in batches of 8
+    folders = sorted((out / 'embeddings').iterdir())
+    assert len(folders) == 3  # plain (train and dev), copy 1, copy 2
+    sizes = sorted(len(list(f.glob('*.npz'))) for f in folders)
+    assert sizes == [24, 24, 30]
+    clip = sorted(folders[0].glob('*.npz'))[0].name
+    found = [np.load(f / clip)['embedding'] for f in folders
+             if (f / clip).is_file()]
+    assert len(found) == 3
+    for a in range(3):
+        for b in range(a):
+            assert np.abs(found[a] - found[b]).max() > 1e-3
+    train(tiny_dataset, out, conf, head_only=True, embed_augment=2,
+          epochs=2, resume=True)
+    assert '[embed]' not in capsys.readouterr().out
+    with pytest.raises(UserError, match='needs an augment: section'):
+        train(tiny_dataset, tmp_path / 'plain', head_only=True,
+              embed_augment=1)

@@ -10,6 +10,7 @@ path, size and modification time. A second run, more epochs or another
 label set reuse the entries; a changed file or backbone is embedded
 again.
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -55,41 +56,52 @@ class EmbeddedWindows:
 
 
 class EmbeddingCache:
-    """``cache(clips, windowing)`` -> :class:`EmbeddedWindows`, embedding
-    only the clips not cached yet, in batches of ``batch_size`` windows."""
+    """``cache(clips, windowing, copies)`` -> :class:`EmbeddedWindows`,
+    embedding only the clips not cached yet, in batches of ``batch_size``
+    windows. ``copies``: besides each window's own embedding, that many of
+    its log-mel augmented by ``augmenter`` (each copy cached apart)."""
 
-    def __init__(self, root, model, frontend, batch_size=16):
+    def __init__(self, root, model, frontend, batch_size=16, augmenter=None):
         self.root, self.model, self.frontend = Path(root), model, frontend
-        self.batch_size = batch_size
+        self.batch_size, self.augmenter = batch_size, augmenter
         self._weights_key = _weights_key(model.backbone)
 
-    def folder(self, windowing):
-        key = hashlib.sha1(json.dumps({
-            'weights': self._weights_key,
-            'feature': self.frontend.config.to_dict(),
-            'window': [windowing.seconds, windowing.pad]},
-            sort_keys=True).encode()).hexdigest()[:16]
-        return self.root / key
+    def folder(self, windowing, copy=0):
+        """Where the embeddings of ``windowing``'s windows (``copy`` > 0:
+        of augmented copy number ``copy``) are kept."""
+        about = {'weights': self._weights_key,
+                 'feature': self.frontend.config.to_dict(),
+                 'window': [windowing.seconds, windowing.pad]}
+        if copy:
+            about.update(copy=copy, augment=dataclasses.asdict(
+                self.augmenter.config))
+        key = hashlib.sha1(json.dumps(about, sort_keys=True).encode())
+        return self.root / key.hexdigest()[:16]
 
-    def __call__(self, clips, windowing):
-        folder = self.folder(windowing)
-        entries = [folder / f'{_clip_key(path)}.npz' for path, _ in
-                   clips.items]
-        missing = [i for i, e in enumerate(entries) if not e.is_file()]
-        if missing:
-            log.info(f'[embed] {len(missing)} of {len(entries)} clips '
-                     f'through the frozen backbone -> {folder}')
-            self._embed(clips, [clips.items[i] for i in missing],
-                        [entries[i] for i in missing], windowing)
-        embeddings, weights = [], []
-        for e in entries:
-            with np.load(e) as z:
-                embeddings.append(z['embedding'])
-                weights.append(z['weights'])
-        return EmbeddedWindows(clips, embeddings, weights)
+    def __call__(self, clips, windowing, copies=0):
+        embeddings = [[] for _ in clips.items]
+        weights = [[] for _ in clips.items]
+        for copy in range(copies + 1):
+            folder = self.folder(windowing, copy)
+            entries = [folder / f'{_clip_key(path)}.npz' for path, _ in
+                       clips.items]
+            missing = [i for i, e in enumerate(entries) if not e.is_file()]
+            if missing:
+                what = f'augmented copy {copy} of ' if copy else ''
+                log.info(f'[embed] {what}{len(missing)} of {len(entries)} '
+                         f'clips through the frozen backbone -> {folder}')
+                self._embed(clips, [clips.items[i] for i in missing],
+                            [entries[i] for i in missing], windowing,
+                            augment=bool(copy))
+            for i, e in enumerate(entries):
+                with np.load(e) as z:
+                    embeddings[i].append(z['embedding'])
+                    weights[i].append(z['weights'])
+        return EmbeddedWindows(clips, [np.concatenate(e) for e in embeddings],
+                               [np.concatenate(w) for w in weights])
 
     @paddle.no_grad()
-    def _embed(self, clips, items, entries, windowing):
+    def _embed(self, clips, items, entries, windowing, augment=False):
         from .datasets.loaders import window_loader
         subset = _Clips(items, clips)
         loader = window_loader(subset, windowing, self.frontend,
@@ -98,7 +110,10 @@ class EmbeddingCache:
         self.model.eval()
         rows = []
         for x, _ in loader:
-            rows.append(self.model.embed(self.frontend.batch(x)).numpy())
+            x = self.frontend.batch(x)
+            if augment:
+                x, _ = self.augmenter(x, None, training=True)
+            rows.append(self.model.embed(x).numpy())
         if was_training:
             self.model.train()
         rows = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
@@ -147,3 +162,22 @@ class HeadOnly(paddle.nn.Layer):
 
     def forward(self, embedding):
         return self.classifier.head(embedding)
+
+
+def copies_augmenter(augmenter, train):
+    """The augmenter of ``embed_augment``'s copies (the run's, mixup
+    aside: a copy is of one clip), or None without copies; one line when
+    the copies would be plain ones."""
+    from .augment import Augmenter
+    from .errors import UserError
+    if not train.embed_augment:
+        return None
+    if not train.head_only:
+        raise UserError('embed_augment makes copies for head_only runs: set '
+                        'head_only: true, or drop embed_augment')
+    config = dataclasses.replace(augmenter.config, mixup_alpha=None)
+    if not config.active:
+        raise UserError('embed_augment needs an augment: section with '
+                        'masks, time shift or gain (mixup does not apply '
+                        'to copies of one clip)')
+    return Augmenter(config, augmenter.floor_db)

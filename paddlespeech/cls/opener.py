@@ -33,28 +33,28 @@ def add_model_flags(p, backbones, label_file_help):
     p.add('--label_file', help=label_file_help)
 
 
-def model_kwargs(cfg, absolute=False):
+def model_kwargs(runtime, checkpoint=None, model_dir=None, pretrained=False,
+                 arch=None, pretrained_path=None, label_file=None,
+                 absolute=False):
     """:func:`open_model`'s arguments from :func:`add_model_flags`' flags
-    (and ``--device``, ``--cpu_threads``, ``--feat_backend``); refuses
+    and the ``runtime:`` section (device, threads, front end); refuses
     anything but exactly one model in one line. ``absolute``: paths made
     absolute, for other processes and nodes to open the same model."""
-    given = [f for f, v in (('--checkpoint', cfg.checkpoint),
-                            ('--model_dir', cfg.detect_model_dir),
-                            ('--pretrained', cfg.audioset)) if v]
+    given = [f for f, v in (('--checkpoint', checkpoint),
+                            ('--model_dir', model_dir),
+                            ('--pretrained', pretrained)) if v]
     if len(given) != 1:
         raise UserError('give exactly one model: --checkpoint, --model_dir '
                         f'or --pretrained (got {", ".join(given) or "none"})')
 
     def path(p):
         return os.path.abspath(p) if p and absolute else p or None
-    return {'checkpoint': path(cfg.checkpoint),
-            'model_dir': path(cfg.detect_model_dir),
-            'arch': cfg.tag_arch if cfg.audioset else None,
-            'pretrained': path(cfg.pretrained_path) if cfg.audioset
-            else None,
-            'device': cfg.device, 'cpu_threads': cfg.cpu_threads,
-            'label_file': path(cfg.label_file),
-            'feat_backend': cfg.feat_backend}
+    return {'checkpoint': path(checkpoint), 'model_dir': path(model_dir),
+            'arch': arch if pretrained else None,
+            'pretrained': path(pretrained_path) if pretrained else None,
+            'device': runtime.device, 'cpu_threads': runtime.cpu_threads,
+            'label_file': path(label_file),
+            'feat_backend': runtime.feat_backend}
 
 
 def open_model(checkpoint=None, model_dir=None, arch=None, pretrained=None,

@@ -17,6 +17,9 @@ class TrainConfig:
     lr_gamma: float = 0.1
     freeze_backbone_epochs: int = 0  # train only the head at first
     head_only: bool = False  # the head alone, on cached backbone embeddings
+    # head-only: augmented copies of each training window (the augment:
+    # section, mixup aside), embedded and cached once each
+    embed_augment: int = 0
     # evaluations without a better dev score; 0: off
     early_stop_patience: int = 0
     average_last: int = 0  # average the last N epoch checkpoints into avg_N/

@@ -25,7 +25,7 @@ from .checkpointer import BestTracker, Checkpointer, Progress, RandomState
 from .curves import VisualDLLog, plot_curves
 from .datasets import load_table
 from .datasets.loaders import build_loaders, loader_stopped
-from .embeddings import EmbeddingCache, HeadOnly
+from .embeddings import EmbeddingCache, HeadOnly, copies_augmenter
 from .evaluation import evaluate
 from .errors import UserError
 from .features import FrontEnd
@@ -85,12 +85,14 @@ class Trainer:
         # head-only: the frozen backbone embeds every clip once (cached) as
         # the loaders are made; the loop then trains the head on them
         embed = head = None
+        augmenter = Augmenter(cfg.augment, cfg.feature.floor_db)
         if train.head_only:
             self.model = build_model()
             freeze(self.model.backbone)
             self.model.backbone.eval()
-            embed = EmbeddingCache(self.ckpt_dir / 'embeddings', self.model,
-                                   self.frontend, train.batch_size)
+            embed = EmbeddingCache(
+                self.ckpt_dir / 'embeddings', self.model, self.frontend,
+                train.batch_size, copies_augmenter(augmenter, train))
             head = HeadOnly(self.model)
         data = build_loaders(self.table, cfg.data, train, self.frontend,
                              embed=embed)
@@ -110,7 +112,6 @@ class Trainer:
                                trained_on(self.table, cfg.data.split))
         self.tracker = BestTracker(train.early_stop_patience)
         self.precision = MixedPrecision(train.amp)
-        augmenter = Augmenter(cfg.augment, cfg.feature.floor_db)
         self.augmenter = augmenter if augmenter.active and not head else None
         self.progress = Progress(1)
         self.log = None

@@ -204,7 +204,8 @@ def _sampler(train_set, data, train):
 def _embedded(out, train_set, dev_set, data, train, embed, clip_seconds):
     windowing = Windowing.of_model(clip_seconds)
     out.clip_seconds = clip_seconds
-    out.train_set = train_set = embed(train_set, windowing)
+    out.train_set = train_set = embed(train_set, windowing,
+                                      train.embed_augment)
     out.dev_set = dev_set = embed(dev_set, windowing)
     out.sampler = _sampler(train_set, data, train)
     stack = lambda b: collate(b, 0.0)  # noqa: E731

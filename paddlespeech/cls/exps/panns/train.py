@@ -43,6 +43,9 @@ OPTIM_FLAGS = [
      'embeddings the frozen backbone computes once per clip and caches '
      'under checkpoint_dir/embeddings/ (true/false): seconds per epoch '
      'instead of minutes; the checkpoint holds backbone and head as usual'),
+    ('embed_augment', int, 'with --head_only: also embed this many '
+     'augmented copies of each training window (the augment: section, '
+     'mixup aside), each cached once'),
     ('head_hidden', int, 'units of one hidden (ReLU) layer in the '
      'classifier head (0: a linear head)'),
 ]
