@@ -13,7 +13,6 @@ archive scan) never loads Paddle. An export without ``model.json``
 """
 import dataclasses
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional
@@ -21,7 +20,10 @@ from typing import List, Optional
 from . import atomic
 from .errors import UserError
 from .features import FeatureConfig
+from .logs import get_logger
 from .task import Task
+
+log = get_logger(__name__)
 
 GRAPH_PREFIX = 'inference'
 META_FILE = 'model.json'
@@ -208,11 +210,11 @@ def upstream_meta(model_dir, graph, label_file=None):
     labels = read_label_file(label_file) if label_file else \
         list(ESC50_LABELS)
     logits = graph_activation(graph) is None
-    print(f'note: {model_dir} has no {META_FILE} (an upstream PaddleSpeech '
-          f'export?): read as log-mel input with the default front end, '
-          f'classes named {f"from {label_file}" if label_file else "as ESC-50"}'
-          f'{", softmax applied to its logits" if logits else ""}',
-          file=sys.stderr, flush=True)
+    log.warning(
+        f'note: {model_dir} has no {META_FILE} (an upstream PaddleSpeech '
+        f'export?): read as log-mel input with the default front end, '
+        f'classes named {f"from {label_file}" if label_file else "as ESC-50"}'
+        f'{", softmax applied to its logits" if logits else ""}')
     return ExportMeta(label_list=labels, logits=logits)
 
 

@@ -13,8 +13,11 @@ import numpy as np
 from .audio import (AUDIO_SUFFIXES, AudioError, describe_left_out,
                     find_audio)
 from .errors import UserError
+from .logs import get_logger
 from .runtime import HeapLimit
 from .scoring import top_k
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -56,8 +59,7 @@ def expand_inputs(inputs):
         if p.is_dir() and p.suffix.lower() not in AUDIO_SUFFIXES:
             found, left_out = find_audio(p)
             if left_out:
-                print(f'warning: {p}: {describe_left_out(left_out)}',
-                      file=sys.stderr, flush=True)
+                log.warning(f'warning: {p}: {describe_left_out(left_out)}')
             if not found:
                 raise UserError(f'{p}: directory holds no audio files '
                                 f'({", ".join(sorted(AUDIO_SUFFIXES))})')

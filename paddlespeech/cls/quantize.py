@@ -32,8 +32,11 @@ from .errors import UserError
 from .export import check_output_dir, write_export
 from .features import FrontEnd
 from .inference import Predictor
+from .logs import get_logger
 from .prediction import expand_inputs, predict_files
 from .runtime import check_bf16, loggers_quieted, progress_on_terminal_only
+
+log = get_logger(__name__)
 
 
 
@@ -274,7 +277,7 @@ def export_low_precision(checkpoint, output_dir, precision, calib, check,
         result = accuracy_check(base, low, check, window_seconds,
                                 cpu_threads=cpu_threads)
         result.update(max_drop=max_drop, forced=bool(force))
-        print(describe(result, precision), file=sys.stderr, flush=True)
+        log.warning(describe(result, precision))
         if result['drop'] > max_drop and not force:
             raise UserError(
                 f'{precision} export refused: {result["metric"]} fell '

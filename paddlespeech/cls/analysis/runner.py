@@ -11,10 +11,13 @@ import time
 
 from tqdm import tqdm
 
+from ..logs import get_logger
 from ..runtime import StopRequest, cpu_flags
 from .analyzer import header_hours
 from .inputs import file_key, gather_inputs
 from .store import Store, schemas
+
+log = get_logger(__name__)
 
 VERSIONS = ('paddlespeech-cls', 'paddlepaddle', 'numpy', 'soundfile',
             'soxr', 'pyarrow', 'ray')
@@ -84,12 +87,12 @@ def analyze(options, settings, model_kwargs, flags, open_engine,
         store.write_run_json(dict(record, counts=counts, timings=timings))
     failed = sorted(p for p in inputs.paths
                     if store.done.get(p, (0, 0, 'ok'))[2] == 'error')
-    print(end_line(store, counts, len(failed), time.perf_counter() - clock),
-          flush=True)
+    log.info(end_line(store, counts, len(failed),
+                      time.perf_counter() - clock))
     if status == 130:
-        print(f'stopped: {len(todo) - counts["analysed"] - counts["failed"]} '
-              f'files left; run the same command to resume:\n  '
-              f'{resume_command}', file=sys.stderr, flush=True)
+        left = len(todo) - counts['analysed'] - counts['failed']
+        log.warning(f'stopped: {left} files left; run the same command to '
+                    f'resume:\n  {resume_command}')
         return 130
     return 1 if failed else 0
 

@@ -1,15 +1,16 @@
 """A classification head on top of a PANNs embedding, built new or from a
 checkpoint."""
-import sys
-
 import paddle.nn as nn
 
 from ..checkpoint import CheckpointError, read_state
 from ..datasets import ESC50_LABELS, read_label_file
 from ..features import FeatureConfig
+from ..logs import get_logger
 from ..task import Task
 from .panns.registry import BACKBONES, get_backbone
 from .panns.weights import describe, fit_problems
+
+log = get_logger(__name__)
 
 
 class SoundClassifier(nn.Layer):
@@ -145,10 +146,10 @@ def upstream_meta(state, source, label_file=None):
     if len(labels) != num_class:
         raise CheckpointError(f'{label_file} names {len(labels)} classes, but '
                               f'{source} has {num_class}')
-    print(f'note: {source} has no _meta entry (an upstream PaddleSpeech '
-          f'checkpoint?): read as {fits[0]} (from its tensor shapes), '
-          f'{num_class} classes named {named}, the default front end',
-          file=sys.stderr, flush=True)
+    log.warning(f'note: {source} has no _meta entry (an upstream '
+                f'PaddleSpeech checkpoint?): read as {fits[0]} (from its '
+                f'tensor shapes), {num_class} classes named {named}, the '
+                f'default front end')
     return {'backbone': fits[0], 'num_class': num_class,
             'label_list': labels, 'dropout': 0.1,
             'feature': FeatureConfig().to_dict()}
