@@ -40,7 +40,8 @@ def get_parser():
                    'page (default: the query file\'s name)')
     p.add_argument('--output_dir', required=True)
     p.add_argument('--device', default='cpu')
-    p.add_argument('--cpu_threads', type=int, default=2)
+    p.add_argument('--cpu_threads', type=int, default=2,
+                   help='threads of the model that embeds the query')
     return p
 
 
@@ -80,7 +81,7 @@ def main(argv):
     exclude = [str(Path(args.query).resolve()), args.query] \
         if args.exclude_same_file else ()
     hits = search(args.index, query, args.top_k, args.min_similarity,
-                  exclude, threads=args.cpu_threads)
+                  exclude)
     label = args.label or Path(args.query).stem
     write_hits(args.output_dir, hits, f'Windows like {args.query}', label)
     for i, h in enumerate(hits, 1):
