@@ -8,9 +8,9 @@ which says how to open the model that embedded them. The query is
 embedded by that same model (:func:`open_index_model`, refused when the
 model found there is no longer the one that built the index). The
 embeddings are read once through ``pyarrow.dataset`` in batches into a
-float16 matrix beside the index (:func:`embedding_matrix`), which each
-search maps and converts to float32 a block at a time, so memory stays
-bounded whatever the archive's size. :func:`write_analysis` writes the
+float32 matrix beside the index (:func:`embedding_matrix`), which each
+search reads a block at a time, so memory stays bounded whatever the
+archive's size. :func:`write_analysis` writes the
 layout from arrays (tests, benchmarks).
 """
 import json
@@ -27,9 +27,9 @@ from .errors import UserError
 RUN_FILE = 'run.json'
 WINDOWS = 'windows'
 FILES = 'files'
-# 16,384 windows of 2048-d: 64 MB of float16, 128 MB as float32
-BATCH_ROWS = 16384
-# rows converted to float32 at once in a search: 4 MB of float16 at 2048-d
+# 8,192 windows of 2048-d: 32 MB of float16, 64 MB as float32
+BATCH_ROWS = 8192
+# rows read at once in a search: 8 MB at 2048-d
 BLOCK_ROWS = 1024
 CACHE = 'search'
 # what must agree between the model that built an index and the one that
@@ -178,13 +178,11 @@ def search(index_dir, query, top_k=50, min_similarity=None,
 
 def similarities(index_dir, query, threads=1):
     """Cosine similarity of ``query`` to every window, in index order
-    (``float32 [N]``; 0 for an all-zero embedding). Reads the float16
-    matrix of :func:`embedding_matrix` in blocks of :data:`BLOCK_ROWS`
-    with ``pread`` (a memory map's pages would count in the process's
-    resident memory), each converted to float32 on its own, in
-    ``threads`` threads (one is the fastest on 2 cores: the conversion
-    is bound by memory, and two threads contend for it: 3.1 s against
-    3.8 s over 1,000,000 windows of 2048-d)."""
+    (``float32 [N]``; 0 for an all-zero embedding). Reads the matrix of
+    :func:`embedding_matrix` in blocks of :data:`BLOCK_ROWS` with
+    ``pread`` (a memory map's pages would count in the process's resident
+    memory), in ``threads`` threads (one is enough on 2 cores: the scan is bound by
+    memory)."""
     from concurrent.futures import ThreadPoolExecutor
     path, (n, dim), norms = embedding_matrix(index_dir)
     q = np.asarray(query, np.float32).ravel()
@@ -194,24 +192,22 @@ def similarities(index_dir, query, threads=1):
                         f'this model')
     q = q / max(float(np.linalg.norm(q)), 1e-30)
     out = np.empty(n, np.float32)
-    row = dim * 2
+    row = dim * 4
     fd = os.open(path, os.O_RDONLY)
     local = threading.local()
 
     def block(k):
-        # each thread reads and converts into buffers of its own, reused:
-        # fresh blocks of this size would be mapped and faulted in anew
-        if not hasattr(local, 'raw'):
-            local.raw = np.empty((BLOCK_ROWS, dim), np.float16)
-            local.wide = np.empty((BLOCK_ROWS, dim), np.float32)
+        # each thread reads into a buffer of its own, reused: fresh blocks
+        # of this size would be mapped and faulted in anew
+        if not hasattr(local, 'rows'):
+            local.rows = np.empty((BLOCK_ROWS, dim), np.float32)
         rows = min(BLOCK_ROWS, n - k)
-        raw, wide = local.raw[:rows], local.wide[:rows]
-        got = os.preadv(fd, [memoryview(raw).cast('B')], k * row)
+        x = local.rows[:rows]
+        got = os.preadv(fd, [memoryview(x).cast('B')], k * row)
         if got != rows * row:
             raise UserError(f'{path} is shorter than its {n} rows: delete '
                             f'it (it is rebuilt)')
-        np.copyto(wide, raw)
-        np.dot(wide, q, out=out[k:k + rows])
+        np.dot(x, q, out=out[k:k + rows])
 
     try:
         with ThreadPoolExecutor(max(1, threads)) as pool:
@@ -228,12 +224,13 @@ def _source_key(index_dir):
 
 def embedding_matrix(index_dir):
     """``(file, (N, D), float32 [N] norms)``: the index's embeddings as a
-    raw float16 ``[N, D]`` file in index order. Parquet's
-    ``list<float16>`` decodes about ten times slower than raw reads, so
-    the first search of an index writes the matrix once into
-    ``INDEX/search/`` (N x D x 2 bytes; written again when a windows file
-    changes) and later ones read it. A read-only index gets it in the
-    temporary folder, for this search."""
+    raw float32 ``[N, D]`` file in index order (the float16 values,
+    exactly). Parquet's ``list<float16>`` decodes about ten times slower
+    than raw reads, and converting float16 took most of a search (3.2 s
+    of 1,000,000 x 2048), so the first search of an index writes the
+    matrix once into ``INDEX/search/`` (N x D x 4 bytes; written again
+    when a windows file changes) and later ones read it as it is. A
+    read-only index gets it in the temporary folder, for this search."""
     import tempfile
     key = _source_key(index_dir)
     for cache in (Path(index_dir) / CACHE,
@@ -242,19 +239,20 @@ def embedding_matrix(index_dir):
         stamp = cache / 'source.json'
         try:
             have = json.loads(stamp.read_text())
-            if have['files'] == key:
-                return (cache / 'embeddings.f16', tuple(have['shape']),
+            # a matrix of an earlier layout (float16) is written anew
+            if have['files'] == key and have.get('dtype') == 'float32':
+                return (cache / 'embeddings.f32', tuple(have['shape']),
                         np.load(cache / 'norms.npy'))
         except (OSError, ValueError, KeyError, TypeError):
             pass
         try:
             cache.mkdir(exist_ok=True)
             stamp.unlink(missing_ok=True)
-            shape, norms = _write_matrix(index_dir, cache / 'embeddings.f16')
+            shape, norms = _write_matrix(index_dir, cache / 'embeddings.f32')
             np.save(cache / 'norms.npy', norms)
-            stamp.write_text(json.dumps({'files': key,
+            stamp.write_text(json.dumps({'files': key, 'dtype': 'float32',
                                          'shape': list(shape)}))
-            return cache / 'embeddings.f16', shape, norms
+            return cache / 'embeddings.f32', shape, norms
         except PermissionError:
             continue
     raise UserError(f'cannot write the search matrix of {index_dir} into '
@@ -282,8 +280,8 @@ def _write_matrix(index_dir, path):
                 raise UserError(f'{index_dir}: embeddings of unequal '
                                 f'length: analyse the archive again')
             dim = x.shape[1]
-            f.write(np.ascontiguousarray(x, np.float16).tobytes())
             x = x.astype(np.float32)
+            f.write(np.ascontiguousarray(x).tobytes())
             norms.append(np.sqrt(np.einsum('ij,ij->i', x, x)))
     os.replace(tmp, path)
     norms = np.concatenate(norms) if norms else np.zeros(0, np.float32)
