@@ -33,13 +33,16 @@ def add_model_flags(p, backbones, label_file_help):
     p.add('--label_file', help=label_file_help)
 
 
-def model_kwargs(runtime, checkpoint=None, model_dir=None, pretrained=False,
-                 arch=None, pretrained_path=None, label_file=None,
-                 absolute=False):
-    """:func:`open_model`'s arguments from :func:`add_model_flags`' flags
-    and the ``runtime:`` section (device, threads, front end); refuses
-    anything but exactly one model in one line. ``absolute``: paths made
-    absolute, for other processes and nodes to open the same model."""
+def model_kwargs(runtime, predict, detect, model, absolute=False):
+    """:func:`open_model`'s arguments from the sections
+    :func:`add_model_flags`' flags set (and the ``runtime:`` section's
+    device, threads and front end); refuses anything but exactly one
+    model in one line. ``absolute``: paths made absolute, for other
+    processes and nodes to open the same model."""
+    checkpoint, model_dir, pretrained = predict.checkpoint, \
+        detect.model_dir, detect.pretrained
+    arch, pretrained_path, label_file = predict.arch, \
+        model.pretrained_path, predict.label_file
     given = [f for f, v in (('--checkpoint', checkpoint),
                             ('--model_dir', model_dir),
                             ('--pretrained', pretrained)) if v]

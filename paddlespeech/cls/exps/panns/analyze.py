@@ -82,15 +82,8 @@ def get_parser():
     return p
 
 
-
-def model_source(cfg, absolute=False):
-    """The model the flags name (``opener.model_kwargs``)."""
-    return model_kwargs(cfg.runtime, cfg.checkpoint, cfg.detect_model_dir,
-                        cfg.audioset, cfg.tag_arch, cfg.pretrained_path,
-                        cfg.label_file, absolute)
-
 def check_args(cfg):
-    model_source(cfg)
+    model_kwargs(cfg.runtime, cfg.predict, cfg.detect, cfg.model)
     check_detection_flags(cfg.detect, cfg.infer_batch_size)
     for flag, v in (('--top_k', cfg.analyze_top_k),
                     ('--workers', cfg.analyze_workers),
@@ -105,7 +98,8 @@ def main(argv):
     parser = get_parser()
     cfg = parser.parse_config(argv)
     check_args(cfg)
-    kwargs = model_source(cfg, absolute=True)
+    kwargs = model_kwargs(cfg.runtime, cfg.predict, cfg.detect, cfg.model,
+                          absolute=True)
     if cfg.audioset:
         from paddlespeech.cls.scoring import check_tagger_feature
         check_tagger_feature(cfg.feature, cfg.config)

@@ -94,15 +94,8 @@ def get_parser():
     return p
 
 
-
-def model_source(cfg, absolute=False):
-    """The model the flags name (``opener.model_kwargs``)."""
-    return model_kwargs(cfg.runtime, cfg.checkpoint, cfg.detect_model_dir,
-                        cfg.audioset, cfg.tag_arch, cfg.pretrained_path,
-                        cfg.label_file, absolute)
-
 def check_args(cfg):
-    model_source(cfg)
+    model_kwargs(cfg.runtime, cfg.predict, cfg.detect, cfg.model)
     if bool(cfg.wav) == bool(cfg.live):
         raise UserError('give --wav FILE..., --wav - (raw PCM on stdin) or '
                         '--live (the microphone)')
@@ -116,7 +109,8 @@ def check_args(cfg):
 def open_for(cfg):
     if cfg.audioset:
         check_tagger_feature(cfg.feature, cfg.config)
-    return open_model(**model_source(cfg))
+    return open_model(**model_kwargs(cfg.runtime, cfg.predict, cfg.detect,
+                                     cfg.model))
 
 
 def windowing(cfg, model):
