@@ -450,3 +450,114 @@ def test_local_engine_runs_without_ray(export_dir, folder,
     assert proc.stderr.strip().splitlines() == [
         'error: --engine ray needs Ray Data: pip install '
         '"paddlespeech-cls[ray]" (or -r requirements-ray.txt)']
+
+
+# ------------------------------------------------ batches across files, reader
+
+def analyzer_of(export_dir, batch_size, **analyze):
+    from paddlespeech.cls import open_model
+    from paddlespeech.cls.analysis import AnalyzeConfig
+    from paddlespeech.cls.analysis.analyzer import FileAnalyzer, Settings
+    from paddlespeech.cls.events import DetectConfig
+    model = open_model(model_dir=export_dir, device='cpu', cpu_threads=1)
+    return FileAnalyzer(model, Settings(DetectConfig(hop_seconds=0.25),
+                                        AnalyzeConfig(**analyze),
+                                        batch_size))
+
+
+def same_results(got, want):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.file == w.file
+        assert g.mtime_ns == w.mtime_ns
+        np.testing.assert_array_equal(g.start, w.start)
+        np.testing.assert_array_equal(g.top_index, w.top_index)
+        np.testing.assert_allclose(g.top_scores, w.top_scores, atol=1e-5)
+        assert [e[:3] for e in g.events] == [e[:3] for e in w.events]
+
+
+def test_files_batched_together_equal_each_file_alone(export_dir, folder,
+                                                      corpus):
+    """Windows of successive files share the model's batches (fewer runs
+    than files), and each file's rows equal those of the file analysed
+    on its own, one window per run; read in a reader process, the
+    same."""
+    from paddlespeech.cls.analysis.reading import ReaderProcess
+    good, bad = corpus
+    paths = [*sorted(folder.rglob('rec_*.wav'))[:10], *bad, *good]
+    together = analyzer_of(export_dir, 8, embeddings=True)
+    alone = analyzer_of(export_dir, 1, embeddings=True)
+    runs = []
+    both = together.model.scores_and_embeddings
+
+    def counted(inputs):
+        runs.append(len(inputs.inputs))
+        return both(inputs)
+
+    together.model.scores_and_embeddings = counted
+    got = list(together.results(paths))
+    want = [alone(p) for p in paths]
+    same_results(got, want)
+    windows = sum(r.file['windows'] for r in want)
+    assert windows > len(paths) // 2 and sum(runs) == windows
+    assert len(runs) == -(-windows // 8) and max(runs) == 8
+    for g, w in zip(got, want):
+        if w.ok:
+            np.testing.assert_allclose(g.embedding.astype(np.float32),
+                                       w.embedding.astype(np.float32),
+                                       rtol=2e-3, atol=2e-3)
+    reader = ReaderProcess()
+    same_results(list(together.results(
+        paths, reader.read(paths, *together.reader_args()))), want)
+    assert not reader.process.is_alive()
+
+
+def kill_when_reading(reader_process, target, stop, signum=signal.SIGSEGV):
+    """Sends ``signum`` to the reader whenever it has ``target`` open,
+    until ``stop`` is set."""
+    import threading
+
+    def watch():
+        while not stop.is_set():
+            pid = reader_process.process.pid
+            try:
+                if any(os.path.realpath(f'/proc/{pid}/fd/{fd}') == target
+                       for fd in os.listdir(f'/proc/{pid}/fd')):
+                    os.kill(pid, signum)
+            except OSError:
+                pass
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_file_that_kills_the_reader_is_an_error_row(export_dir, folder,
+                                                      tmp_path):
+    """The reader process dies with SIGSEGV while it reads one file (a
+    minute long, so that it is caught with the file open). It is started
+    again, finds the file to blame, and every other file is analysed as
+    in an undisturbed run."""
+    import threading
+    from paddlespeech.cls.analysis.reading import ReaderProcess
+    fatal = tmp_path / 'fatal.wav'
+    sf.write(fatal, tone(60.0, 44100), 44100, subtype='PCM_16')
+    good = sorted(folder.rglob('rec_*.wav'))[:9]
+    paths = [*good[:5], fatal, *good[5:]]
+    analyzer = analyzer_of(export_dir, 4)
+    want = list(analyzer.results(good))
+    reader, stop = ReaderProcess(), threading.Event()
+    watcher = kill_when_reading(reader, str(fatal), stop)
+    try:
+        got = list(analyzer.results(
+            paths, reader.read(paths, *analyzer.reader_args())))
+    finally:
+        stop.set()
+        watcher.join()
+    assert reader.restarts == 2  # the first death, then the careful one
+    row = got.pop(5).file
+    assert row['status'] == 'error' and row['path'] == str(fatal)
+    assert row['error'] == ('the reader process died reading it (exit -11):'
+                            ' a crash of the decoder on damaged data')
+    same_results(got, want)

@@ -86,22 +86,35 @@ class Timeline:
                         self.duration, self.elapsed)
 
 
-def stream_timeline(path, score, labels, sample_rate, windowing,
-                    batch_size=16, progress=None):
-    """Score ``path`` window by window; returns a :class:`Timeline`.
-
-    Windows come from ``windowing`` (:class:`..audio.Windowing`, padded:
-    blocks read and resampled as one stream, the last, shorter window and
-    a file shorter than one window zero-padded) and go to ``score``
-    ``batch_size`` at a time, all of one length. Memory holds a batch of
-    windows and the scores, never the file. ``progress(seconds)`` is
-    called with the audio seconds scored so far. Raises
-    :class:`..audio.AudioError`.
-    """
+def timeline_windows(path, sample_rate, windowing):
+    """Yield ``(window, peak, samples)`` for each window of ``path``: the
+    window (``windowing`` must pad: blocks read and resampled as one
+    stream, the last, shorter window and a file shorter than one window
+    zero-padded), the peak amplitude of its centre region (a
+    :class:`Timeline`'s envelope) and the audio samples read so far. The
+    model-free half of :func:`stream_timeline`, shared with the reader of
+    ``analyze.py``. Raises :class:`..audio.AudioError`."""
     if not windowing.pad:
         raise ValueError('a timeline needs windows of one length (pad)')
     size, hop = windowing.samples(sample_rate)
     lo, hi = (size - hop) // 2, (size + hop) // 2  # a window's centre region
+    for k, (wav, n) in enumerate(windowing.windows(path, sample_rate)):
+        region = wav[0 if k == 0 else lo:hi if n == size else n]
+        yield wav, float(np.abs(region).max()) if len(region) else 0.0, \
+            k * hop + n
+
+
+def stream_timeline(path, score, labels, sample_rate, windowing,
+                    batch_size=16, progress=None):
+    """Score ``path`` window by window (:func:`timeline_windows`); returns
+    a :class:`Timeline`.
+
+    Windows go to ``score`` ``batch_size`` at a time, all of one length.
+    Memory holds a batch of windows and the scores, never the file.
+    ``progress(seconds)`` is called with the audio seconds scored so far.
+    Raises :class:`..audio.AudioError`.
+    """
+    size, hop = windowing.samples(sample_rate)
     start, heap = time.perf_counter(), HeapLimit()
     scores, envelope, batch, samples = [], [], [], 0
 
@@ -112,10 +125,8 @@ def stream_timeline(path, score, labels, sample_rate, windowing,
         if progress:
             progress(samples / sample_rate)
 
-    for k, (wav, n) in enumerate(windowing.windows(path, sample_rate)):
-        samples = k * hop + n
-        region = wav[0 if k == 0 else lo:hi if n == size else n]
-        envelope.append(float(np.abs(region).max()) if len(region) else 0.0)
+    for wav, peak, samples in timeline_windows(path, sample_rate, windowing):
+        envelope.append(peak)
         batch.append(wav)
         if len(batch) >= batch_size:
             run()

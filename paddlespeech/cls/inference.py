@@ -16,9 +16,8 @@ import numpy as np
 
 from .artifact import BACKENDS, read_export
 from .errors import UserError
-from .features import FrontEnd
 from .runtime import check_bf16, stdout_silenced
-from .scoring import SoundModel, softmax
+from .scoring import ModelInputs, SoundModel, softmax
 
 
 @dataclass
@@ -69,15 +68,18 @@ class Predictor(SoundModel):
                 graph, params, device, cpu_threads, enable_mkldnn,
                 use_tensorrt, precision, mkldnn_cache_capacity,
                 self.precision)
-        self.frontend = None if meta.takes_waveform else FrontEnd(
-            self.feature, 'numpy')
+        self.prepare = ModelInputs(None if meta.takes_waveform else
+                                   self.feature)
+
+    def front_end(self):
+        return self.prepare
 
     def _inputs(self, waves):
-        return (np.stack(waves) if self.frontend is None else
-                self.frontend.numpy(waves)).astype(np.float32)
+        return self.prepare(waves).inputs
 
     def scores(self, waves):
-        """Scores ``[batch, num_class]`` of equal-length waveforms."""
+        """Scores ``[batch, num_class]`` of equal-length waveforms (or of
+        their :class:`..scoring.Prepared` inputs)."""
         return self._scores(self.runner(self._inputs(waves)))
 
     def _scores(self, out):

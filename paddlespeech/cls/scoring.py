@@ -7,6 +7,7 @@ child process (:class:`..serving.process.ProcessPredictor`) all give
 ``scores(waves)`` and ``embeddings(waves)`` and describe themselves in
 one :class:`..artifact.ExportMeta`. :func:`..opener.open_model` picks one.
 """
+from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
@@ -18,6 +19,35 @@ from .features import FeatureConfig, FrontEnd
 
 # PANNs were trained on AudioSet's 10-second clips.
 AUDIOSET_CLIP_SECONDS = 10.0
+
+
+@dataclass
+class Prepared:
+    """A batch already through a model's front end
+    (:meth:`SoundModel.front_end`): what its graph runs on, which
+    ``scores`` and ``embeddings`` then take in place of the waves."""
+    inputs: np.ndarray
+
+
+class ModelInputs:
+    """``waves -> Prepared``: the log-mel features of ``feature`` (numpy
+    front end) or, with ``feature`` None, the waves stacked. Picklable, so
+    that another process can run it while the model runs."""
+
+    def __init__(self, feature: Optional[FeatureConfig]):
+        self.feature, self._frontend = feature, None
+
+    def __call__(self, waves):
+        if isinstance(waves, Prepared):
+            return waves
+        if self.feature is None:
+            return Prepared(np.stack(waves).astype(np.float32))
+        if self._frontend is None:
+            self._frontend = FrontEnd(self.feature, 'numpy')
+        return Prepared(self._frontend.numpy(waves).astype(np.float32))
+
+    def __getstate__(self):
+        return {'feature': self.feature, '_frontend': None}
 
 
 class SoundModel:
@@ -46,6 +76,13 @@ class SoundModel:
 
     def __call__(self, waves):
         return self.scores(waves)
+
+    def front_end(self):
+        """The model's work on a batch that needs no model, as a picklable
+        ``waves -> Prepared`` (:class:`ModelInputs`) whose result
+        ``scores`` and ``embeddings`` take, so that a reading process does
+        it while the model runs; None: the model takes the waves."""
+        return None
 
     @property
     def labels(self) -> List[str]:

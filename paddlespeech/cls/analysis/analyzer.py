@@ -1,6 +1,7 @@
-"""One file's analysis, the same in every engine: its windows scored as
-``detect.py`` scores them (:func:`..events.stream_timeline`), its events
-found as ``detect.py`` finds them, and the rows of ``files/``,
+"""Files' analysis, the same in every engine: their windows (read by
+:mod:`.reading`) scored as ``detect.py`` scores them, several files'
+windows to a batch, their events found as ``detect.py`` finds them
+(:func:`..events.timeline_events`), and each file's rows of ``files/``,
 ``windows/`` and ``events/`` as small numpy arrays (cheap to send between
 processes)."""
 import os
@@ -11,8 +12,10 @@ import numpy as np
 
 from ..audio import AudioError, audio_header
 from ..errors import UserError
-from ..events import (class_columns, class_thresholds, detection_windowing,
-                      stream_timeline, timeline_events)
+from ..events import (Timeline, class_columns, class_thresholds,
+                      detection_windowing, timeline_events)
+from ..runtime import HeapLimit
+from .reading import Batch, Restart, failure, read_batches
 
 @dataclass
 class Settings:
@@ -59,11 +62,26 @@ class Result:
         return self.file['status'] == 'ok'
 
 
+class _File:
+    """A file being analysed: its scores as batches come back, then what
+    its reader found (:class:`.reading.FileRead`)."""
+
+    def __init__(self):
+        self.scores, self.embeddings, self.scored = [], [], 0
+        self.read, self.error = None, None
+
+    @property
+    def complete(self):
+        return self.read is not None and (
+            self.read.error is not None or self.error is not None or
+            self.scored == len(self.read.envelope))
+
+
 class FileAnalyzer:
-    """``analyzer(path)`` -> :class:`Result`, with ``model`` (a
-    :class:`..scoring.SoundModel`) and the :class:`Settings`. A file that
-    cannot be used gives a ``status=error`` result with a one-line reason,
-    never an exception."""
+    """``analyzer.results(paths)`` -> :class:`Result` s in order, with
+    ``model`` (a :class:`..scoring.SoundModel`) and the :class:`Settings`.
+    A file that cannot be used gives a ``status=error`` result with a
+    one-line reason, never an exception."""
 
     def __init__(self, model, settings):
         d, a = settings.detect, settings.analyze
@@ -83,45 +101,78 @@ class FileAnalyzer:
                             f'or upstream\'s): export the checkpoint again '
                             f'with export_model.py')
 
+    def reader_args(self):
+        """:func:`.reading.read_batches`' arguments after the paths."""
+        return (self.model.feature.sample_rate, self.windowing,
+                self.settings.batch_size, self.model.front_end())
+
     def __call__(self, path):
+        return next(self.results([path]))
+
+    def results(self, paths, reader=None):
+        """The results of ``paths`` in order, the windows of successive
+        files scored together. ``reader``: the items of
+        :func:`.reading.read_batches` for them, if read elsewhere (a
+        :class:`.reading.ReaderProcess`)."""
+        if reader is None:
+            reader = read_batches(paths, *self.reader_args())
+        files, paths, heap, next_index = {}, list(paths), HeapLimit(), 0
+        for item in reader:
+            if isinstance(item, Batch):
+                self._score(item, files)
+                heap.check()
+            elif isinstance(item, Restart):
+                for index in [i for i in files if i >= item.index]:
+                    del files[index]
+            else:
+                files.setdefault(item.index, _File()).read = item
+            while next_index in files and files[next_index].complete:
+                yield self._result(files.pop(next_index))
+                next_index += 1
+
+    def _score(self, batch, files):
+        """One model run; each owner's rows to its file."""
         try:
-            st = os.stat(path)
-            size, mtime_ns, mtime = st.st_size, st.st_mtime_ns, st.st_mtime
-        except OSError:
-            size = mtime_ns = mtime = None
-        row = {'path': str(path), 'size': size, 'mtime': mtime,
-               'duration': None, 'sample_rate': None, 'channels': None,
-               'status': 'ok', 'error': None, 'windows': 0, 'seconds': 0.0}
-        try:
-            row['duration'], row['sample_rate'], row['channels'] = \
-                audio_header(path)
-            result = self._analyze(path, row)
-        except AudioError as e:
-            result = self._failed(row, e.reason)
-        except UserError:  # the model's, not the file's
+            if self.embeddings:
+                scores, emb = self.model.scores_and_embeddings(batch.inputs)
+                emb = np.asarray(emb, np.float16)
+            else:
+                scores, emb = self.model.scores(batch.inputs), None
+            scores = np.asarray(scores, np.float32)
+        except UserError:  # the model's, not the files'
             raise
-        except Exception as e:  # a decoder's own failure: this file only
-            result = self._failed(row, f'{type(e).__name__}: {e}')
-        result.mtime_ns = mtime_ns
-        return result
+        except Exception as e:  # this batch's files only
+            for index, _ in batch.owners:
+                files.setdefault(index, _File()).error = failure(e)
+            return
+        at = 0
+        for index, n in batch.owners:
+            f = files.setdefault(index, _File())
+            f.scores.append(scores[at:at + n])
+            if emb is not None:
+                f.embeddings.append(emb[at:at + n])
+            f.scored += n
+            at += n
 
-    def _analyze(self, path, row):
-        model = self.model
-        embeddings = []
-        if self.embeddings:
-            both = model.scores_and_embeddings
-
-            def score(waves):
-                s, e = both(waves)
-                embeddings.append(np.asarray(e, np.float16))
-                return s
-        else:
-            score = model.scores
-        tl = stream_timeline(path, score, model.labels,
-                             model.feature.sample_rate, self.windowing,
-                             self.settings.batch_size)
-        if not np.isfinite(tl.scores).all():
-            return self._failed(row, 'the model gave non-finite scores')
+    def _result(self, f):
+        read, row = f.read, f.read.row
+        error = read.error or f.error
+        if error is None:
+            sr = self.model.feature.sample_rate
+            size, hop = self.windowing.samples(sr)
+            # the first window's region reaches back to 0 and the last
+            # one's to the end (events.stream_timeline)
+            tl = Timeline(row['path'], list(self.model.labels),
+                          np.concatenate(f.scores), read.envelope, size / sr,
+                          hop / sr, read.samples / sr)
+            if not np.isfinite(tl.scores).all():
+                error = 'the model gave non-finite scores'
+        if error is not None:
+            row.update(status='error', error=error, windows=0, seconds=0.0)
+            empty = np.zeros(0)
+            return Result(row, empty, empty, np.zeros((0, self.k), np.int32),
+                          np.zeros((0, self.k), np.float32),
+                          mtime_ns=read.mtime_ns)
         _, events = timeline_events(tl, self.on, self.off,
                                     self.settings.detect, self.classes)
         n = len(tl.scores)
@@ -132,17 +183,10 @@ class FileAnalyzer:
         return Result(
             row, start, end, top.astype(np.int32),
             np.take_along_axis(tl.scores, top, 1).astype(np.float32),
-            tl.scores.astype(np.float32) if self.scores_all else None,
-            np.concatenate(embeddings) if self.embeddings else None,
+            tl.scores if self.scores_all else None,
+            np.concatenate(f.embeddings) if self.embeddings else None,
             tuple((e.onset, e.offset, e.label, e.score) for e in events),
-            tl.duration)
-
-    def _failed(self, row, reason):
-        row.update(status='error', error=' '.join(str(reason).split()),
-                   windows=0, seconds=0.0)
-        empty = np.zeros(0)
-        return Result(row, empty, empty, np.zeros((0, self.k), np.int32),
-                      np.zeros((0, self.k), np.float32))
+            tl.duration, read.mtime_ns)
 
 
 def header_hours(paths):

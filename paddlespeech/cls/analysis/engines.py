@@ -3,10 +3,13 @@ the order given. Each holds models (one per worker) opened with
 ``open_model(**model_kwargs)``; ``describe()`` gives the model's
 ``(meta, labels, windowing)`` and ``results(paths)`` the results one at a
 time, so that one writer commits them as they come."""
+import math
 import multiprocessing
 import signal
 
+from ..audio import AudioError, Windowing, audio_header
 from .analyzer import FileAnalyzer, cpu_count
+from .reading import ReaderProcess
 
 
 def describe(analyzer):
@@ -22,18 +25,27 @@ def open_analyzer(model_kwargs, settings):
 
 
 class InProcess:
-    """One model in this process: files scored one after the other."""
+    """One model in this process, the files read by a reader process
+    beside it (:class:`.reading.ReaderProcess`) while the model runs."""
 
     def __init__(self, model_kwargs, settings):
-        self.analyzer = open_analyzer(model_kwargs, settings)
+        self.reader = ReaderProcess()
+        try:
+            self.analyzer = open_analyzer(model_kwargs, settings)
+        except BaseException:
+            self.reader.close()
+            raise
 
     def describe(self):
         return describe(self.analyzer)
 
     def results(self, paths):
-        return map(self.analyzer, paths)
+        paths = list(paths)
+        return self.analyzer.results(
+            paths, self.reader.read(paths, *self.analyzer.reader_args()))
 
     def close(self):
+        self.reader.close()
         self.analyzer.model.close()
 
 
@@ -61,8 +73,28 @@ def _describe(_):
     return describe(_worker)
 
 
-def _analyze(path):
-    return _worker(path)
+def _analyze(paths):
+    return list(_worker.results(paths))
+
+
+def chunks(paths, windowing, batch_size):
+    """Runs of successive ``paths`` of about ``batch_size`` windows in
+    all (by their headers; a file that has none counts as one window):
+    a pool worker's share, whose short files fill its batches together."""
+    chunk, windows = [], 0
+    for path in paths:
+        try:
+            seconds = audio_header(path)[0]
+        except (AudioError, OSError):
+            seconds = 0.0
+        chunk.append(path)
+        hop = windowing.hop_seconds or windowing.seconds
+        windows += max(1, math.ceil((seconds - windowing.seconds) / hop) + 1)
+        if windows >= batch_size:
+            yield chunk
+            chunk, windows = [], 0
+    if chunk:
+        yield chunk
 
 
 class LocalPool:
@@ -77,13 +109,19 @@ class LocalPool:
         context = multiprocessing.get_context('spawn')
         self.pool = context.Pool(workers, _init_worker,
                                  (kwargs, settings))
-        self.workers = workers
+        self.workers, self.settings = workers, settings
 
     def describe(self):
-        return self.pool.apply(_describe, (None,))
+        described = self.pool.apply(_describe, (None,))
+        w = described[2]
+        self.windowing = Windowing(w['window_seconds'], w['hop_seconds'],
+                                   w['pad'])
+        return described
 
     def results(self, paths):
-        return self.pool.imap(_analyze, paths, chunksize=1)
+        for part in self.pool.imap(_analyze, chunks(
+                paths, self.windowing, self.settings.batch_size)):
+            yield from part
 
     def close(self):
         """Ends the workers (those still busy after a stop: at once)."""
