@@ -561,3 +561,24 @@ def test_a_file_that_kills_the_reader_is_an_error_row(export_dir, folder,
     assert row['error'] == ('the reader process died reading it (exit -11):'
                             ' a crash of the decoder on damaged data')
     same_results(got, want)
+
+
+def test_an_address_where_no_ray_answers_is_one_line(export_dir, folder,
+                                                     tmp_path):
+    """--address HOST:PORT with nothing listening: one line at once, not
+    Ray's minutes of retries."""
+    import socket
+    pytest.importorskip('ray')
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    t = time.monotonic()
+    proc = analyze('--model_dir', export_dir, '--input', folder / 'site0',
+                   '--output_dir', tmp_path / 'out', '--engine', 'ray',
+                   '--address', f'127.0.0.1:{port}', check=False)
+    assert time.monotonic() - t < 60
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f'error: --address 127.0.0.1:{port}: no Ray cluster answers there '
+        f'(Connection refused); start one with ray start --head, or pass '
+        f'--address auto on one of its nodes']

@@ -130,27 +130,38 @@ class FileAnalyzer:
                 yield self._result(files.pop(next_index))
                 next_index += 1
 
-    def _score(self, batch, files):
-        """One model run; each owner's rows to its file."""
+    def run(self, batch):
+        """The model on ``batch`` (a :class:`.reading.Batch`): its scores
+        (and embeddings), or the one-line error of its run; the inputs
+        are let go."""
         try:
             if self.embeddings:
                 scores, emb = self.model.scores_and_embeddings(batch.inputs)
-                emb = np.asarray(emb, np.float16)
+                batch.embeddings = np.asarray(emb, np.float16)
             else:
-                scores, emb = self.model.scores(batch.inputs), None
-            scores = np.asarray(scores, np.float32)
+                scores = self.model.scores(batch.inputs)
+            batch.scores = np.asarray(scores, np.float32)
         except UserError:  # the model's, not the files'
             raise
         except Exception as e:  # this batch's files only
-            for index, _ in batch.owners:
-                files.setdefault(index, _File()).error = failure(e)
-            return
+            batch.error = failure(e)
+        batch.inputs = None
+        return batch
+
+    def _score(self, batch, files):
+        """Each owner's rows of a batch (scored here, unless elsewhere)
+        to its file."""
+        if batch.scores is None and batch.error is None:
+            self.run(batch)
         at = 0
         for index, n in batch.owners:
             f = files.setdefault(index, _File())
-            f.scores.append(scores[at:at + n])
-            if emb is not None:
-                f.embeddings.append(emb[at:at + n])
+            if batch.error is not None:
+                f.error = batch.error
+                continue
+            f.scores.append(batch.scores[at:at + n])
+            if batch.embeddings is not None:
+                f.embeddings.append(batch.embeddings[at:at + n])
             f.scored += n
             at += n
 

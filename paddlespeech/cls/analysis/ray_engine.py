@@ -1,20 +1,30 @@
-"""The Ray engine (``--engine ray``): the file list as a Ray Data dataset,
-``map_batches`` over an actor pool of ``--workers`` actors, each holding
-one model (:class:`.analyzer.FileAnalyzer`) and reserving
-``--cpus_per_worker`` CPUs; results stream back to this process, whose
-writer commits them to the same journal and tables as the local engine's.
-Ray is imported only here (``pip install 'paddlespeech-cls[ray]'``)."""
+"""The Ray engine (``--engine ray``): the file list as a Ray Data dataset
+of runs of files, read and windowed in tasks (:mod:`.reading`), their
+batches scored by ``map_batches`` over an actor pool of ``--workers``
+actors, each holding one model and reserving ``--cpus_per_worker`` CPUs.
+The scored batches stream back to this process, which makes each file's
+rows as the local engine does (:class:`.analyzer.FileAnalyzer`) and
+commits them to the same journal and tables. Ray is imported only here
+(``pip install 'paddlespeech-cls[ray]'``)."""
 import logging
 import os
 import pickle
+import socket
 import time
 
 import numpy as np
 
+from ..artifact import ExportMeta
 from ..errors import UserError
+from ..scoring import SoundModel
+from .analyzer import FileAnalyzer
+from .engines import chunks, describe
+from .reading import Batch, read_batches
 
 # paths checked on every node before the run
 SAMPLE_PATHS = 3
+# items (batches of windows, file rows) per call of an actor
+ROWS_PER_CALL = 8
 LOOPBACK = ('127.0.0.1', 'localhost')
 
 
@@ -30,7 +40,8 @@ def _import_ray():
 
 
 class _Actor:
-    """One model per actor; a batch of paths -> their pickled results."""
+    """One model per actor: batches of windows scored, file rows passed
+    through (pickled items of :mod:`.reading`)."""
 
     def __init__(self, model_kwargs, settings):
         from ..runtime import prepare_process
@@ -38,18 +49,61 @@ class _Actor:
         from .engines import open_analyzer
         self.analyzer = open_analyzer(model_kwargs, settings)
 
-    def __call__(self, batch):
-        paths = [str(p) for p in batch['path']]
-        return {'path': np.array(paths, dtype=object),
-                'result': np.array([pickle.dumps(self.analyzer(p))
-                                    for p in paths], dtype=object)}
+    def __call__(self, rows):
+        items = [pickle.loads(b) for b in rows['item']]
+        return {'item': np.array(
+            [pickle.dumps(self.analyzer.run(i) if isinstance(i, Batch)
+                          else i, protocol=5) for i in items],
+            dtype=object)}
 
 
-def _describe(model_kwargs, settings):
+def _read(rows, reader_args):
+    """A Ray task: a run of files read into batches and file rows."""
+    for paths, base in zip(rows['paths'], rows['base']):
+        base = int(base)
+        for item in read_batches([str(p) for p in paths], *reader_args):
+            if isinstance(item, Batch):
+                item.owners = [(i + base, n) for i, n in item.owners]
+            else:
+                item.index += base
+            yield {'item': np.array([pickle.dumps(item, protocol=5)],
+                                    dtype=object)}
+
+
+class Described(SoundModel):
+    """A model's description without its weights (``meta`` and its front
+    end): what the driver needs to read files and make their rows."""
+
+    def __init__(self, meta, source, front_end):
+        self.meta, self.source, self._front_end = meta, source, front_end
+
+    def front_end(self):
+        return self._front_end
+
+
+def _describe(model_kwargs):
+    """A model opened on a node: its description (``model.json``, the
+    front end)."""
     from ..runtime import prepare_process
     prepare_process()
-    from .engines import describe, open_analyzer
-    return describe(open_analyzer(model_kwargs, settings))
+    from ..opener import open_model
+    model = open_model(**model_kwargs)
+    return model.meta.to_dict(), model.source, model.front_end()
+
+
+def check_reachable(address, timeout=5.0):
+    """One line, at once, when nothing answers at ``HOST:PORT`` (Ray
+    itself would keep trying for minutes)."""
+    host, _, port = address.rpartition(':')
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout).close()
+    except OSError as e:
+        raise UserError(f'--address {address}: no Ray cluster answers there '
+                        f'({e.strerror or e}); start one with ray start '
+                        f'--head, or pass --address auto on one of its '
+                        f'nodes') from None
 
 
 def _visible(paths):
@@ -72,6 +126,8 @@ class RayEngine:
         ray = self.ray = _import_ray()
         for name in ('ray', 'ray.data'):
             logging.getLogger(name).setLevel(logging.WARNING)
+        if address and address != 'auto':
+            check_reachable(address)
         started = time.perf_counter()
         self.own = not address
         extra = {'num_cpus': os.cpu_count()} if self.own else {}
@@ -104,29 +160,50 @@ class RayEngine:
                     f'on a filesystem every node mounts at the same path')
 
     def describe(self):
-        remote = self.ray.remote(num_cpus=self.cpus)(_describe)
-        return self.ray.get(remote.remote(self.kwargs, self.settings))
+        """The model's description: an export's from its ``model.json``
+        here; another model's from a task that opens it on a node."""
+        from ..artifact import read_export
+        from ..scoring import ModelInputs
+        kw = self.kwargs
+        if kw.get('model_dir'):
+            meta = read_export(kw['model_dir'], kw.get('label_file'))[2]
+            model = Described(meta, str(kw['model_dir']), ModelInputs(
+                None if meta.takes_waveform else meta.feature))
+        else:
+            remote = self.ray.remote(num_cpus=self.cpus)(_describe)
+            meta, source, front_end = self.ray.get(remote.remote(kw))
+            model = Described(ExportMeta.from_dict(meta), source, front_end)
+        self.analyzer = FileAnalyzer(model, self.settings)
+        return describe(self.analyzer)
 
     def results(self, paths):
+        """Runs of files read in tasks (one at a time per actor, reserving
+        no CPU: reading is light beside the model), their batches scored
+        by the actor pool, the rows put together here."""
         ray = self.ray
         paths = list(paths)
         self.check_paths(paths)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
-        ds = ray.data.from_items([{'path': p} for p in paths],
-                                 override_num_blocks=max(1, min(len(paths),
-                                                            8 * self.workers)))
+        runs, base = [], 0
+        for run in chunks(paths, self.analyzer.windowing,
+                          self.settings.batch_size):
+            runs.append({'paths': run, 'base': base})
+            base += len(run)
+        ds = ray.data.from_items(runs, override_num_blocks=len(runs))
+        ds = ds.map_batches(_read, batch_size=1, num_cpus=0,
+                            concurrency=self.workers,
+                            fn_kwargs={'reader_args':
+                                       self.analyzer.reader_args()})
         ds = ds.map_batches(
-            _Actor, batch_size=1, batch_format='numpy',
+            _Actor, batch_size=ROWS_PER_CALL, batch_format='numpy',
             fn_constructor_kwargs={'model_kwargs': self.kwargs,
                                    'settings': self.settings},
             compute=ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=self.cpus)
-        for batch in ds.iter_batches(batch_size=1, batch_format='numpy',
-                                     prefetch_batches=self.workers):
-            for blob in batch['result']:
-                yield pickle.loads(blob)
+        items = (pickle.loads(row['item']) for row in ds.iter_rows())
+        return self.analyzer.results(paths, items)
 
     def close(self):
         self.ray.shutdown()

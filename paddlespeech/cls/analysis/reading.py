@@ -24,9 +24,13 @@ from ..events import timeline_windows
 class Batch:
     """Windows for one model run (a list of waves, or their
     :class:`..scoring.Prepared` inputs) and whose they are: ``owners``
-    ``[(file index, windows)]`` in order."""
+    ``[(file index, windows)]`` in order; then what the run gave
+    (:meth:`.analyzer.FileAnalyzer.run`)."""
     inputs: object
     owners: list
+    scores: Optional[np.ndarray] = None
+    embeddings: Optional[np.ndarray] = None
+    error: Optional[str] = None
 
 
 @dataclass
