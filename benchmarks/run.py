@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,7 +55,7 @@ QUICK = {
     'detect': {'archs': ['cnn6'], 'seconds': 20, 'window': 1.0, 'reps': 1,
                'rss_arch': 'cnn6', 'rss_seconds': 20, 'rss_short': 5},
     'analyze': {'arch': 'cnn6', 'files': 8, 'seconds': 1.0, 'workers': 2,
-                'ray': False, 'long_seconds': 60, 'long_window': 1.0,
+                'reps': 1, 'ray': False, 'long_seconds': 60, 'long_window': 1.0,
                 'many_arch': 'cnn6', 'many_files': 300,
                 'many_seconds': 0.2, 'rss_early': 100},
 }
@@ -88,7 +89,7 @@ FULL = {
                'reps': 2, 'rss_arch': 'cnn6', 'rss_seconds': 3600,
                'rss_short': 5},
     'analyze': {'arch': 'cnn14', 'files': 200, 'seconds': 5.0, 'workers': 2,
-                'ray': True, 'long_seconds': 3600, 'long_window': 5.0,
+                'reps': 3, 'ray': True, 'long_seconds': 3600, 'long_window': 5.0,
                 'many_arch': 'cnn6', 'many_files': 10000,
                 'many_seconds': 0.2, 'rss_early': 100},
 }
@@ -885,40 +886,50 @@ def analyze_worker_peaks(cmd, out_dir, workers, early, every=0.2):
 
 
 def section_analyze(P, work):
-    """analyze.py's local engine against deploy/predict.py on the same
-    folder; a rerun of the finished run (all skipped); --embeddings; one
-    long recording against detect.py; a folder of ``many_files`` tiny files
-    (FULL: 10,000 x 0.2 s with CNN6, about 5 min on 2 cores for the first
-    pass) with each worker's peak RSS after the first ~100 files and at the
+    """analyze.py's local engine (one worker with every thread, the best
+    on 2 cores: its reader process overlaps the model) against
+    deploy/predict.py on the same folder, both with batch 8, run ``reps``
+    times alternately (medians); a rerun of the finished run (all
+    skipped); --embeddings; one long recording against detect.py; a
+    folder of ``many_files`` tiny files (FULL: 10,000 x 0.2 s with CNN6,
+    about 5 min on 2 cores for the first pass) with ``workers`` pool
+    processes, each one's peak RSS after the first ~100 files and at the
     end, then its rerun; the Ray engine on this machine and its start-up
     (full run, when Ray is installed)."""
     Z = P['analyze']
     arch, n, secs, workers = Z['arch'], Z['files'], Z['seconds'], \
         Z['workers']
-    threads = max(1, THREADS // workers)
     ex = worker('export', arch=arch, out_dir=str(work))
     folder = make_folder(work / f'analyze_{n}x{secs:g}', n, secs)
-    dep = deploy_folder(ex['export_dir'], str(folder), n)
     # one window per file, as deploy/predict.py scores a clip
-    local = ['--workers', str(workers), '--cpu_threads', str(threads),
-             '--window_seconds', str(secs), '--hop_seconds', str(secs)]
+    local = ['--workers', '1', '--cpu_threads', str(THREADS),
+             '--window_seconds', str(secs), '--hop_seconds', str(secs),
+             '--batch_size', '8']
     out = work / 'analysis'
-    local_s, text = analyze_run(ex['export_dir'], folder, out, *local)
-    assert f'{n} files analysed, 0 failed' in text, text
+    deploys, locals_ = [], []
+    for _ in range(Z['reps']):
+        deploys.append(deploy_folder(ex['export_dir'], str(folder),
+                                     n)['wall_s'])
+        local_s, text = analyze_run(ex['export_dir'], folder, out, *local)
+        assert f'{n} files analysed, 0 failed' in text, text
+        locals_.append(local_s)
+    dep_s, local_s = statistics.median(deploys), statistics.median(locals_)
     rerun_s, text = wall(analyze_cmd(ex['export_dir'], folder, out, *local))
     assert f'0 files analysed, 0 failed, {n} already done' in text, text
     emb_s, _ = analyze_run(ex['export_dir'], folder, work / 'analysis_emb',
                            *local, '--embeddings', 'true')
-    raw = {'files': n, 'seconds': secs, 'arch': arch, 'workers': workers,
-           'deploy_s': dep['wall_s'], 'analyze_s': local_s,
+    raw = {'files': n, 'seconds': secs, 'arch': arch, 'workers': 1,
+           'deploy_s': deploys, 'analyze_s': locals_,
            'rerun_s': rerun_s, 'embeddings_s': emb_s}
     A = arch.upper()
-    rows = [row('analyze', f'{n} x {secs:g} s 44.1 kHz wav, {A} export: '
-                f'analyze.py, {workers} workers x {threads}'
-                ' thread(s) (speed = 1 / wall time)', 1 / local_s, '1/s',
-                dep['per_s'], 'deploy/predict.py --batch_size 8',
+    rows = [row('analyze', f'{n} x {secs:g} s 44.1 kHz wav, {A} export, '
+                f'batch 8: analyze.py, 1 worker x {THREADS} threads '
+                f'(speed = 1 / wall time, median of {Z["reps"]})',
+                1 / local_s, '1/s', 1 / dep_s,
+                'deploy/predict.py --batch_size 8',
                 0.95 if arch == 'cnn14' else None,  # the targets: CNN14's
-                note=f"wall {local_s:.1f} s vs {dep['wall_s']:.1f} s"),
+                note='wall ' + ', '.join(f'{x:.1f}' for x in locals_) +
+                ' s vs ' + ', '.join(f'{x:.1f}' for x in deploys) + ' s'),
             row('analyze', 'analyze.py rerun of the finished run (every file '
                 'skipped; bound 5 s)', rerun_s, 's',
                 note=f'{n} files checked'),
@@ -940,15 +951,19 @@ def section_analyze(P, work):
         raw['ray_s'] = ray_s
         start = _ray_startup(work, ex['export_dir'], secs, local)
         raw['ray_startup'] = start
-        rows.append(row('analyze', f'analyze.py --engine ray (a Ray started '
-                        f'on this machine, {workers} actors; wall time '
-                        f'includes Ray and actor start-up)', 1 / ray_s, '1/s',
+        rows.append(row('analyze', 'analyze.py --engine ray (a Ray started '
+                        'on this machine, 1 actor; wall time includes Ray '
+                        'and actor start-up)', 1 / ray_s, '1/s',
                         1 / local_s, 'local engine', 0.8,
-                        note=f'wall {ray_s:.1f} s vs {local_s:.1f} s; '
-                        f"without start-up {ray_s - start['startup_s']:.1f}"
-                        ' s'))
+                        note=f'wall {ray_s:.1f} s vs {local_s:.1f} s'))
+        rows.append(row('analyze', 'the same without the start-up of '
+                        'either (wall minus a one-file run\'s)',
+                        1 / (ray_s - start['ray_s']), '1/s',
+                        1 / (local_s - start['local_s']), 'local engine',
+                        note=f"{ray_s - start['ray_s']:.1f} s vs "
+                        f"{local_s - start['local_s']:.1f} s"))
         rows.append(row(
-            'analyze', f'analyze.py --engine ray start-up ({workers} actors): '
+            'analyze', 'analyze.py --engine ray start-up (1 actor): '
             'wall time of a one-file run minus the local engine\'s',
             start['startup_s'], 's', note=f"one file: ray {start['ray_s']:.1f}"
             f" s, local {start['local_s']:.1f} s; ray.init and the model "
