@@ -1,6 +1,7 @@
 """Whole archives into one Parquet dataset (``analyze.py``,
-docs/analyze.md): :mod:`.inputs` (what to read), :mod:`.analyzer` (one
-file's rows), :mod:`.store` (the output directory, its parts and
+docs/analyze.md): :mod:`.inputs` (what to read), :mod:`.reading` (files
+into batches of windows, beside the model), :mod:`.analyzer` (the files'
+rows), :mod:`.store` (the output directory, its parts and
 journal), :mod:`.engines` (local processes), :mod:`.ray_engine` (a Ray
 cluster) and :mod:`.runner` (a whole run)."""
 from dataclasses import dataclass

@@ -86,6 +86,8 @@ class FileAnalyzer:
     def __init__(self, model, settings):
         d, a = settings.detect, settings.analyze
         self.model, self.settings = model, settings
+        # one for every call of results: a pool worker's come run by run
+        self.heap = HeapLimit()
         self.windowing = detection_windowing(
             model.clip_seconds, d.window_seconds, d.hop_seconds)
         self.classes = class_columns(d.classes, model.labels)
@@ -116,11 +118,11 @@ class FileAnalyzer:
         :class:`.reading.ReaderProcess`)."""
         if reader is None:
             reader = read_batches(paths, *self.reader_args())
-        files, paths, heap, next_index = {}, list(paths), HeapLimit(), 0
+        files, paths, next_index = {}, list(paths), 0
         for item in reader:
             if isinstance(item, Batch):
                 self._score(item, files)
-                heap.check()
+                self.heap.check()
             elif isinstance(item, Restart):
                 for index in [i for i in files if i >= item.index]:
                     del files[index]

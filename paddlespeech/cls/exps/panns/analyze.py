@@ -19,9 +19,11 @@ in files/; the exit status is 0 when every file was analysed, 1 when some
 failed, 2 for a usage error.
 
 Engines: --engine local (default) runs --workers processes here, each
-with its own model; --engine ray --address auto|HOST:PORT runs them as
-Ray actors on a cluster (pip install 'paddlespeech-cls[ray]'), where the
-input paths must be visible to every node (a shared filesystem).
+with its own model (one worker reads in a process of its own while its
+model runs: the fastest on a small machine); --engine ray --address
+auto|HOST:PORT reads in Ray tasks and runs the models as Ray actors on a
+cluster (pip install 'paddlespeech-cls[ray]'), where the input paths
+must be visible to every node (a shared filesystem).
 """
 import shlex
 import sys
@@ -61,7 +63,8 @@ def get_parser():
     p.add('--address', help='--engine ray: the cluster (auto, HOST:PORT); '
           'default: a Ray on this machine')
     p.add('--workers', key='analyze_workers', type=int,
-          help='processes (Ray actors), each with its own model')
+          help='processes (Ray actors), each with its own model; 1 '
+          '(the default) reads in a process beside its model')
     p.add('--cpus_per_worker', type=float,
           help='--engine ray: CPUs each actor reserves (default: '
           '--cpu_threads, else 1)')
@@ -69,7 +72,8 @@ def get_parser():
           help='threads of each model (default: the cores shared among '
           'the workers)')
     p.add('--batch_size', key='infer_batch_size', type=int,
-          help='windows per model run')
+          help='windows per model run (the windows of successive files '
+          'share a run)')
     p.add('--part_files', type=int,
           help='files per committed part')
     p.add('--part_seconds', type=float,
