@@ -86,7 +86,7 @@ class FileAnalyzer:
     def __init__(self, model, settings):
         d, a = settings.detect, settings.analyze
         self.model, self.settings = model, settings
-        # one for every call of results: a pool worker's come run by run
+        # one for all calls of results: a pool worker's come run by run
         self.heap = HeapLimit()
         self.windowing = detection_windowing(
             model.clip_seconds, d.window_seconds, d.hop_seconds)
@@ -118,7 +118,7 @@ class FileAnalyzer:
         :class:`.reading.ReaderProcess`)."""
         if reader is None:
             reader = read_batches(paths, *self.reader_args())
-        files, paths, next_index = {}, list(paths), 0
+        files, next_index = {}, 0
         for item in reader:
             if isinstance(item, Batch):
                 self._score(item, files)
