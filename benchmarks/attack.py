@@ -35,20 +35,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.common import busy_cpu_seconds, machine, waves
+from benchmarks.common import (busy_cpu_seconds, machine, proc_status_mb,
+                               waves)
 from benchmarks.load import Server, children, wav_bytes
 
 import numpy as np
 
 
 def rss_mb(pid):
-    try:
-        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float('nan')
+    rss = proc_status_mb(pid)
+    return float('nan') if rss is None else rss
 
 
 def inference_processes(pid):

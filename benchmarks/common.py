@@ -45,12 +45,22 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def current_rss_mb():
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
+def proc_status_mb(pid='self', field='VmRSS'):
+    """A memory field of ``/proc/PID/status`` in MB (``VmRSS``: now,
+    ``VmHWM``: the peak), or None when the process is gone (a zombie has
+    none)."""
+    try:
+        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+            if line.startswith(field + ':'):
                 return int(line.split()[1]) / 1024.0
-    return float('nan')
+    except OSError:
+        pass
+    return None
+
+
+def current_rss_mb():
+    rss = proc_status_mb()
+    return float('nan') if rss is None else rss
 
 
 def _cpuinfo(key):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from benchmarks.common import (AMD, ROOT, THREADS, busy_cpu_seconds, machine,
-                               model_flops)
+                               model_flops, proc_status_mb)
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ROOT / 'paddlespeech' / 'cls' / 'exps' / 'panns'
@@ -826,17 +826,6 @@ def _spawned_children(pid):
     return found
 
 
-def _peak_rss_mb(pid):
-    """The kernel's peak RSS of a live process (VmHWM), or None."""
-    try:
-        for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-            if line.startswith('VmHWM:'):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def _journal_files(journal):
     """Files an analysis journal has committed so far."""
     try:
@@ -869,7 +858,7 @@ def analyze_worker_peaks(cmd, out_dir, workers, early, every=0.2):
             if len(pids) < workers:
                 pids = _spawned_children(proc.pid)
             for pid in pids:
-                mb = _peak_rss_mb(pid)
+                mb = proc_status_mb(pid, 'VmHWM')
                 if mb is not None:  # None: ended (a zombie has no VmHWM)
                     peak[pid] = mb
             if first is None and done >= early and len(peak) == workers:
